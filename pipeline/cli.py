@@ -1,0 +1,195 @@
+"""Command line: the same ingest path as the DAG, once, plus database helpers.
+
+    python -m pipeline ingest --feeds FILE [--json]
+    python -m pipeline demo            # serve the bundled feeds on loopback and ingest them
+    python -m pipeline demo-serve      # only serve them (for `make run DEMO=1`)
+    python -m pipeline migrate | db-url | psql
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+from pipeline import database, stages
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, PipelineError, SystemicFetchFailure, ValidationThresholdExceeded
+from pipeline.feedlist import read_feed_list
+from pipeline.records import FetchResult
+from pipeline.summary import render_summary
+
+EXIT_OK, EXIT_VALIDATION, EXIT_SYSTEMIC, EXIT_CONFIG = 0, 3, 4, 2
+
+
+def new_run_id(prefix: str = "cli") -> str:
+    return f"{prefix}__{stages.utcnow():%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}"
+
+
+def _db_url(settings: Settings) -> str:
+    url = database.database_url(settings)
+    database.migrate(url)
+    return url
+
+
+def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str | None = None) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    sources = read_feed_list(feeds_file)
+    url = _db_url(settings)
+    run_id = run_id or new_run_id()
+    console = Console(stderr=as_json)
+    summary: dict[str, Any] | None = None
+    code = EXIT_OK
+    progress = Progress(
+        TextColumn("fetching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
+    )
+    lock = threading.Lock()
+    with progress:
+        task = progress.add_task("fetch", total=len(sources))
+
+        def advance(_: FetchResult) -> None:
+            with lock:
+                progress.advance(task)
+
+        try:
+            summary = stages.ingest(url, settings, sources, run_id, on_fetched=advance)
+        except ValidationThresholdExceeded as exc:
+            console.print(f"[red]validation failed:[/red] {exc}")
+            code = EXIT_VALIDATION
+        except SystemicFetchFailure as exc:
+            console.print(f"[red]systemic failure:[/red] {exc}")
+            code = EXIT_SYSTEMIC
+    if summary is None:
+        summary = _run_summary(url, run_id)
+    if summary is not None:
+        if as_json:
+            print(json.dumps(summary, default=str, indent=2))
+        else:
+            render_summary(summary, console)
+    return code
+
+
+def _run_summary(url: str, run_id: str) -> dict[str, Any] | None:
+    with database.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT summary FROM ingest_runs WHERE run_id = %s", (run_id,))
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def run_demo(settings: Settings, as_json: bool, port: int) -> int:
+    from pipeline.demo import demo_feed_list, serve_demo
+
+    server = serve_demo(port)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            feeds = Path(tmp) / "demo-feeds.txt"
+            feeds.write_text(demo_feed_list(server), encoding="utf-8")
+            code = run_ingest(settings, feeds, as_json)
+        url = database.database_url(settings)
+        with database.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM articles")
+            total = cur.fetchone()[0]
+        print(f"articles in the database: {total}", file=sys.stderr if as_json else sys.stdout)
+        return code
+    finally:
+        server.stop()
+
+
+def serve_demo_forever(port: int, feeds_out: Path | None) -> int:
+    from pipeline.demo import demo_feed_list, serve_demo
+
+    server = serve_demo(port)
+    if feeds_out is not None:
+        feeds_out.parent.mkdir(parents=True, exist_ok=True)
+        feeds_out.write_text(demo_feed_list(server), encoding="utf-8")
+    print(f"serving demo feeds on http://127.0.0.1:{server.port}/", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return EXIT_OK
+
+
+def run_psql(settings: Settings, extra: Sequence[str]) -> int:
+    import pgserver  # its wheel ships a psql binary; a system psql works too
+
+    bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"
+    psql = str(bundled) if bundled.exists() else shutil.which("psql")
+    if psql is None:
+        raise ConfigError("no psql binary found")
+    url = _db_url(settings)
+    os.execv(psql, [psql, url, *extra])
+    return EXIT_OK  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each stage's counts")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ingest = sub.add_parser("ingest", help="fetch, normalize, dedup, validate and load once")
+    ingest.add_argument("--feeds", type=Path, help="OPML file or plain list of URLs (default: FEEDS_FILE)")
+    ingest.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ingest.add_argument("--run-id", help="name the run (default: generated)")
+    demo = sub.add_parser("demo", help="serve the bundled demo feeds on loopback and ingest them")
+    demo.add_argument("--json", action="store_true")
+    demo.add_argument("--port", type=int, default=0, help="loopback port (default: any free one)")
+    serve = sub.add_parser("demo-serve", help="serve the demo feeds until interrupted")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--write-feeds", type=Path, help="write the feed list to this file")
+    sub.add_parser("migrate", help="apply database migrations")
+    db_url = sub.add_parser("db-url", help="print the news database URL")
+    db_url.add_argument("--database", help="URL of this other database on the same server "
+                        "(created if missing), e.g. for Airflow's metadata")
+    db_url.add_argument("--sqlalchemy", action="store_true", help="with the psycopg2 driver prefix")
+    sub.add_parser("psql", help="open psql on the news database (extra arguments go to psql)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    if extra and args.command != "psql":
+        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.from_env()
+        if args.command == "ingest":
+            return run_ingest(settings, args.feeds or settings.feeds_file, args.json, args.run_id)
+        if args.command == "demo":
+            return run_demo(settings, args.json, args.port)
+        if args.command == "demo-serve":
+            return serve_demo_forever(args.port, args.write_feeds)
+        if args.command == "migrate":
+            applied = database.migrate(database.database_url(settings))
+            print(f"migrations applied: {applied or 'none (up to date)'}")
+            return EXIT_OK
+        if args.command == "db-url":
+            url = database.database_url(settings)
+            if args.database:
+                url = database.sibling_url(url, args.database)
+            print(url.replace("postgresql://", "postgresql+psycopg2://", 1) if args.sqlalchemy else url)
+            return EXIT_OK
+        if args.command == "psql":
+            return run_psql(settings, extra)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return EXIT_OK

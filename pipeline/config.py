@@ -1,0 +1,118 @@
+"""Settings: one typed object built from the environment and checked at start-up.
+
+Every tunable of the pipeline is read here and nowhere else. Secrets (the
+database URL) come from the environment or, in Airflow, from the `news_db`
+connection, which the DAG resolves and passes in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from pipeline.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_FEEDS_FILE = PROJECT_ROOT / "feeds" / "default.opml"
+DEFAULT_USER_AGENT = (
+    "news-pipeline/0.1 (+https://github.com/news-pipeline/news-pipeline; feed ingestion bot)"
+)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be within [{lo}, {hi}], got {value}")
+    return value
+
+
+def airflow_conn_to_url(raw: str) -> str:
+    """Turn an `AIRFLOW_CONN_*` value (URI or JSON form) into a libpq URL."""
+    raw = raw.strip()
+    if raw.startswith("{"):
+        spec = json.loads(raw)
+        user = spec.get("login") or ""
+        password = spec.get("password") or ""
+        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        port = f":{spec['port']}" if spec.get("port") else ""
+        return f"postgresql://{auth}{spec.get('host', '')}{port}/{spec.get('schema', '')}"
+    return normalize_db_url(raw)
+
+
+def normalize_db_url(url: str) -> str:
+    """Accept the `postgres://` spelling Airflow uses and SQLAlchemy driver suffixes."""
+    for prefix in ("postgres://", "postgresql+psycopg2://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix):]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline can be told. Build with `Settings.from_env()`."""
+
+    database_url: str | None = None
+    data_dir: Path = PROJECT_ROOT / ".data"
+    feeds_file: Path = DEFAULT_FEEDS_FILE
+    user_agent: str = DEFAULT_USER_AGENT
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0
+    total_timeout: float = 60.0
+    max_body_bytes: int = 10 * 1024 * 1024
+    fetch_concurrency: int = 16
+    shard_size: int = 50
+    max_shards: int = 256
+    quarantine_fail_ratio: float = 0.5
+    quarantine_min_entries: int = 20
+    future_tolerance_hours: int = 24
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        env = os.environ if env is None else env
+        database_url = env.get("DATABASE_URL") or None
+        if database_url is None and env.get("AIRFLOW_CONN_NEWS_DB"):
+            database_url = airflow_conn_to_url(env["AIRFLOW_CONN_NEWS_DB"])
+        settings = cls(
+            database_url=normalize_db_url(database_url) if database_url else None,
+            data_dir=Path(env.get("NEWS_DATA_DIR") or PROJECT_ROOT / ".data"),
+            feeds_file=Path(env.get("FEEDS_FILE") or DEFAULT_FEEDS_FILE),
+            user_agent=env.get("FETCH_USER_AGENT") or DEFAULT_USER_AGENT,
+            connect_timeout=_float(env, "FETCH_CONNECT_TIMEOUT", 5.0, 0.1, 120),
+            read_timeout=_float(env, "FETCH_READ_TIMEOUT", 20.0, 0.1, 600),
+            total_timeout=_float(env, "FETCH_TOTAL_TIMEOUT", 60.0, 0.1, 3600),
+            max_body_bytes=_int(env, "FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
+            fetch_concurrency=_int(env, "FETCH_CONCURRENCY", 16, minimum=1),
+            shard_size=_int(env, "FEEDS_PER_SHARD", 50, minimum=1),
+            max_shards=min(_int(env, "MAX_FETCH_SHARDS", 256, minimum=1), 1024),
+            quarantine_fail_ratio=_float(env, "QUARANTINE_FAIL_RATIO", 0.5, 0.0, 1.0),
+            quarantine_min_entries=_int(env, "QUARANTINE_MIN_ENTRIES", 20),
+            future_tolerance_hours=_int(env, "FUTURE_TOLERANCE_HOURS", 24),
+        )
+        return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
+
+    def with_database(self, url: str | None) -> "Settings":
+        return replace(self, database_url=normalize_db_url(url)) if url else self

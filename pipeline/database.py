@@ -1,0 +1,139 @@
+"""Where the news database is, how to connect to it, and how to migrate it.
+
+With `DATABASE_URL` (or an Airflow `news_db` connection) that server is used.
+With nothing configured, an embedded PostgreSQL (the `pgserver` package) is
+started under `<data_dir>/pg` and kept running between runs, so the CLI, the
+tests and Airflow's task processes all share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+from psycopg2 import sql
+
+from pipeline.config import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "news"
+MIGRATIONS_DIR = PROJECT_ROOT / "sql" / "migrations"
+VIEWS_DIR = PROJECT_ROOT / "sql" / "views"
+_MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_MIGRATION_LOCK = 715_001  # pg_advisory_lock key: one migrator at a time
+
+
+def embedded_server_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
+    """Start (or reuse) the embedded server under `data_dir/pg`; return a URL to `database`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+        import pgserver
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(data_dir / "pg", cleanup_mode=None)
+    ensure_database(server.get_uri("postgres"), database)
+    return server.get_uri(database)
+
+
+def ensure_database(admin_url: str, database: str) -> None:
+    """Create `database` on the server behind `admin_url` unless it exists."""
+    conn = psycopg2.connect(admin_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if cur.fetchone() is None:
+                try:
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+                except psycopg2.errors.DuplicateDatabase:
+                    pass  # created concurrently by another process
+    finally:
+        conn.close()
+
+
+def sibling_url(url: str, database: str) -> str:
+    """The URL of another database on the same server (created if missing)."""
+    parts = urlsplit(url)
+    sibling = urlunsplit(parts._replace(path="/" + database))
+    ensure_database(url, database)
+    return sibling
+
+
+def database_url(settings: Settings) -> str:
+    """The news database's URL: the configured one, else the embedded server's."""
+    if settings.database_url:
+        return settings.database_url
+    return embedded_server_url(settings.data_dir)
+
+
+@contextmanager
+def connect(url: str) -> Iterator[psycopg2.extensions.connection]:
+    """A connection whose block is one transaction: committed on success, rolled back on error."""
+    conn = psycopg2.connect(url, application_name="news-pipeline")
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def migration_files() -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        match = _MIGRATION_NAME.match(path.name)
+        if match is None:
+            raise RuntimeError(f"migration file name must look like 001_name.sql: {path.name}")
+        found.append((int(match.group(1)), path))
+    versions = [v for v, _ in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migrations must be numbered 001, 002, ... without gaps: {versions}")
+    return found
+
+
+def migrate(url: str) -> list[int]:
+    """Apply pending migrations, each in its own transaction, then re-create the views.
+
+    Returns the versions applied by this call. Safe to run concurrently: a
+    session advisory lock serializes migrators.
+    """
+    applied_now: list[int] = []
+    conn = psycopg2.connect(url, application_name="news-pipeline-migrate")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+            cur.execute(
+                """CREATE TABLE IF NOT EXISTS schema_version (
+                       version    integer PRIMARY KEY,
+                       name       text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            conn.commit()
+            cur.execute("SELECT version FROM schema_version")
+            done = {row[0] for row in cur.fetchall()}
+            for version, path in migration_files():
+                if version in done:
+                    continue
+                cur.execute(path.read_text(encoding="utf-8"))
+                cur.execute(
+                    "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
+                    (version, path.name),
+                )
+                conn.commit()
+                applied_now.append(version)
+                log.info("applied migration %s", path.name)
+            for path in sorted(VIEWS_DIR.glob("*.sql")):
+                cur.execute(path.read_text(encoding="utf-8"))
+            conn.commit()
+            cur.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    finally:
+        conn.close()
+    return applied_now

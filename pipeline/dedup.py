@@ -1,0 +1,99 @@
+"""Deduplicate stage (the decider): new, update or duplicate, for a batch of articles.
+
+Pure: it is given the batch and what storage knows about the keys the batch
+mentions, and touches no I/O. Rules, in order, for each article:
+
+1. Same feed and identity key as an earlier article of this batch: duplicate
+   (`feed_guid`). The first occurrence in (feed, position) order wins.
+2. Same feed and identity key as a stored article: duplicate when the content
+   hash is equal, else an update of that article.
+3. Same canonical URL as a stored or earlier article: duplicate
+   (`canonical_url`), or an update when it is the same feed and the content
+   changed (the feed changed the entry's GUID).
+4. Same content hash as a stored or earlier article: duplicate (`content_hash`).
+5. Otherwise: new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from pipeline.records import Article, Decision, DedupVerdict, DuplicateRule, StoredArticleKey
+
+
+@dataclass
+class StoredIndex:
+    """Stored articles, indexed by each key the rules look up."""
+
+    by_identity: dict[tuple[int, str], StoredArticleKey] = field(default_factory=dict)
+    by_url: dict[str, StoredArticleKey] = field(default_factory=dict)
+    by_hash: dict[str, StoredArticleKey] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, stored: Iterable[StoredArticleKey]) -> "StoredIndex":
+        index = cls()
+        for key in sorted(stored, key=lambda k: k.id):
+            index.by_identity.setdefault((key.feed_id, key.identity_key), key)
+            index.by_url.setdefault(key.canonical_url, key)
+            index.by_hash.setdefault(key.content_hash, key)
+        return index
+
+
+def _duplicate(rule: DuplicateRule, stored: StoredArticleKey) -> DedupVerdict:
+    return DedupVerdict(Decision.DUPLICATE, rule, stored.id, stored.canonical_url)
+
+
+def _batch_duplicate(rule: DuplicateRule, earlier: Article) -> DedupVerdict:
+    return DedupVerdict(Decision.DUPLICATE, rule, None, earlier.canonical_url)
+
+
+def decide(batch: Sequence[Article], stored: StoredIndex) -> list[DedupVerdict]:
+    """One verdict per article, in the order given."""
+    seen_identity: dict[tuple[int, str], Article] = {}
+    seen_url: dict[str, Article] = {}
+    seen_hash: dict[str, Article] = {}
+    verdicts = []
+    for article in batch:
+        verdict = _decide_one(article, stored, seen_identity, seen_url, seen_hash)
+        verdicts.append(verdict)
+        if verdict.decision in (Decision.NEW, Decision.UPDATE):
+            seen_identity.setdefault((article.feed_id, article.identity_key), article)
+            if article.canonical_url:
+                seen_url.setdefault(article.canonical_url, article)
+            seen_hash.setdefault(article.content_hash, article)
+    return verdicts
+
+
+def _decide_one(
+    article: Article,
+    stored: StoredIndex,
+    seen_identity: dict[tuple[int, str], Article],
+    seen_url: dict[str, Article],
+    seen_hash: dict[str, Article],
+) -> DedupVerdict:
+    identity = (article.feed_id, article.identity_key)
+    if identity in seen_identity:
+        return _batch_duplicate(DuplicateRule.FEED_GUID, seen_identity[identity])
+    match = stored.by_identity.get(identity)
+    if match is not None:
+        if match.content_hash == article.content_hash:
+            return _duplicate(DuplicateRule.FEED_GUID, match)
+        return DedupVerdict(Decision.UPDATE, DuplicateRule.FEED_GUID, match.id, match.canonical_url)
+    url = article.canonical_url
+    if url:
+        if url in seen_url:
+            return _batch_duplicate(DuplicateRule.CANONICAL_URL, seen_url[url])
+        match = stored.by_url.get(url)
+        if match is not None:
+            if match.feed_id == article.feed_id and match.content_hash != article.content_hash:
+                return DedupVerdict(
+                    Decision.UPDATE, DuplicateRule.CANONICAL_URL, match.id, match.canonical_url
+                )
+            return _duplicate(DuplicateRule.CANONICAL_URL, match)
+    if article.content_hash in seen_hash:
+        return _batch_duplicate(DuplicateRule.CONTENT_HASH, seen_hash[article.content_hash])
+    match = stored.by_hash.get(article.content_hash)
+    if match is not None:
+        return _duplicate(DuplicateRule.CONTENT_HASH, match)
+    return DedupVerdict(Decision.NEW)

@@ -1,0 +1,37 @@
+"""One exception hierarchy for the pipeline.
+
+Terminal errors will fail again if retried (bad configuration, a breached
+quality threshold); transient ones may succeed on retry (a database restart).
+A failing feed or a bad entry is *data*, recorded on rows, never an exception
+that escapes a stage.
+"""
+
+
+class PipelineError(Exception):
+    """Base class of every error the pipeline raises on purpose."""
+
+    transient = False
+
+
+class ConfigError(PipelineError):
+    """Settings or a feed list are invalid."""
+
+
+class FeedListError(ConfigError):
+    """A feed list file cannot be read."""
+
+
+class StorageError(PipelineError):
+    """The news database failed in a way a retry may fix."""
+
+    transient = True
+
+
+class ValidationThresholdExceeded(PipelineError):
+    """Too large a share of a batch failed validation: the run must fail loudly."""
+
+
+class SystemicFetchFailure(PipelineError):
+    """Every feed in a run failed: the network or the resolver is down, not the feeds."""
+
+    transient = True

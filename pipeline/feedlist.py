@@ -1,0 +1,67 @@
+"""Read a feed list: OPML (any flavour listparser reads) or plain URLs, one per line.
+
+Blank lines and lines starting with `#` are ignored in plain lists. URLs are
+de-duplicated, first occurrence wins. Reading never touches the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pipeline.errors import FeedListError
+from pipeline.records import FeedSource
+
+
+def parse_feed_list(text: str) -> list[FeedSource]:
+    """Feeds named by an OPML document or a plain list, in order, without repeats."""
+    stripped = text.lstrip("\ufeff \t\r\n")
+    sources = _parse_opml(stripped) if stripped.startswith("<") else _parse_plain(stripped)
+    seen: set[str] = set()
+    unique = []
+    for source in sources:
+        if source.url not in seen:
+            seen.add(source.url)
+            unique.append(source)
+    return unique
+
+
+def read_feed_list(path: Path) -> list[FeedSource]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FeedListError(f"cannot read feed list {path}: {exc}") from exc
+    sources = parse_feed_list(text)
+    if not sources:
+        raise FeedListError(f"feed list {path} names no feeds")
+    return sources
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _parse_plain(text: str) -> list[FeedSource]:
+    sources = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not _is_http_url(line):
+            raise FeedListError(f"line {number}: not an http(s) URL: {line!r}")
+        sources.append(FeedSource(url=line))
+    return sources
+
+
+def _parse_opml(text: str) -> list[FeedSource]:
+    import listparser
+
+    result = listparser.parse(text.encode("utf-8"))  # bytes: a document, never a URL to fetch
+    if result.bozo and not result.feeds:
+        raise FeedListError(f"not a readable OPML document: {result.bozo_exception}")
+    return [
+        FeedSource(url=feed.url, title=feed.title or None)
+        for feed in result.feeds
+        if _is_http_url(feed.url)
+    ]

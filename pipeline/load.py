@@ -1,0 +1,191 @@
+"""Load stage: the one place that writes articles, duplicates and quarantine.
+
+One transaction per run's batch, under an advisory lock, straight from the
+staging table (no round trip of article data through Python):
+
+* new articles are inserted (`ON CONFLICT DO NOTHING`); a row another writer
+  inserted meanwhile is re-labelled a duplicate, so the accounting holds;
+* updates rewrite the article's content (never its published time);
+* duplicates and quarantined rows are upserted, bumping `times_seen`;
+* the feeds' fetch state and HTTP validators advance only here, so a run that
+  fails before loading re-fetches next time instead of losing entries;
+* `ingest_runs.loaded_at` marks the run loaded: a retried load is a no-op;
+* a run whose validation did not complete is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import Json
+
+_LOAD_LOCK = 715_002
+
+_INSERT_NEW = """
+INSERT INTO articles (feed_id, guid, identity_key, canonical_url, title, text, html,
+                      published_at, published_source, authors, tags, language, content_hash,
+                      first_seen_at, updated_at, first_run_id)
+SELECT s.feed_id, a->>'guid', a->>'identity_key', a->>'canonical_url', a->>'title', a->>'text',
+       a->>'html', (a->>'published_at')::timestamptz, a->>'published_source',
+       ARRAY(SELECT jsonb_array_elements_text(a->'authors')),
+       ARRAY(SELECT jsonb_array_elements_text(a->'tags')),
+       a->>'language', a->>'content_hash', %(now)s, %(now)s, %(run)s
+FROM staged_entries s, LATERAL (SELECT s.article AS a) art
+WHERE s.run_id = %(run)s AND s.decision = 'new'
+ORDER BY s.feed_id, s.seq
+ON CONFLICT DO NOTHING
+RETURNING feed_id, identity_key
+"""
+
+# Rows planned as new that were not inserted: another writer got there first.
+_RELABEL_LOST_RACES = """
+UPDATE staged_entries s
+SET decision = 'duplicate',
+    rule = CASE WHEN m.feed_id = s.feed_id AND m.identity_key = s.article->>'identity_key'
+                THEN 'feed_guid' ELSE 'canonical_url' END,
+    matched_article_id = m.id, matched_url = m.canonical_url
+FROM articles m
+WHERE s.run_id = %(run)s AND s.decision = 'new'
+  AND (m.first_run_id IS DISTINCT FROM %(run)s)
+  AND ((m.feed_id = s.feed_id AND m.identity_key = s.article->>'identity_key')
+       OR m.canonical_url = s.article->>'canonical_url')
+"""
+
+_UPDATE_CHANGED = """
+UPDATE articles a
+SET title = s.article->>'title', text = s.article->>'text', html = s.article->>'html',
+    content_hash = s.article->>'content_hash', guid = s.article->>'guid',
+    identity_key = CASE WHEN EXISTS (
+                       SELECT 1 FROM articles o WHERE o.feed_id = a.feed_id AND o.id <> a.id
+                         AND o.identity_key = s.article->>'identity_key')
+                   THEN a.identity_key ELSE s.article->>'identity_key' END,
+    canonical_url = CASE WHEN EXISTS (
+                        SELECT 1 FROM articles o WHERE o.id <> a.id
+                          AND o.canonical_url = s.article->>'canonical_url')
+                    THEN a.canonical_url ELSE s.article->>'canonical_url' END,
+    authors = ARRAY(SELECT jsonb_array_elements_text(s.article->'authors')),
+    tags = ARRAY(SELECT jsonb_array_elements_text(s.article->'tags')),
+    language = coalesce(s.article->>'language', a.language),
+    version = a.version + 1, updated_at = %(now)s
+FROM staged_entries s
+WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id
+  AND a.content_hash <> s.article->>'content_hash'
+"""
+
+_UPSERT_DUPLICATES = """
+INSERT INTO duplicates (dup_key, feed_id, guid, canonical_url, content_hash, rule,
+                        matched_article_id, first_run_id, last_run_id, first_seen_at, last_seen_at)
+SELECT DISTINCT ON (dup_key) * FROM (
+    SELECT md5(concat_ws('|', s.feed_id, s.article->>'identity_key', s.article->>'content_hash',
+                         s.rule, m.id)) AS dup_key,
+           s.feed_id, s.article->>'guid', s.article->>'canonical_url', s.article->>'content_hash',
+           s.rule, m.id AS matched, %(run)s::text AS first_run, %(run)s::text AS last_run,
+           %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen
+    FROM staged_entries s
+    LEFT JOIN articles m ON m.id = coalesce(
+        s.matched_article_id, (SELECT x.id FROM articles x WHERE x.canonical_url = s.matched_url))
+    WHERE s.run_id = %(run)s AND s.decision = 'duplicate'
+) d
+ON CONFLICT (dup_key) DO UPDATE SET
+    last_run_id = EXCLUDED.last_run_id, last_seen_at = EXCLUDED.last_seen_at,
+    times_seen = duplicates.times_seen
+                 + CASE WHEN duplicates.last_run_id = EXCLUDED.last_run_id THEN 0 ELSE 1 END
+"""
+
+_UPSERT_QUARANTINE = """
+INSERT INTO quarantine (entry_key, feed_id, run_id, last_run_id, reasons, entry, article,
+                        first_seen_at, last_seen_at)
+SELECT DISTINCT ON (entry_key) * FROM (
+    SELECT md5(s.feed_id::text || ':' || s.raw::text) AS entry_key, s.feed_id,
+           %(run)s::text AS first_run, %(run)s::text AS last_run, s.reasons, s.raw, s.article,
+           %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen
+    FROM staged_entries s
+    WHERE s.run_id = %(run)s AND s.decision = 'quarantined'
+) q
+ON CONFLICT (entry_key) DO UPDATE SET
+    last_run_id = EXCLUDED.last_run_id, last_seen_at = EXCLUDED.last_seen_at,
+    reasons = EXCLUDED.reasons,
+    times_seen = quarantine.times_seen
+                 + CASE WHEN quarantine.last_run_id = EXCLUDED.last_run_id THEN 0 ELSE 1 END
+"""
+
+_FEED_COUNTS = """
+UPDATE fetch_log l
+SET new = c.new, updated = c.updated, duplicates = c.duplicates, quarantined = c.quarantined
+FROM (SELECT feed_id,
+             count(*) FILTER (WHERE decision = 'new') AS new,
+             count(*) FILTER (WHERE decision = 'update') AS updated,
+             count(*) FILTER (WHERE decision = 'duplicate') AS duplicates,
+             count(*) FILTER (WHERE decision = 'quarantined') AS quarantined
+      FROM staged_entries WHERE run_id = %(run)s GROUP BY feed_id) c
+WHERE l.run_id = %(run)s AND l.feed_id = c.feed_id
+"""
+
+# Fetch state advances with the load: validators only for feeds whose body was used.
+_FEED_STATE = """
+UPDATE feeds f
+SET last_fetched_at = l.fetched_at, last_status = l.status,
+    last_error_kind = CASE WHEN l.outcome = 'error' THEN l.error_kind END,
+    last_error = CASE WHEN l.outcome = 'error' THEN l.error END,
+    consecutive_errors = CASE WHEN l.outcome = 'error' THEN f.consecutive_errors + 1 ELSE 0 END,
+    last_success_at = CASE WHEN l.outcome IN ('ok', 'not_modified') THEN l.fetched_at
+                           ELSE f.last_success_at END,
+    etag = CASE WHEN l.outcome = 'ok' THEN sf.etag ELSE f.etag END,
+    last_modified = CASE WHEN l.outcome = 'ok' THEN sf.last_modified ELSE f.last_modified END,
+    updated_at = %(now)s
+FROM fetch_log l
+LEFT JOIN staged_fetches sf ON sf.run_id = l.run_id AND sf.feed_id = l.feed_id
+WHERE l.run_id = %(run)s AND f.id = l.feed_id AND l.outcome <> 'disabled'
+"""
+
+_COUNTS = """
+SELECT count(*) AS entries,
+       count(*) FILTER (WHERE decision = 'new') AS new,
+       count(*) FILTER (WHERE decision = 'update') AS updated,
+       count(*) FILTER (WHERE decision = 'duplicate') AS duplicates,
+       count(*) FILTER (WHERE decision = 'quarantined') AS quarantined,
+       count(*) FILTER (WHERE decision IS NULL) AS undecided
+FROM staged_entries WHERE run_id = %(run)s
+"""
+
+
+def load_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
+    """Load a run's decided batch; returns its counts. Idempotent: a second call changes nothing."""
+    params = {"run": run_id, "now": now}
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
+    cur.execute(
+        "SELECT loaded_at, counts, validated_at FROM ingest_runs WHERE run_id = %s FOR UPDATE",
+        (run_id,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise KeyError(f"unknown run {run_id}")
+    if row[0] is not None:
+        return dict(row[1] or {}, already_loaded=True)
+    if row[2] is None:
+        raise RuntimeError(f"run {run_id} was not validated: nothing is loaded unvalidated")
+    cur.execute(_COUNTS, params)
+    counts = dict(zip([d.name for d in cur.description], cur.fetchone()))
+    if counts.pop("undecided"):
+        raise RuntimeError(f"run {run_id} has entries without a decision: dedup/validate did not run")
+    cur.execute(_INSERT_NEW, params)
+    inserted = cur.rowcount
+    if inserted != counts["new"]:
+        cur.execute(_RELABEL_LOST_RACES, params)
+        cur.execute(_COUNTS, params)
+        counts = dict(zip([d.name for d in cur.description], cur.fetchone()))
+        counts.pop("undecided")
+    cur.execute(_UPDATE_CHANGED, params)
+    cur.execute(_UPSERT_DUPLICATES, params)
+    cur.execute(_UPSERT_QUARANTINE, params)
+    cur.execute(_FEED_COUNTS, params)
+    cur.execute(_FEED_STATE, params)
+    cur.execute(
+        "UPDATE ingest_runs SET loaded_at = %s, counts = %s WHERE run_id = %s",
+        (now, Json(counts), run_id),
+    )
+    cur.execute("DELETE FROM staged_fetches WHERE run_id = %s", (run_id,))
+    cur.execute("DELETE FROM staged_entries WHERE run_id = %s", (run_id,))
+    return counts

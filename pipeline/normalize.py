@@ -1,0 +1,95 @@
+"""Normalize stage: one parsed entry -> one typed `Article`. Pure: time is passed in.
+
+Chooses the entry's link (FeedBurner's origLink first), canonicalizes it,
+turns title and body into plain text, keeps sanitized HTML apart, picks the
+published time (published, else updated, else created, else the fetch time,
+flagged as `fetched`), and computes the identity key and content hash.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pipeline.identity import content_hash, identity_key
+from pipeline.records import Article, ParsedEntry
+from pipeline.text import clean_text, html_to_text, sanitize_html
+from pipeline.urls import canonical_url
+
+_DATE_SOURCES = ("published", "updated", "created")
+
+
+def _entry_link(raw: dict[str, Any]) -> str | None:
+    for key in ("feedburner_origlink", "link"):
+        if raw.get(key):
+            return str(raw[key])
+    for link in raw.get("links") or ():
+        if link.get("href") and link.get("rel", "alternate") == "alternate":
+            return str(link["href"])
+    return None
+
+
+def _body_html(raw: dict[str, Any]) -> str:
+    """The fullest body the entry carries: the longest `content`, else the summary."""
+    contents = [c.get("value") or "" for c in raw.get("content") or () if isinstance(c, dict)]
+    best = max(contents, key=len, default="")
+    summary = raw.get("summary") or ""
+    return best if len(best) >= len(summary) else summary
+
+
+def _published(raw: dict[str, Any], fetched_at: datetime) -> tuple[datetime, str]:
+    for source in _DATE_SOURCES:
+        value = raw.get(f"{source}_parsed")
+        if value:
+            try:
+                parsed = datetime.fromisoformat(value)
+            except (TypeError, ValueError):
+                continue
+            return parsed.astimezone(timezone.utc), source
+    return fetched_at.astimezone(timezone.utc), "fetched"
+
+
+def language_code(value: str | None) -> str | None:
+    """Primary language subtag, lower-cased: 'en-US' -> 'en'. None when absent."""
+    if not value or not value.strip():
+        return None
+    return value.strip().replace("_", "-").split("-")[0].lower()
+
+
+def _names(items: Any, key: str) -> tuple[str, ...]:
+    names: list[str] = []
+    for item in items or ():
+        name = clean_text(str(item.get(key) or "")) if isinstance(item, dict) else ""
+        if name and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def normalize_entry(entry: ParsedEntry) -> Article:
+    raw = entry.raw
+    guid = clean_text(str(raw.get("id") or "")) or None
+    url = canonical_url(_entry_link(raw), base=entry.feed_link)
+    title = html_to_text(raw.get("title"))
+    body = _body_html(raw)
+    text = html_to_text(body)
+    published_at, published_source = _published(raw, entry.fetched_at)
+    authors = _names(raw.get("authors"), "name") or (
+        (clean_text(raw["author"]),) if raw.get("author") else ()
+    )
+    digest = content_hash(title, text, url)
+    return Article(
+        feed_id=entry.feed_id,
+        seq=entry.seq,
+        identity_key=identity_key(guid, url, digest),
+        guid=guid,
+        canonical_url=url,
+        title=title,
+        text=text,
+        html=sanitize_html(body),
+        published_at=published_at,
+        published_source=published_source,
+        content_hash=digest,
+        language=language_code(entry.feed_language),
+        authors=authors,
+        tags=_names(raw.get("tags"), "term"),
+    )

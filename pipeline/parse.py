@@ -1,0 +1,61 @@
+"""Parse stage: feed bytes -> entries, through feedparser, with no network I/O.
+
+feedparser is kept behind this adapter: it is always handed bytes (a string
+could make it fetch a URL), and its output (dicts with aliased keys and
+`time.struct_time` values) is turned into JSON-safe dicts at once. A
+malformed ("bozo") feed keeps every entry that parsed.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from pipeline.records import ParsedFeed
+
+# Keys feedparser adds as aliases of others; dropping them keeps the stored entry lean.
+_ALIASES = {"guidislink", "title_detail", "summary_detail", "author_detail", "subtitle_detail"}
+
+
+def to_json_safe(value: Any) -> Any:
+    """feedparser values -> JSON: struct_time becomes ISO 8601 UTC, unknowns become text."""
+    if isinstance(value, time.struct_time):
+        return datetime(*value[:6], tzinfo=timezone.utc).isoformat()
+    if isinstance(value, dict):
+        return {str(k): to_json_safe(v) for k, v in value.items() if k not in _ALIASES}
+    if isinstance(value, (list, tuple)):
+        return [to_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def parse_feed(body: bytes, url: str, content_type: str | None = None) -> ParsedFeed:
+    """Parse one fetched body. Never raises: an unreadable body is `is_feed=False`."""
+    import feedparser
+
+    headers = {"content-location": url}
+    if content_type:
+        headers["content-type"] = content_type
+    result = feedparser.parse(
+        body,
+        response_headers=headers,
+        sanitize_html=False,  # pipeline.text sanitizes with nh3, once, on the chosen content
+        resolve_relative_uris=True,
+    )
+    bozo_reason = str(result.get("bozo_exception")) if result.get("bozo") else None
+    entries = tuple(to_json_safe(entry) for entry in result.entries)
+    feed_info = result.get("feed", {})
+    is_feed = bool(entries) or bool(result.get("version"))
+    return ParsedFeed(
+        entries=entries,
+        is_feed=is_feed,
+        bozo_reason=bozo_reason,
+        version=result.get("version") or None,
+        language=feed_info.get("language") or None,
+        link=feed_info.get("link") or None,
+        title=feed_info.get("title") or None,
+    )

@@ -1,0 +1,152 @@
+"""Typed records handed from stage to stage. All frozen; named by what they are."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+
+class FetchOutcome(str, Enum):
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    ERROR = "error"
+    DISABLED = "disabled"
+
+
+class Decision(str, Enum):
+    """What becomes of one parsed entry. Every entry gets exactly one."""
+
+    NEW = "new"
+    UPDATE = "update"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+
+
+class DuplicateRule(str, Enum):
+    """Why an entry is an exact duplicate (or, with changed content, an update)."""
+
+    FEED_GUID = "feed_guid"  # same feed, same identity key (guid, else link)
+    CANONICAL_URL = "canonical_url"  # same canonical URL as a stored or earlier entry
+    CONTENT_HASH = "content_hash"  # same title and text as a stored or earlier entry
+
+
+@dataclass(frozen=True)
+class FeedSource:
+    """One line of a feed list."""
+
+    url: str
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """A feed row as the fetcher needs it."""
+
+    id: int
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    enabled: bool = True
+    disabled_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one HTTP fetch of one feed produced."""
+
+    feed_id: int
+    url: str
+    outcome: FetchOutcome
+    fetched_at: datetime
+    duration_ms: int
+    status: int | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    body: bytes | None = None
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    final_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedEntry:
+    """One entry as the parser yielded it, JSON-safe, with the feed context it needs."""
+
+    feed_id: int
+    seq: int
+    raw: dict[str, Any]
+    fetched_at: datetime
+    feed_language: str | None = None
+    feed_link: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """The parser's verdict on one body."""
+
+    entries: tuple[dict[str, Any], ...]
+    is_feed: bool
+    bozo_reason: str | None = None
+    version: str | None = None
+    language: str | None = None
+    link: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Article:
+    """A normalized article, ready to be deduplicated, validated and loaded."""
+
+    feed_id: int
+    seq: int
+    identity_key: str
+    guid: str | None
+    canonical_url: str | None
+    title: str
+    text: str
+    html: str
+    published_at: datetime
+    published_source: str  # "published" | "updated" | "created" | "fetched"
+    content_hash: str
+    language: str | None = None
+    authors: tuple[str, ...] = field(default_factory=tuple)
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["published_at"] = self.published_at.isoformat()
+        data["authors"] = list(self.authors)
+        data["tags"] = list(self.tags)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Article":
+        values = dict(data)
+        values["published_at"] = datetime.fromisoformat(values["published_at"])
+        values["authors"] = tuple(values.get("authors") or ())
+        values["tags"] = tuple(values.get("tags") or ())
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class DedupVerdict:
+    """The deduplicator's decision for one article."""
+
+    decision: Decision
+    rule: DuplicateRule | None = None
+    matched_article_id: int | None = None
+    matched_url: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredArticleKey:
+    """What dedup needs to know about an article already in the database."""
+
+    id: int
+    feed_id: int
+    identity_key: str
+    canonical_url: str
+    content_hash: str

@@ -1,0 +1,233 @@
+"""The ingest run, stage by stage: the imperative shell around the pure stages.
+
+Each function is one stage of one run, named by run id: it reads its input
+from the database, calls the pure stage, writes its output back, commits,
+and returns a small dict of counts. The Airflow DAG calls them as tasks; the
+CLI calls them in the same order (`ingest`). Each is safe to retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Sequence
+
+from pipeline import dedup, fetch, load, normalize, parse, storage, validate
+from pipeline.config import Settings
+from pipeline.database import connect
+from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
+from pipeline.records import (
+    Decision,
+    FeedSource,
+    FeedState,
+    FetchOutcome,
+    FetchResult,
+    ParsedEntry,
+)
+from pipeline.summary import build_summary
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def shard_count(feeds: int, settings: Settings) -> int:
+    """Enough shards for `shard_size` feeds each, never more than `max_shards` (<= 1024)."""
+    return max(1, min(math.ceil(feeds / settings.shard_size), settings.max_shards))
+
+
+def prepare_run(
+    db_url: str, settings: Settings, run_id: str, sources: Sequence[FeedSource], now: datetime
+) -> list[int]:
+    """Register the feed list and plan the run; returns the shard numbers to fetch."""
+    with connect(db_url) as conn, conn.cursor() as cur:
+        feed_ids = storage.upsert_feeds(cur, sources)
+        shards = storage.create_run(cur, run_id, now, feed_ids, shard_count(len(feed_ids), settings))
+        storage.prune_stale_staging(cur, now)
+    log.info("run %s: %d feeds in %d shards", run_id, len(feed_ids), shards)
+    return list(range(shards))
+
+
+def _disabled(feed: FeedState, now: datetime) -> FetchResult:
+    return FetchResult(
+        feed_id=feed.id, url=feed.url, outcome=FetchOutcome.DISABLED, fetched_at=now,
+        duration_ms=0, error_kind="disabled", error=feed.disabled_reason or "disabled",
+    )
+
+
+def fetch_shard(
+    db_url: str,
+    settings: Settings,
+    run_id: str,
+    shard: int,
+    now: datetime,
+    on_result: Callable[[FetchResult], None] | None = None,
+) -> dict[str, Any]:
+    with connect(db_url) as conn, conn.cursor() as cur:
+        feeds = storage.shard_feeds(cur, run_id, shard)
+    enabled = [f for f in feeds if f.enabled]
+    results = [_disabled(f, now) for f in feeds if not f.enabled]
+    results += fetch.fetch_all(enabled, settings, now, on_result)
+    with connect(db_url) as conn, conn.cursor() as cur:
+        storage.record_fetches(cur, run_id, results)
+    counts = Counter(r.outcome.value for r in results)
+    for r in results:
+        if r.outcome is FetchOutcome.ERROR:
+            log.warning("feed_url=%s error_kind=%s error=%s", r.url, r.error_kind, r.error)
+    summary = {"shard": shard, "feeds": len(feeds), **counts,
+               "bytes": sum(len(r.body or b"") for r in results)}
+    log.info("fetch shard %s: %s", shard, summary)
+    return summary
+
+
+def parse_shard(db_url: str, run_id: str, shard: int) -> dict[str, Any]:
+    with connect(db_url) as conn, conn.cursor() as cur:
+        bodies = storage.staged_bodies(cur, run_id, shard)
+        entries = not_feeds = bozo = 0
+        for feed_id, url, body, content_type, fetched_at in bodies:
+            parsed = parse.parse_feed(body, url, content_type)
+            if not parsed.is_feed:
+                not_feeds += 1
+                storage.mark_parse_failure(
+                    cur, run_id, feed_id, f"not a feed: {parsed.bozo_reason or 'no entries'}"
+                )
+                continue
+            bozo += parsed.bozo_reason is not None
+            staged = [
+                ParsedEntry(feed_id, seq, raw, fetched_at, parsed.language, parsed.link or url)
+                for seq, raw in enumerate(parsed.entries)
+            ]
+            storage.stage_entries(cur, run_id, feed_id, staged)
+            entries += len(staged)
+    summary = {"shard": shard, "feeds": len(bodies), "entries": entries,
+               "malformed_feeds_kept": bozo, "not_feeds": not_feeds}
+    log.info("parse shard %s: %s", shard, summary)
+    return summary
+
+
+def normalize_shard(db_url: str, run_id: str, shard: int) -> dict[str, Any]:
+    with connect(db_url) as conn, conn.cursor() as cur:
+        entries = storage.staged_raw_entries(cur, run_id, shard)
+        articles = [normalize.normalize_entry(e) for e in entries]
+        storage.set_articles(cur, run_id, articles)
+    undated = sum(a.published_source == "fetched" for a in articles)
+    summary = {"shard": shard, "articles": len(articles), "undated": undated}
+    log.info("normalize shard %s: %s", shard, summary)
+    return summary
+
+
+def dedup_run(db_url: str, run_id: str) -> dict[str, Any]:
+    with connect(db_url) as conn, conn.cursor() as cur:
+        articles = storage.staged_articles(cur, run_id)
+        index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))
+        verdicts = dedup.decide(articles, index)
+        storage.set_decisions(cur, run_id, articles, verdicts)
+    counts = Counter(v.decision.value for v in verdicts)
+    rules = Counter(v.rule.value for v in verdicts if v.decision is Decision.DUPLICATE and v.rule)
+    summary = {"articles": len(articles), **counts, "duplicate_rules": dict(rules)}
+    log.info("dedup: %s", summary)
+    return summary
+
+
+def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
+    """Quarantine every row that fails the suite; fail loudly past the configured share.
+
+    The decisions are committed before failing, so the load that follows still
+    lands the good rows and the quarantined ones: nothing waits unrecorded.
+    """
+    with connect(db_url) as conn, conn.cursor() as cur:
+        articles = storage.staged_articles(cur, run_id, ("new", "update"))
+        failures = validate.validate_articles(
+            articles, now, timedelta(hours=settings.future_tolerance_hours)
+        )
+        reasons = {
+            (articles[i].feed_id, articles[i].seq): [f.to_json() for f in found]
+            for i, found in failures.items()
+        }
+        bad_urls = [articles[i].canonical_url for i in failures if articles[i].canonical_url]
+        for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, bad_urls):
+            reasons[(feed_id, seq)] = [{"expectation": "duplicate_of_quarantined_entry",
+                                        "column": "canonical_url", "observed": url}]
+        storage.set_quarantined(cur, run_id, reasons)
+        urls = storage.feed_urls(cur, [fid for fid, _ in reasons])
+        by_feed = Counter(urls[fid] for fid, _ in reasons)
+        by_expectation = Counter(r["expectation"] for rs in reasons.values() for r in rs)
+        entries = storage.count_entries(cur, run_id)
+        breach = validate.threshold_breach(
+            entries, by_feed, by_expectation,
+            settings.quarantine_fail_ratio, settings.quarantine_min_entries,
+        )
+        storage.mark_validated(cur, run_id, now, breach)
+    summary = {"entries": entries, "validated": len(articles),
+               "passed": len(articles) - len(failures), "quarantined": len(reasons),
+               "failed_expectations": dict(by_expectation)}
+    log.info("validate: %s", summary)
+    if breach:
+        raise ValidationThresholdExceeded(breach)
+    return summary
+
+
+def load_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
+    with connect(db_url) as conn, conn.cursor() as cur:
+        counts = load.load_run(cur, run_id, now)
+    log.info("load: %s", counts)
+    return counts
+
+
+def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
+    """Summarize the run from what was recorded; raise when every feed failed (systemic)."""
+    with connect(db_url) as conn, conn.cursor() as cur:
+        started_at, loaded_at, validation_error = storage.run_state(cur, run_id)
+        summary = build_summary(storage.run_feed_outcomes(cur, run_id), started_at, now)
+        totals = summary["totals"]
+        systemic = totals["feeds"] > totals["disabled"] and totals["failed"] == (
+            totals["feeds"] - totals["disabled"]
+        )
+        if systemic:
+            status = "systemic_failure"
+        elif validation_error:
+            status = "validation_failed"
+        else:
+            status = "ok" if loaded_at else "failed"
+        summary["status"] = status
+        summary["validation_error"] = validation_error
+        storage.finish_run(cur, run_id, now, status, summary)
+    log.info("run %s: %s", run_id, totals)
+    if systemic:
+        raise SystemicFetchFailure(
+            f"all {totals['failed']} feeds failed to fetch: a systemic fault (network, DNS or "
+            f"proxy down?), not a feed problem; first error: {summary['feeds'][0]['error']}"
+        )
+    return summary
+
+
+def ingest(
+    db_url: str,
+    settings: Settings,
+    sources: Sequence[FeedSource],
+    run_id: str,
+    clock: Callable[[], datetime] = utcnow,
+    on_fetched: Callable[[FetchResult], None] | None = None,
+) -> dict[str, Any]:
+    """Run every stage once, in the DAG's order, and return the run summary."""
+    shards = prepare_run(db_url, settings, run_id, sources, clock())
+    for shard in shards:
+        fetch_shard(db_url, settings, run_id, shard, clock(), on_fetched)
+    for shard in shards:
+        parse_shard(db_url, run_id, shard)
+        normalize_shard(db_url, run_id, shard)
+    dedup_run(db_url, run_id)
+    breach: ValidationThresholdExceeded | None = None
+    try:
+        validate_run(db_url, settings, run_id, clock())
+    except ValidationThresholdExceeded as exc:
+        breach = exc  # load still lands good and quarantined rows; the run then fails
+    load_run(db_url, run_id, clock())
+    summary = report_run(db_url, run_id, clock())
+    if breach is not None:
+        raise breach
+    return summary

@@ -1,0 +1,326 @@
+"""Storage: every SQL statement the stages run, except the load (pipeline.load).
+
+Functions take an open cursor and run parameterized SQL; the caller owns the
+transaction. Staging tables (`staged_fetches`, `staged_entries`) carry a run's
+data from stage to stage, keyed by run id, so the DAG's tasks pass only ids
+and counts through XCom.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Sequence
+
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import Json, execute_values
+
+from pipeline.records import (
+    Article,
+    DedupVerdict,
+    FeedSource,
+    FeedState,
+    FetchOutcome,
+    FetchResult,
+    ParsedEntry,
+    StoredArticleKey,
+)
+
+PAGE = 1000
+STALE_STAGING = timedelta(days=2)
+
+
+# --- feeds and runs ---------------------------------------------------------------
+
+
+def upsert_feeds(cur: Cursor, sources: Sequence[FeedSource]) -> list[int]:
+    """Register feeds (new URLs are inserted, titles filled in); ids in list order."""
+    rows = execute_values(
+        cur,
+        """INSERT INTO feeds (url, title) VALUES %s
+           ON CONFLICT (url) DO UPDATE SET title = coalesce(feeds.title, EXCLUDED.title)
+           RETURNING url, id""",
+        [(s.url, s.title) for s in sources],
+        page_size=PAGE,
+        fetch=True,
+    )
+    ids = dict(rows)
+    return [ids[s.url] for s in sources]
+
+
+def create_run(
+    cur: Cursor, run_id: str, started_at: datetime, feed_ids: Sequence[int], shards: int
+) -> int:
+    """Record a run and assign its feeds to shards; a repeated call keeps the first plan."""
+    cur.execute(
+        """INSERT INTO ingest_runs (run_id, started_at, feed_count, shards)
+           VALUES (%s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING RETURNING shards""",
+        (run_id, started_at, len(feed_ids), shards),
+    )
+    if cur.fetchone() is None:
+        cur.execute("SELECT shards FROM ingest_runs WHERE run_id = %s", (run_id,))
+        return int(cur.fetchone()[0])
+    execute_values(
+        cur,
+        "INSERT INTO run_feeds (run_id, feed_id, shard) VALUES %s ON CONFLICT DO NOTHING",
+        [(run_id, feed_id, i % shards) for i, feed_id in enumerate(feed_ids)],
+        page_size=PAGE,
+    )
+    return shards
+
+
+def prune_stale_staging(cur: Cursor, now: datetime) -> None:
+    """Drop staged data of runs that never loaded and are old enough to be abandoned."""
+    for table in ("staged_fetches", "staged_entries"):
+        cur.execute(
+            f"""DELETE FROM {table} WHERE run_id IN (
+                    SELECT run_id FROM ingest_runs
+                    WHERE loaded_at IS NULL AND started_at < %s)""",  # noqa: S608 - fixed names
+            (now - STALE_STAGING,),
+        )
+
+
+def shard_feeds(cur: Cursor, run_id: str, shard: int) -> list[FeedState]:
+    cur.execute(
+        """SELECT f.id, f.url, f.etag, f.last_modified, f.enabled, f.disabled_reason
+           FROM run_feeds r JOIN feeds f ON f.id = r.feed_id
+           WHERE r.run_id = %s AND r.shard = %s ORDER BY f.id""",
+        (run_id, shard),
+    )
+    return [FeedState(*row) for row in cur.fetchall()]
+
+
+# --- fetch --------------------------------------------------------------------------
+
+
+def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> None:
+    """Write each fetch's outcome to fetch_log and stage the bodies (idempotent per run)."""
+    results = list(results)
+    if not results:
+        return
+    execute_values(
+        cur,
+        """INSERT INTO fetch_log (run_id, feed_id, url, fetched_at, outcome, status, error_kind,
+                                  error, duration_ms, bytes, final_url)
+           VALUES %s
+           ON CONFLICT (run_id, feed_id) DO UPDATE SET
+               fetched_at = EXCLUDED.fetched_at, outcome = EXCLUDED.outcome,
+               status = EXCLUDED.status, error_kind = EXCLUDED.error_kind,
+               error = EXCLUDED.error, duration_ms = EXCLUDED.duration_ms,
+               bytes = EXCLUDED.bytes, final_url = EXCLUDED.final_url, entries = 0""",
+        [
+            (run_id, r.feed_id, r.url, r.fetched_at, r.outcome.value, r.status, r.error_kind,
+             r.error, r.duration_ms, len(r.body or b""), r.final_url)
+            for r in results
+        ],
+        page_size=PAGE,
+    )
+    cur.execute(
+        "DELETE FROM staged_fetches WHERE run_id = %s AND feed_id = ANY(%s)",
+        (run_id, [r.feed_id for r in results]),
+    )
+    bodies = [r for r in results if r.outcome is FetchOutcome.OK and r.body is not None]
+    execute_values(
+        cur,
+        """INSERT INTO staged_fetches (run_id, feed_id, body, content_type, etag, last_modified,
+                                       final_url, fetched_at) VALUES %s""",
+        [
+            (run_id, r.feed_id, r.body, r.content_type, r.etag, r.last_modified, r.final_url,
+             r.fetched_at)
+            for r in bodies
+        ],
+        page_size=50,
+    )
+
+
+def staged_bodies(cur: Cursor, run_id: str, shard: int) -> list[tuple[int, str, bytes, str | None, datetime]]:
+    """(feed_id, url to resolve against, body, content type, fetched_at) of a shard's fetched feeds."""
+    cur.execute(
+        """SELECT s.feed_id, coalesce(s.final_url, f.url), s.body, s.content_type, s.fetched_at
+           FROM staged_fetches s
+           JOIN run_feeds r ON r.run_id = s.run_id AND r.feed_id = s.feed_id
+           JOIN feeds f ON f.id = s.feed_id
+           WHERE s.run_id = %s AND r.shard = %s ORDER BY s.feed_id""",
+        (run_id, shard),
+    )
+    return [(fid, url, bytes(body), ctype, at) for fid, url, body, ctype, at in cur.fetchall()]
+
+
+def mark_parse_failure(cur: Cursor, run_id: str, feed_id: int, message: str) -> None:
+    """A body that is not a feed turns the feed's outcome into an error (validators not kept)."""
+    cur.execute(
+        """UPDATE fetch_log SET outcome = 'error', error_kind = 'not_a_feed', error = %s
+           WHERE run_id = %s AND feed_id = %s""",
+        (message, run_id, feed_id),
+    )
+
+
+# --- parse and normalize ------------------------------------------------------------
+
+
+def stage_entries(cur: Cursor, run_id: str, feed_id: int, entries: Sequence[ParsedEntry]) -> None:
+    cur.execute("DELETE FROM staged_entries WHERE run_id = %s AND feed_id = %s", (run_id, feed_id))
+    execute_values(
+        cur,
+        """INSERT INTO staged_entries (run_id, feed_id, seq, raw, fetched_at, feed_language,
+                                       feed_link) VALUES %s""",
+        [
+            (run_id, e.feed_id, e.seq, Json(e.raw), e.fetched_at, e.feed_language, e.feed_link)
+            for e in entries
+        ],
+        page_size=PAGE,
+    )
+    cur.execute(
+        "UPDATE fetch_log SET entries = %s WHERE run_id = %s AND feed_id = %s",
+        (len(entries), run_id, feed_id),
+    )
+
+
+def staged_raw_entries(cur: Cursor, run_id: str, shard: int) -> list[ParsedEntry]:
+    cur.execute(
+        """SELECT s.feed_id, s.seq, s.raw, s.fetched_at, s.feed_language, s.feed_link
+           FROM staged_entries s
+           JOIN run_feeds r ON r.run_id = s.run_id AND r.feed_id = s.feed_id
+           WHERE s.run_id = %s AND r.shard = %s ORDER BY s.feed_id, s.seq""",
+        (run_id, shard),
+    )
+    return [ParsedEntry(fid, seq, raw, at, lang, link) for fid, seq, raw, at, lang, link in cur]
+
+
+def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]) -> None:
+    execute_values(
+        cur,
+        """UPDATE staged_entries s SET article = v.article::jsonb
+           FROM (VALUES %s) AS v(run_id, feed_id, seq, article)
+           WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq""",
+        [(run_id, a.feed_id, a.seq, json.dumps(a.to_json())) for a in articles],
+        template="(%s, %s::bigint, %s::int, %s)",
+        page_size=PAGE,
+    )
+
+
+# --- dedup and validate ------------------------------------------------------------
+
+
+def staged_articles(cur: Cursor, run_id: str, decisions: Sequence[str] | None = None) -> list[Article]:
+    """The run's normalized articles in (feed, position) order, optionally by decision."""
+    query = "SELECT article FROM staged_entries WHERE run_id = %s AND article IS NOT NULL"
+    params: list[Any] = [run_id]
+    if decisions is not None:
+        query += " AND decision = ANY(%s)"
+        params.append(list(decisions))
+    cur.execute(query + " ORDER BY feed_id, seq", params)
+    return [Article.from_json(row[0]) for row in cur]
+
+
+def stored_keys(cur: Cursor, articles: Sequence[Article]) -> list[StoredArticleKey]:
+    """Stored articles sharing an identity, canonical URL or content hash with the batch."""
+    cur.execute(
+        """SELECT id, feed_id, identity_key, canonical_url, content_hash FROM articles
+           WHERE identity_key = ANY(%s) OR canonical_url = ANY(%s) OR content_hash = ANY(%s)""",
+        (
+            list({a.identity_key for a in articles}),
+            list({a.canonical_url for a in articles if a.canonical_url}),
+            list({a.content_hash for a in articles}),
+        ),
+    )
+    return [StoredArticleKey(*row) for row in cur.fetchall()]
+
+
+def set_decisions(
+    cur: Cursor, run_id: str, articles: Sequence[Article], verdicts: Sequence[DedupVerdict]
+) -> None:
+    execute_values(
+        cur,
+        """UPDATE staged_entries s SET decision = v.decision, rule = v.rule,
+               matched_article_id = v.matched_id, matched_url = v.matched_url, reasons = NULL
+           FROM (VALUES %s) AS v(run_id, feed_id, seq, decision, rule, matched_id, matched_url)
+           WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq""",
+        [
+            (run_id, a.feed_id, a.seq, v.decision.value, v.rule.value if v.rule else None,
+             v.matched_article_id, v.matched_url)
+            for a, v in zip(articles, verdicts)
+        ],
+        template="(%s, %s::bigint, %s::int, %s, %s, %s::bigint, %s)",
+        page_size=PAGE,
+    )
+
+
+def set_quarantined(cur: Cursor, run_id: str, reasons: dict[tuple[int, int], list[dict[str, Any]]]) -> None:
+    """Mark rows as quarantined with their failed expectations."""
+    execute_values(
+        cur,
+        """UPDATE staged_entries s SET decision = 'quarantined', reasons = v.reasons::jsonb
+           FROM (VALUES %s) AS v(run_id, feed_id, seq, reasons)
+           WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq""",
+        [(run_id, fid, seq, json.dumps(r)) for (fid, seq), r in reasons.items()],
+        template="(%s, %s::bigint, %s::int, %s)",
+        page_size=PAGE,
+    )
+
+
+def batch_duplicates_of(cur: Cursor, run_id: str, urls: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Rows of this run marked duplicate of an earlier row in the batch with one of `urls`."""
+    cur.execute(
+        """SELECT feed_id, seq, matched_url FROM staged_entries
+           WHERE run_id = %s AND decision = 'duplicate' AND matched_article_id IS NULL
+             AND matched_url = ANY(%s)""",
+        (run_id, list(urls)),
+    )
+    return list(cur.fetchall())
+
+
+def count_entries(cur: Cursor, run_id: str) -> int:
+    cur.execute("SELECT count(*) FROM staged_entries WHERE run_id = %s", (run_id,))
+    return int(cur.fetchone()[0])
+
+
+def mark_validated(cur: Cursor, run_id: str, now: datetime, error: str | None) -> None:
+    cur.execute(
+        "UPDATE ingest_runs SET validated_at = %s, validation_error = %s WHERE run_id = %s",
+        (now, error, run_id),
+    )
+
+
+def feed_urls(cur: Cursor, feed_ids: Iterable[int]) -> dict[int, str]:
+    cur.execute("SELECT id, url FROM feeds WHERE id = ANY(%s)", (list(set(feed_ids)),))
+    return dict(cur.fetchall())
+
+
+# --- report -------------------------------------------------------------------------
+
+
+def run_feed_outcomes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:
+    cur.execute(
+        """SELECT r.feed_id, f.url,
+                  coalesce(l.outcome, 'error') AS outcome, l.status, l.error_kind,
+                  CASE WHEN l.feed_id IS NULL THEN 'not fetched (task failed)' ELSE l.error END,
+                  coalesce(l.duration_ms, 0), coalesce(l.entries, 0), coalesce(l.new, 0),
+                  coalesce(l.updated, 0), coalesce(l.duplicates, 0), coalesce(l.quarantined, 0)
+           FROM run_feeds r JOIN feeds f ON f.id = r.feed_id
+           LEFT JOIN fetch_log l ON l.run_id = r.run_id AND l.feed_id = r.feed_id
+           WHERE r.run_id = %s ORDER BY r.feed_id""",
+        (run_id,),
+    )
+    names = ("feed_id", "url", "outcome", "status", "error_kind", "error", "duration_ms",
+             "entries", "new", "updated", "duplicates", "quarantined")
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def run_state(cur: Cursor, run_id: str) -> tuple[datetime, datetime | None, str | None]:
+    """(started_at, loaded_at, validation_error) of a run."""
+    cur.execute(
+        "SELECT started_at, loaded_at, validation_error FROM ingest_runs WHERE run_id = %s",
+        (run_id,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise KeyError(f"unknown run {run_id}")
+    return row[0], row[1], row[2]
+
+
+def finish_run(cur: Cursor, run_id: str, now: datetime, status: str, summary: dict[str, Any]) -> None:
+    cur.execute(
+        "UPDATE ingest_runs SET finished_at = %s, status = %s, summary = %s WHERE run_id = %s",
+        (now, status, Json(summary), run_id),
+    )

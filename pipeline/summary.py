@@ -1,0 +1,58 @@
+"""The run summary: per-feed outcomes and totals, as JSON and as a terminal table.
+
+Totals always add up: entries = new + updated + duplicates + quarantined for a
+loaded run, and every feed of the run appears with its outcome, disabled and
+failing ones included.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Sequence
+
+OUTCOME_TOTALS = {"ok": "fetched", "not_modified": "not_modified", "error": "failed",
+                  "disabled": "disabled"}
+ENTRY_COUNTS = ("entries", "new", "updated", "duplicates", "quarantined")
+
+
+def build_summary(feeds: Sequence[dict[str, Any]], started_at: datetime, now: datetime) -> dict[str, Any]:
+    totals: dict[str, Any] = {"feeds": len(feeds), **{name: 0 for name in OUTCOME_TOTALS.values()}}
+    totals.update({name: 0 for name in ENTRY_COUNTS})
+    for feed in feeds:
+        totals[OUTCOME_TOTALS[feed["outcome"]]] += 1
+        for name in ENTRY_COUNTS:
+            totals[name] += feed[name]
+    totals["seconds"] = round((now - started_at).total_seconds(), 3)
+    ordered = sorted(feeds, key=lambda f: (f["outcome"] != "error", f["outcome"] != "disabled", f["url"]))
+    return {"totals": totals, "feeds": [dict(f) for f in ordered]}
+
+
+def render_summary(summary: dict[str, Any], console: Any, max_feed_rows: int = 40) -> None:
+    """Print the summary as rich tables: totals, then feeds (failures first)."""
+    from rich.table import Table
+
+    totals = summary["totals"]
+    table = Table(title=f"Run summary: {summary.get('status', '?')}", show_header=False)
+    table.add_column("what")
+    table.add_column("feeds", justify="right")
+    table.add_column("what")
+    table.add_column("entries", justify="right")
+    feed_rows = ("feeds", "fetched", "not_modified", "failed", "disabled", "seconds")
+    for feed_key, entry_key in zip(feed_rows, (*ENTRY_COUNTS, "")):
+        table.add_row(feed_key.replace("_", " "), str(totals[feed_key]),
+                      entry_key, str(totals[entry_key]) if entry_key else "")
+    console.print(table)
+    if summary.get("validation_error"):
+        console.print(f"[red]validation:[/red] {summary['validation_error']}")
+    feeds = Table(show_header=True, title="Feeds")
+    for column in ("outcome", "url", "entries", "new", "updated", "dup", "quar", "error"):
+        feeds.add_column(column, overflow="fold")
+    for feed in summary["feeds"][:max_feed_rows]:
+        feeds.add_row(
+            feed["outcome"], feed["url"], str(feed["entries"]), str(feed["new"]),
+            str(feed["updated"]), str(feed["duplicates"]), str(feed["quarantined"]),
+            (feed.get("error") or "")[:120],
+        )
+    if len(summary["feeds"]) > max_feed_rows:
+        feeds.caption = f"... and {len(summary['feeds']) - max_feed_rows} more feeds (use --json)"
+    console.print(feeds)

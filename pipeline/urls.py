@@ -1,0 +1,56 @@
+"""Canonical article URLs: the same article reached by different links gets one URL.
+
+Relative links are resolved against the feed's link; scheme and host are
+lower-cased; default ports, fragments and tracking parameters are removed;
+the query is sorted and percent-encoding normalized (w3lib). Links that are
+not http(s) are returned resolved but otherwise untouched, so validation can
+name them.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from w3lib.url import canonicalize_url, url_query_cleaner
+
+# Parameters that identify a campaign or a click, never an article.
+TRACKING_PARAMETERS = frozenset(
+    {
+        "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_id",
+        "utm_name", "utm_brand", "utm_social", "utm_social-type", "fbclid", "gclid",
+        "gclsrc", "dclid", "msclkid", "yclid", "twclid", "igshid", "mc_cid", "mc_eid",
+        "_ga", "_gl", "_hsenc", "_hsmi", "mkt_tok", "oly_anon_id", "oly_enc_id",
+        "vero_id", "wt_mc", "wt.mc_id", "cmpid", "ocid", "smid", "sr_share",
+    }
+)
+_TRACKING_PREFIXES = ("utm_",)
+
+
+def _is_tracking(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in TRACKING_PARAMETERS or lowered.startswith(_TRACKING_PREFIXES)
+
+
+def canonical_url(link: str | None, base: str | None = None) -> str | None:
+    """The canonical form of `link`, resolved against `base`; None when there is no link."""
+    if not link or not link.strip():
+        return None
+    link = link.strip()
+    resolved = urljoin(base, link) if base else link
+    parts = urlsplit(resolved)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return resolved
+    query_names = [pair.split("=", 1)[0] for pair in parts.query.split("&") if pair]
+    tracking = [name for name in query_names if _is_tracking(name)]
+    if tracking:
+        resolved = url_query_cleaner(resolved, tracking, remove=True, keep_fragments=True)
+    canonical = canonicalize_url(resolved, keep_fragments=False)
+    parts = urlsplit(canonical)
+    host = parts.hostname or ""
+    port = parts.port
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    netloc = host if port in (None, default_port) else f"{host}:{port}"
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    path = parts.path or "/"
+    return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
