@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# `make run`: Airflow standalone (api-server + UI on :8080, scheduler, dag-processor,
+# triggerer; LocalExecutor) with the news_ingest DAG unpaused, until Ctrl-C.
+#
+#   FEEDS=FILE  ingest another feed list (OPML or one URL per line)
+#   DEMO=1      also serve the bundled sample feeds on 127.0.0.1:8765 and ingest those
+#
+# Airflow's metadata lives in the database `airflow` on the same PostgreSQL
+# server as the news data (the embedded one unless DATABASE_URL is set), unless
+# AIRFLOW__DATABASE__SQL_ALCHEMY_CONN says otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=$ROOT/.venv/bin/python
+export PATH="$ROOT/.venv/bin:$PATH"
+
+export AIRFLOW_HOME=${AIRFLOW_HOME:-$ROOT/.data/airflow}
+export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
+export AIRFLOW__CORE__EXECUTOR=${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}
+export AIRFLOW__CORE__PARALLELISM=${AIRFLOW__CORE__PARALLELISM:-8}
+export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+mkdir -p "$AIRFLOW_HOME"
+
+if [[ -z "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-}" ]]; then
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$("$PY" -m pipeline db-url --database airflow --sqlalchemy)
+    export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
+fi
+
+children=()
+cleanup() { for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+if [[ -n "${DEMO:-}" && "${DEMO}" != "0" ]]; then
+    export FEEDS_FILE=$ROOT/.data/demo-feeds.txt
+    "$PY" -m pipeline demo-serve --port "${DEMO_PORT:-8765}" --write-feeds "$FEEDS_FILE" &
+    children+=($!)
+    for _ in $(seq 50); do [[ -s "$FEEDS_FILE" ]] && break; sleep 0.2; done
+    [[ -s "$FEEDS_FILE" ]] || { echo "demo feed server did not start" >&2; exit 1; }
+elif [[ -n "${FEEDS:-}" ]]; then
+    export FEEDS_FILE=$(realpath "$FEEDS")
+else
+    export FEEDS_FILE=${FEEDS_FILE:-$ROOT/feeds/default.opml}
+fi
+[[ -r "$FEEDS_FILE" ]] || { echo "feed list not readable: $FEEDS_FILE" >&2; exit 1; }
+
+echo "news database: $("$PY" -m pipeline db-url)"
+"$PY" -m pipeline migrate
+airflow db migrate >/dev/null
+airflow pools set feed_fetch "${FETCH_POOL_SLOTS:-4}" "Concurrent feed fetch tasks" >/dev/null
+
+password_file=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
+(
+    for _ in $(seq 120); do
+        if curl -fsS -o /dev/null http://localhost:8080/api/v2/monitor/health 2>/dev/null; then break; fi
+        sleep 1
+    done
+    echo
+    echo "================================================================="
+    echo " Airflow UI:  http://localhost:8080   (DAG: news_ingest, unpaused)"
+    echo " Feed list:   $FEEDS_FILE"
+    echo " Login:       user admin, password: $("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" "$password_file" 2>/dev/null || echo "see $password_file")"
+    echo " Query:       make psql   (or: .venv/bin/python -m pipeline db-url)"
+    echo " Stop:        Ctrl-C"
+    echo "================================================================="
+) &
+children+=($!)
+
+airflow standalone
