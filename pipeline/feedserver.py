@@ -91,12 +91,15 @@ class FeedServer:
                 headers = dict(route.headers)
                 if route.validators and route.status == 200:
                     headers.update({"ETag": route.etag, "Last-Modified": server.last_modified})
-                    if (self.headers.get("If-None-Match") == route.etag
-                            or self.headers.get("If-Modified-Since") == server.last_modified):
+                    # RFC 9110: If-None-Match, when present, takes precedence over If-Modified-Since
+                    if_none_match = self.headers.get("If-None-Match")
+                    if (if_none_match == route.etag if if_none_match is not None
+                            else self.headers.get("If-Modified-Since") == server.last_modified):
                         self._send(304, b"", None, headers)
                         return
                 body = route.body
-                if "gzip" in (self.headers.get("Accept-Encoding") or "") and route.status == 200:
+                compressible = route.status == 200 and "Content-Encoding" not in headers
+                if compressible and "gzip" in (self.headers.get("Accept-Encoding") or ""):
                     body = gzip.compress(body)
                     headers["Content-Encoding"] = "gzip"
                 self._send(route.status, body, route.content_type, headers)

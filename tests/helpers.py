@@ -1,0 +1,43 @@
+"""Helpers for tests: SQL queries and small hand-written feeds."""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+from pipeline import database
+
+
+def query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
+    with database.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(statement, params or None)
+        return cur.fetchall()
+
+
+def scalar(url: str, statement: str, params: tuple = ()):
+    return query(url, statement, params)[0][0]
+
+
+def rss(items: list[dict], title: str = "Test feed", link: str = "https://news.example/",
+        language: str | None = "en") -> bytes:
+    """An RSS 2.0 document; each item maps element names to text (escaped here)."""
+    parts = [f"<item>{''.join(f'<{k}>{escape(str(v))}</{k}>' for k, v in item.items())}</item>"
+             for item in items]
+    lang = f"<language>{language}</language>" if language else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        f"<title>{escape(title)}</title><link>{escape(link)}</link>{lang}"
+        f"{''.join(parts)}</channel></rss>"
+    ).encode("utf-8")
+
+
+def item(n: int, **overrides: str) -> dict:
+    """A plausible, valid RSS item number `n`."""
+    base = {
+        "title": f"Story number {n} about the harbour",
+        "link": f"https://news.example/story/{n}",
+        "guid": f"story-{n}",
+        "pubDate": "Mon, 16 Nov 2026 10:00:00 +0000",
+        "description": f"<p>Body of story {n}. It has a few words.</p>",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}

@@ -1,0 +1,162 @@
+"""The whole ingest path (the CLI's and the DAG's stages) on a real PostgreSQL and loopback HTTP."""
+
+import uuid
+
+import pytest
+
+from pipeline import database, stages
+from pipeline.demo import demo_feed_list, serve_demo
+from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
+from pipeline.feedlist import parse_feed_list
+from pipeline.feedserver import FeedServer, Route
+from pipeline.records import FeedSource
+from tests.helpers import item, query, rss, scalar
+
+
+def run(db_url, settings, sources, run_id=None):
+    return stages.ingest(db_url, settings, sources, run_id or f"test-{uuid.uuid4().hex[:8]}")
+
+
+def assert_counts_add_up(summary):
+    t = summary["totals"]
+    assert t["entries"] == t["new"] + t["updated"] + t["duplicates"] + t["quarantined"]
+    for feed in summary["feeds"]:
+        assert feed["entries"] == feed["new"] + feed["updated"] + feed["duplicates"] + feed["quarantined"]
+
+
+@pytest.fixture
+def demo():
+    server = serve_demo(0)
+    yield parse_feed_list(demo_feed_list(server))
+    server.stop()
+
+
+def test_demo_feeds_load_with_duplicates_and_quarantine_recorded(db_url, settings, demo):
+    summary = run(db_url, settings, demo)
+    assert_counts_add_up(summary)
+    t = summary["totals"]
+    assert (t["feeds"], t["fetched"], t["entries"]) == (3, 3, 11)
+    assert (t["new"], t["duplicates"], t["quarantined"]) == (8, 2, 1)
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 8
+    rules = dict(query(db_url, "SELECT rule, count(*) FROM duplicates GROUP BY rule"))
+    assert rules == {"feed_guid": 1, "content_hash": 1}
+    assert scalar(db_url, "SELECT count(*) FROM duplicates WHERE matched_article_id IS NULL") == 0
+    [(reasons, entry)] = query(db_url, "SELECT reasons, entry FROM quarantine")
+    assert entry["link"] == "javascript:void(0)"
+    assert {"expectation": "expect_column_values_to_match_regex", "column": "canonical_url",
+            "observed": "javascript:void(0)"} in reasons
+
+
+def test_articles_are_normalized_in_the_table(db_url, settings, demo):
+    run(db_url, settings, demo)
+    rows = dict(query(db_url, "SELECT canonical_url, published_source FROM articles"))
+    assert "https://harbordaily.example/2026/11/17/lighthouse-museum?page=1" in rows  # fbclid gone
+    assert "https://northernledger.example/news/2026/11/20/six-cities-sea-walls" in rows  # resolved, utm gone
+    assert rows["https://harbordaily.example/2026/11/18/market-reopens"] == "fetched"  # undated
+    html, text = query(db_url, "SELECT html, text FROM articles WHERE title LIKE 'Council budget%'")[0]
+    assert "script" not in html and "track()" not in text
+
+
+def test_second_run_adds_nothing_and_uses_conditional_get(db_url, settings, demo):
+    run(db_url, settings, demo)
+    before = query(db_url, "SELECT id, content_hash FROM articles ORDER BY id")
+    again = run(db_url, settings, demo)
+    assert again["totals"]["not_modified"] == 3 and again["totals"]["entries"] == 0
+    assert query(db_url, "SELECT id, content_hash FROM articles ORDER BY id") == before
+
+
+def test_rerun_without_validators_records_duplicates_once_per_run(db_url, settings):
+    with FeedServer({"/f.xml": Route(rss([item(1), item(2)]), validators=False)}) as srv:
+        sources = [FeedSource(srv.url("/f.xml"))]
+        run(db_url, settings, sources)
+        second = run(db_url, settings, sources)
+        run(db_url, settings, sources)
+    assert second["totals"]["duplicates"] == 2 and second["totals"]["new"] == 0
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 2
+    assert query(db_url, "SELECT rule, times_seen FROM duplicates ORDER BY id") == [("feed_guid", 2)] * 2
+
+
+def test_changed_content_under_the_same_guid_is_an_update(db_url, settings):
+    with FeedServer({"/f.xml": Route(rss([item(1)]))}) as srv:
+        sources = [FeedSource(srv.url("/f.xml"))]
+        run(db_url, settings, sources)
+        published = scalar(db_url, "SELECT published_at FROM articles")
+        srv.routes["/f.xml"] = Route(rss([item(1, description="<p>Corrected body.</p>",
+                                                pubDate="Wed, 18 Nov 2026 10:00:00 +0000")]))
+        summary = run(db_url, settings, sources)
+    assert summary["totals"]["updated"] == 1
+    assert query(db_url, "SELECT text, version, published_at FROM articles") == [
+        ("Corrected body.", 2, published)
+    ]
+
+
+def test_one_failing_feed_does_not_fail_the_run(db_url, settings):
+    with FeedServer({"/ok.xml": Route(rss([item(1)])), "/html": Route(b"<html><body>hi</body></html>", "text/html")}) as srv:
+        sources = [FeedSource(srv.url("/ok.xml")), FeedSource(srv.url("/gone.xml")), FeedSource(srv.url("/html"))]
+        summary = run(db_url, settings, sources)
+    outcomes = {f["url"].rsplit("/", 1)[1]: (f["outcome"], f["error"]) for f in summary["feeds"]}
+    assert outcomes["ok.xml"] == ("ok", None)
+    assert outcomes["gone.xml"][0] == "error" and "404" in outcomes["gone.xml"][1]
+    assert outcomes["html"][0] == "error" and "not a feed" in outcomes["html"][1]
+    assert summary["status"] == "ok" and summary["totals"]["failed"] == 2
+    state = dict(query(db_url, "SELECT url, consecutive_errors FROM feeds"))
+    assert state[srv.url("/gone.xml")] == 1 and state[srv.url("/ok.xml")] == 0
+
+
+def test_every_feed_failing_is_a_systemic_failure(db_url, settings):
+    sources = [FeedSource(f"http://127.0.0.1:9/feed{i}.xml") for i in range(3)]
+    with pytest.raises(SystemicFetchFailure, match="all 3 feeds failed"):
+        run(db_url, settings, sources)
+    assert scalar(db_url, "SELECT status FROM ingest_runs") == "systemic_failure"
+    assert scalar(db_url, "SELECT count(*) FROM fetch_log WHERE outcome = 'error'") == 3
+
+
+def test_failed_share_past_the_threshold_fails_loudly_but_loses_nothing(db_url, settings):
+    bad = [item(n, link=f"javascript:void({n})") for n in range(3)]
+    with FeedServer({"/bad.xml": Route(rss(bad + [item(9)]))}) as srv:
+        url = srv.url("/bad.xml")
+        with pytest.raises(ValidationThresholdExceeded, match="bad.xml") as failure:
+            run(db_url, settings, [FeedSource(url)])
+    assert "expect_column_values_to_match_regex" in str(failure.value)
+    assert scalar(db_url, "SELECT count(*) FROM quarantine") == 3
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 1
+    assert scalar(db_url, "SELECT status FROM ingest_runs") == "validation_failed"
+
+
+def test_retried_load_and_rerun_of_a_run_create_no_duplicates(db_url, settings, demo):
+    summary = run(db_url, settings, demo, run_id="same-run")
+    again = stages.load_run(db_url, "same-run", stages.utcnow())
+    assert again.get("already_loaded") is True
+    assert scalar(db_url, "SELECT count(*) FROM articles") == summary["totals"]["new"]
+
+
+def test_concurrent_writer_turns_a_planned_insert_into_a_recorded_duplicate(db_url, settings):
+    """A row inserted by another writer between dedup and load is not lost from the counts."""
+    with FeedServer({"/f.xml": Route(rss([item(1)]))}) as srv:
+        sources = [FeedSource(srv.url("/f.xml"))]
+        now = stages.utcnow()
+        shards = stages.prepare_run(db_url, settings, "r1", sources, now)
+        for shard in shards:
+            stages.fetch_shard(db_url, settings, "r1", shard, now)
+            stages.parse_shard(db_url, "r1", shard)
+            stages.normalize_shard(db_url, "r1", shard)
+        stages.dedup_run(db_url, "r1")
+        stages.validate_run(db_url, settings, "r1", now)
+        run(db_url, settings, sources, run_id="r2")  # the other writer loads the same entry
+        counts = stages.load_run(db_url, "r1", stages.utcnow())
+    assert (counts["new"], counts["duplicates"]) == (0, 1)
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 1
+
+
+def test_migrations_are_tracked_and_idempotent(db_url):
+    assert database.migrate(db_url) == []
+    versions = [v for (v,) in query(db_url, "SELECT version FROM schema_version ORDER BY version")]
+    assert versions == list(range(1, len(database.migration_files()) + 1))
+    indexes = {name for (name,) in query(db_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'articles'")}
+    assert {"articles_published_at", "articles_canonical_url_key", "articles_search"} <= indexes
+
+
+def test_full_text_search_finds_articles(db_url, settings, demo):
+    run(db_url, settings, demo)
+    hits = query(db_url, "SELECT title FROM articles WHERE search @@ plainto_tsquery('simple', 'ferry crossings')")
+    assert hits == [("Ferry timetable changes for the winter season",)]

@@ -1,0 +1,66 @@
+from datetime import datetime, timezone
+
+from pipeline.dedup import StoredIndex, decide
+from pipeline.identity import content_hash, identity_key
+from pipeline.records import Article, Decision, DuplicateRule, StoredArticleKey
+
+NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
+
+
+def art(feed: int, seq: int, guid: str | None, url: str, title: str, text: str = "body") -> Article:
+    digest = content_hash(title, text, url)
+    return Article(feed, seq, identity_key(guid, url, digest), guid, url, title, text, "", NOW,
+                   "published", digest)
+
+
+def stored(a: Article, id_: int) -> StoredArticleKey:
+    return StoredArticleKey(id_, a.feed_id, a.identity_key, a.canonical_url, a.content_hash)
+
+
+def test_new_articles_are_new():
+    batch = [art(1, 0, "a", "https://x/1", "One"), art(1, 1, "b", "https://x/2", "Two")]
+    assert [v.decision for v in decide(batch, StoredIndex())] == [Decision.NEW, Decision.NEW]
+
+
+def test_same_guid_twice_in_a_batch_keeps_the_first():
+    a = art(1, 0, "a", "https://x/1", "One")
+    again = art(1, 1, "a", "https://x/1", "One")
+    verdicts = decide([a, again], StoredIndex())
+    assert verdicts[0].decision is Decision.NEW
+    assert verdicts[1].decision is Decision.DUPLICATE and verdicts[1].rule is DuplicateRule.FEED_GUID
+    assert verdicts[1].matched_url == "https://x/1"
+
+
+def test_stored_same_identity_same_content_is_duplicate_changed_content_is_update():
+    old = art(1, 0, "a", "https://x/1", "One")
+    index = StoredIndex.of([stored(old, 10)])
+    same = decide([art(1, 5, "a", "https://x/1", "One")], index)[0]
+    changed = decide([art(1, 5, "a", "https://x/1", "One, corrected")], index)[0]
+    assert (same.decision, same.rule, same.matched_article_id) == (Decision.DUPLICATE, DuplicateRule.FEED_GUID, 10)
+    assert (changed.decision, changed.matched_article_id) == (Decision.UPDATE, 10)
+
+
+def test_same_url_from_another_feed_is_a_duplicate():
+    old = art(1, 0, "a", "https://x/1", "One")
+    verdict = decide([art(2, 0, "other-guid", "https://x/1", "One (syndicated)")], StoredIndex.of([stored(old, 7)]))[0]
+    assert (verdict.decision, verdict.rule, verdict.matched_article_id) == (Decision.DUPLICATE, DuplicateRule.CANONICAL_URL, 7)
+
+
+def test_same_feed_new_guid_same_url_changed_content_is_an_update():
+    old = art(1, 0, "a", "https://x/1", "One")
+    verdict = decide([art(1, 0, "a-v2", "https://x/1", "One, updated")], StoredIndex.of([stored(old, 7)]))[0]
+    assert (verdict.decision, verdict.rule) == (Decision.UPDATE, DuplicateRule.CANONICAL_URL)
+
+
+def test_same_content_under_another_url_is_a_content_hash_duplicate():
+    a = art(1, 0, "a", "https://one.example/s", "Wire story", "Same words")
+    b = art(2, 0, "b", "https://two.example/s", "Wire story", "Same words")
+    verdicts = decide([a, b], StoredIndex())
+    assert verdicts[1].decision is Decision.DUPLICATE and verdicts[1].rule is DuplicateRule.CONTENT_HASH
+    assert verdicts[1].matched_url == "https://one.example/s"
+
+
+def test_title_only_entries_of_different_stories_do_not_collide():
+    a = art(1, 0, "a", "https://x/live-1", "Live updates", "")
+    b = art(1, 1, "b", "https://x/live-2", "Live updates", "")
+    assert [v.decision for v in decide([a, b], StoredIndex())] == [Decision.NEW, Decision.NEW]
