@@ -38,6 +38,8 @@ def embedded_server_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> st
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
         import pgserver
 
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+
         data_dir.mkdir(parents=True, exist_ok=True)
         server = pgserver.get_server(data_dir / "pg", cleanup_mode=None)
     ensure_database(server.get_uri("postgres"), database)

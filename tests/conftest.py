@@ -102,8 +102,7 @@ def airflow_db() -> Iterator[str]:
     yield AIRFLOW_DB
     from airflow import settings as airflow_settings
 
-    if airflow_settings.engine is not None:
-        airflow_settings.engine.dispose()
+    airflow_settings.dispose_orm(do_log=False)
     _drop(AIRFLOW_DB)
 
 

@@ -1,0 +1,98 @@
+"""The CLI, as a user runs it: `python -m pipeline ...` in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.demo import demo_feed_list, serve_demo
+from pipeline.feedserver import CONTENT_TYPES, FeedServer, Route
+from tests.helpers import scalar
+
+
+def cli(db_url: str, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "DATABASE_URL": db_url, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def test_ingest_json_summary(db_url, tmp_path):
+    server = serve_demo(0)
+    try:
+        feeds = tmp_path / "feeds.txt"
+        feeds.write_text(demo_feed_list(server))
+        done = cli(db_url, "ingest", "--feeds", str(feeds), "--json")
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert set(summary["totals"]) >= {"feeds", "fetched", "not_modified", "failed", "entries", "new",
+                                      "updated", "duplicates", "quarantined", "seconds"}
+    assert summary["totals"]["new"] == scalar(db_url, "SELECT count(*) FROM articles") == 8
+    feed = summary["feeds"][0]
+    assert {"url", "outcome", "error", "entries"} <= set(feed)
+    assert {f["outcome"] for f in summary["feeds"]} == {"ok"}
+
+
+def test_ingest_table_summary_and_opml_feed_list(db_url, tmp_path):
+    server = serve_demo(0)
+    try:
+        outlines = "".join(f'<outline type="rss" text="f" xmlUrl="{u}"/>' for u in demo_feed_list(server).split())
+        opml = tmp_path / "feeds.opml"
+        opml.write_text(f'<?xml version="1.0"?><opml version="2.0"><head/><body>{outlines}</body></opml>')
+        done = cli(db_url, "ingest", "--feeds", str(opml))
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    assert "Run summary: ok" in done.stdout and "quarantined" in done.stdout
+
+
+def test_no_network_is_reported_as_a_systemic_fault(db_url, tmp_path):
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text("http://127.0.0.1:9/a.xml\nhttp://127.0.0.1:9/b.xml\n")
+    done = cli(db_url, "ingest", "--feeds", str(feeds), "--json")
+    assert done.returncode == 4
+    assert "systemic" in done.stderr
+    assert json.loads(done.stdout)["totals"]["failed"] == 2
+
+
+def test_bad_feed_list_is_a_clear_error(db_url, tmp_path):
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text("not a url\n")
+    done = cli(db_url, "ingest", "--feeds", str(feeds))
+    assert done.returncode == 2 and "line 1" in done.stderr
+
+
+def test_db_url_and_migrate(db_url):
+    assert cli(db_url, "db-url").stdout.strip() == db_url
+    assert "up to date" in cli(db_url, "migrate").stdout
+
+
+def test_psql_runs_sql_on_the_news_database(db_url):
+    done = cli(db_url, "psql", "-tAc", "SELECT count(*) FROM schema_version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+
+
+def test_real_news_feeds_go_through_without_a_crash_and_counts_add_up(db_url, shared_dir, tmp_path):
+    corpus = shared_dir / "corpora" / "news-feeds"
+    files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix == ".xml")
+    assert len(files) == 50
+    routes = {f"/{p.relative_to(corpus)}": Route(p.read_bytes(), CONTENT_TYPES[".xml"]) for p in files}
+    with FeedServer(routes) as server:
+        feeds = tmp_path / "feeds.txt"
+        feeds.write_text("".join(server.url(path) + "\n" for path in routes))
+        done = cli(db_url, "ingest", "--feeds", str(feeds), "--json", env={"QUARANTINE_FAIL_RATIO": "1"})
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    totals = summary["totals"]
+    assert totals["fetched"] == 50 and totals["failed"] == 0
+    expected_entries = sum(int(row.split("\t")[8]) for row in
+                           (corpus / "MANIFEST.tsv").read_text().splitlines()[1:] if row.strip())
+    assert totals["entries"] == expected_entries
+    assert totals["entries"] == totals["new"] + totals["updated"] + totals["duplicates"] + totals["quarantined"]
+    assert scalar(db_url, "SELECT count(*) FROM articles") == totals["new"] + 0
+    assert scalar(db_url, "SELECT count(*) FROM quarantine") == totals["quarantined"]
