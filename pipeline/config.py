@@ -85,6 +85,7 @@ class Settings:
     fetch_concurrency: int = 16
     shard_size: int = 50
     max_shards: int = 256
+    workers: int = 1
     quarantine_fail_ratio: float = 0.5
     quarantine_min_entries: int = 20
     future_tolerance_hours: int = 24
@@ -109,6 +110,7 @@ class Settings:
             shard_size=_int(env, "FEEDS_PER_SHARD", 50, minimum=1),
             max_shards=min(_int(env, "MAX_FETCH_SHARDS", 256, minimum=1), 1024),
             quarantine_fail_ratio=_float(env, "QUARANTINE_FAIL_RATIO", 0.5, 0.0, 1.0),
+            workers=_int(env, "INGEST_WORKERS", os.cpu_count() or 1, minimum=1),
             quarantine_min_entries=_int(env, "QUARANTINE_MIN_ENTRIES", 20),
             future_tolerance_hours=_int(env, "FUTURE_TOLERANCE_HOURS", 24),
         )
