@@ -21,7 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock -e . 2>&1 \
 		| grep -v "is ignored: it is neither a file nor a directory" || true
-	$(PY) -c "import airflow, great_expectations, feedparser, psycopg2, pgserver" \
+	$(PY) -c "import airflow, great_expectations, feedparser, psycopg2, pgserver" >/dev/null 2>&1 \
 		|| { echo "dependency install failed"; exit 1; }
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 

@@ -8,7 +8,9 @@ anything imports airflow.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -45,6 +47,7 @@ def _url_for(name: str) -> str:
 
 # Airflow reads its configuration at import: set it before any test imports it.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-home-")
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ.update(
     {
         "AIRFLOW_HOME": _AIRFLOW_HOME,
