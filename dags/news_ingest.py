@@ -92,7 +92,8 @@ def news_ingest() -> None:
     def parse(shard: int, run_id: str | None = None) -> dict[str, Any]:
         from pipeline import stages
 
-        return stages.parse_shard(_db_url(_settings()), str(run_id), shard)
+        settings = _settings()
+        return stages.parse_shard(_db_url(settings), settings, str(run_id), shard)
 
     @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def normalize(shard: int, run_id: str | None = None) -> dict[str, Any]:
@@ -122,7 +123,8 @@ def news_ingest() -> None:
         """Runs after a failed validate too: good and quarantined rows still land."""
         from pipeline import stages
 
-        return stages.load_run(_db_url(_settings()), str(run_id), _now())
+        settings = _settings()
+        return stages.load_run(_db_url(settings), settings, str(run_id), _now())
 
     @task(trigger_rule="all_done", retries=0)
     def report(run_id: str | None = None) -> dict[str, Any]:
@@ -136,6 +138,9 @@ def news_ingest() -> None:
         for feed in summary["feeds"]:
             if feed["outcome"] in ("error", "disabled"):
                 print(f"{feed['outcome']}: {feed['url']}: {feed['error']}")
+        for feed in summary["attention"]:
+            print(f"needs attention ({feed['status']}, {feed['error_streak']} errors): "
+                  f"{feed['url']}: {feed['reason']}")
         print(f"run {run_id} {summary['status']}: {summary['totals']}")
         return summary["totals"]
 

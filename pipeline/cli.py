@@ -40,7 +40,8 @@ def _db_url(settings: Settings) -> str:
     return url
 
 
-def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str | None = None) -> int:
+def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str | None = None,
+               force: bool = False) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -63,7 +64,7 @@ def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str 
                 progress.advance(task)
 
         try:
-            summary = stages.ingest(url, settings, sources, run_id, on_fetched=advance)
+            summary = stages.ingest(url, settings, sources, run_id, on_fetched=advance, force=force)
         except ValidationThresholdExceeded as exc:
             console.print(f"[red]validation failed:[/red] {exc}")
             code = EXIT_VALIDATION
@@ -91,11 +92,12 @@ def run_demo(settings: Settings, as_json: bool, port: int) -> int:
     from pipeline.demo import demo_feed_list, serve_demo
 
     server = serve_demo(port)
+    settings = settings.allowing("127.0.0.1/32")  # the demo's own loopback server
     try:
         with tempfile.TemporaryDirectory() as tmp:
             feeds = Path(tmp) / "demo-feeds.txt"
             feeds.write_text(demo_feed_list(server), encoding="utf-8")
-            code = run_ingest(settings, feeds, as_json)
+            code = run_ingest(settings, feeds, as_json, force=True)
         url = database.database_url(settings)
         with database.connect(url) as conn, conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM articles")
@@ -143,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--feeds", type=Path, help="OPML file or plain list of URLs (default: FEEDS_FILE)")
     ingest.add_argument("--json", action="store_true", help="print the summary as JSON")
     ingest.add_argument("--run-id", help="name the run (default: generated)")
+    ingest.add_argument("--force", action="store_true",
+                        help="fetch every feed now, even those whose next check is later")
     demo = sub.add_parser("demo", help="serve the bundled demo feeds on loopback and ingest them")
     demo.add_argument("--json", action="store_true")
     demo.add_argument("--port", type=int, default=0, help="loopback port (default: any free one)")
@@ -169,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.command == "ingest":
-            return run_ingest(settings, args.feeds or settings.feeds_file, args.json, args.run_id)
+            return run_ingest(settings, args.feeds or settings.feeds_file, args.json, args.run_id,
+                              args.force)
         if args.command == "demo":
             return run_demo(settings, args.json, args.port)
         if args.command == "demo-serve":

@@ -49,6 +49,15 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     return value
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple:
+    from pipeline.netguard import parse_networks
+
+    try:
+        return parse_networks(env.get(name))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be comma-separated CIDRs: {exc}") from exc
+
+
 def airflow_conn_to_url(raw: str) -> str:
     """Turn an `AIRFLOW_CONN_*` value (URI or JSON form) into a libpq URL."""
     raw = raw.strip()
@@ -82,7 +91,14 @@ class Settings:
     read_timeout: float = 20.0
     total_timeout: float = 60.0
     max_body_bytes: int = 10 * 1024 * 1024
-    fetch_concurrency: int = 16
+    fetch_concurrency: int = 32
+    per_host_concurrency: int = 2
+    allowed_networks: tuple = ()  # CIDRs the SSRF guard lets through (FETCH_ALLOWED_NETWORKS)
+    min_interval_s: int = 600
+    max_interval_s: int = 86_400
+    max_entries_per_feed: int = 500
+    redirect_confirmations: int = 3
+    archive_retention_days: int = 30
     shard_size: int = 50
     max_shards: int = 256
     workers: int = 1
@@ -106,7 +122,14 @@ class Settings:
             read_timeout=_float(env, "FETCH_READ_TIMEOUT", 20.0, 0.1, 600),
             total_timeout=_float(env, "FETCH_TOTAL_TIMEOUT", 60.0, 0.1, 3600),
             max_body_bytes=_int(env, "FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
-            fetch_concurrency=_int(env, "FETCH_CONCURRENCY", 16, minimum=1),
+            fetch_concurrency=_int(env, "FETCH_CONCURRENCY", 32, minimum=1),
+            per_host_concurrency=_int(env, "FETCH_PER_HOST", 2, minimum=1),
+            allowed_networks=_networks(env, "FETCH_ALLOWED_NETWORKS"),
+            min_interval_s=_int(env, "FETCH_MIN_INTERVAL", 600, minimum=1),
+            max_interval_s=_int(env, "FETCH_MAX_INTERVAL", 86_400, minimum=1),
+            max_entries_per_feed=_int(env, "FETCH_MAX_ENTRIES", 500, minimum=1),
+            redirect_confirmations=_int(env, "REDIRECT_CONFIRMATIONS", 3, minimum=1),
+            archive_retention_days=_int(env, "ARCHIVE_RETENTION_DAYS", 30, minimum=1),
             shard_size=_int(env, "FEEDS_PER_SHARD", 50, minimum=1),
             max_shards=min(_int(env, "MAX_FETCH_SHARDS", 256, minimum=1), 1024),
             quarantine_fail_ratio=_float(env, "QUARANTINE_FAIL_RATIO", 0.5, 0.0, 1.0),
@@ -115,6 +138,12 @@ class Settings:
             future_tolerance_hours=_int(env, "FUTURE_TOLERANCE_HOURS", 24),
         )
         return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
+
+    def allowing(self, *cidrs: str) -> "Settings":
+        """These settings with more networks opened to the fetcher (e.g. loopback for a demo)."""
+        from pipeline.netguard import parse_networks
+
+        return replace(self, allowed_networks=self.allowed_networks + parse_networks(",".join(cidrs)))
 
     def with_database(self, url: str | None) -> "Settings":
         return replace(self, database_url=normalize_db_url(url)) if url else self

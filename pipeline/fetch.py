@@ -1,22 +1,33 @@
 """Fetch stage: HTTP GET of feeds, politely and within bounds. The only network I/O.
 
-Per feed: connect/read/total timeouts, a cap on the (decompressed) body size
-enforced while streaming, gzip, a clear User-Agent, and conditional GET from
-the stored ETag / Last-Modified. Every failure becomes a classified
+Per feed: connect/read/total timeouts; a cap on the decompressed body size,
+enforced while streaming (a gzip bomb is an error, not an out-of-memory);
+conditional GET from the stored ETag / Last-Modified, and a body identical to
+the last one parsed counts as not modified; redirects followed by hand (up to
+`MAX_REDIRECTS`, loops detected, each hop through the SSRF guard); a global
+and a per-host concurrency limit; `Retry-After`, `Cache-Control`, `Expires`
+and the error streak set the next check. Every failure becomes a classified
 `FetchResult`, never an exception: one failing feed never fails a run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ssl
+import threading
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable, Iterable
+from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
+from pipeline import schedule
 from pipeline.config import Settings
+from pipeline.netguard import AddressPolicy, BlockedAddress, GuardedBackend, ResolutionFailed
 from pipeline.records import FeedState, FetchOutcome, FetchResult
 
 ACCEPT = (
@@ -24,34 +35,59 @@ ACCEPT = (
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
 MAX_REDIRECTS = 5
+REDIRECTS = {301, 302, 303, 307, 308}
+PERMANENT = {301, 308}
+# Response headers kept with the archived body: enough to replay and to audit.
+KEPT_HEADERS = ("content-type", "content-encoding", "etag", "last-modified", "cache-control",
+                "expires", "retry-after", "date", "age", "server", "content-length")
 
 
 class _FetchFailure(Exception):
-    def __init__(self, kind: str, message: str, status: int | None = None):
+    def __init__(self, kind: str, message: str, status: int | None = None,
+                 retry_at: datetime | None = None):
         super().__init__(message)
         self.kind = kind
         self.status = status
+        self.retry_at = retry_at
+
+
+def bounds(settings: Settings) -> schedule.Bounds:
+    return schedule.Bounds(timedelta(seconds=settings.min_interval_s),
+                           timedelta(seconds=settings.max_interval_s))
 
 
 def make_client(settings: Settings) -> httpx.Client:
-    """One client per fetch batch: pooled connections, shared by the worker threads."""
-    timeout = httpx.Timeout(
-        connect=settings.connect_timeout,
-        read=settings.read_timeout,
-        write=settings.read_timeout,
-        pool=settings.total_timeout,
-    )
-    limits = httpx.Limits(
+    """One client per fetch batch: pooled connections, guarded dialling, shared by threads."""
+    timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
+                            write=settings.read_timeout, pool=settings.total_timeout)
+    transport = httpx.HTTPTransport(limits=httpx.Limits(
+        max_connections=settings.fetch_concurrency,
+        max_keepalive_connections=settings.fetch_concurrency))
+    # httpx has no public hook for the dialler: swap in a pool whose backend checks addresses.
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
         max_connections=settings.fetch_concurrency,
         max_keepalive_connections=settings.fetch_concurrency,
+        network_backend=GuardedBackend(AddressPolicy(settings.allowed_networks)),
     )
-    return httpx.Client(
-        timeout=timeout,
-        limits=limits,
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
-        headers={"User-Agent": settings.user_agent, "Accept": ACCEPT},
-    )
+    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False,
+                        trust_env=False,
+                        headers={"User-Agent": settings.user_agent, "Accept": ACCEPT})
+
+
+class HostLimits:
+    """At most `per_host` requests in flight to one host:port."""
+
+    def __init__(self, per_host: int):
+        self._per_host = per_host
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = defaultdict(
+            lambda: threading.BoundedSemaphore(self._per_host))
+
+    def slot(self, url: str) -> threading.BoundedSemaphore:
+        parts = urlsplit(url)
+        with self._lock:
+            return self._slots[f"{parts.hostname}:{parts.port or parts.scheme}"]
 
 
 def conditional_headers(feed: FeedState) -> dict[str, str]:
@@ -65,38 +101,39 @@ def conditional_headers(feed: FeedState) -> dict[str, str]:
 
 def _read_capped(response: httpx.Response, settings: Settings, deadline: float) -> bytes:
     declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise _FetchFailure(
-            "too_large", f"Content-Length {declared} exceeds {settings.max_body_bytes} bytes"
-        )
+    encoded = response.headers.get("content-encoding")
+    if declared and declared.isdigit() and not encoded and int(declared) > settings.max_body_bytes:
+        raise _FetchFailure("too_large", f"Content-Length {declared} exceeds {settings.max_body_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():  # decompressed: the cap also stops gzip bombs
         size += len(chunk)
         if size > settings.max_body_bytes:
-            raise _FetchFailure(
-                "too_large", f"body exceeds {settings.max_body_bytes} bytes (decompressed)"
-            )
+            raise _FetchFailure("too_large", f"body exceeds {settings.max_body_bytes} bytes (decompressed)")
         if time.monotonic() > deadline:
             raise _FetchFailure("timeout", f"total time exceeded {settings.total_timeout:g}s")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _classify(exc: Exception) -> _FetchFailure:
-    text = str(exc) or type(exc).__name__
+def _classify(exc: BaseException) -> _FetchFailure:
     if isinstance(exc, _FetchFailure):
         return exc
+    text = str(exc) or type(exc).__name__
+    causes = [exc]
+    while causes[-1].__cause__ or causes[-1].__context__:
+        causes.append(causes[-1].__cause__ or causes[-1].__context__)  # type: ignore[arg-type]
+        if len(causes) > 8:
+            break
+    if any(isinstance(c, BlockedAddress) for c in causes):
+        return _FetchFailure("blocked_address", next(str(c) for c in causes if isinstance(c, BlockedAddress)))
+    if any(isinstance(c, ResolutionFailed) for c in causes):
+        return _FetchFailure("dns", next(str(c) for c in causes if isinstance(c, ResolutionFailed)))
     if isinstance(exc, httpx.TimeoutException):
         return _FetchFailure("timeout", text)
-    if isinstance(exc, httpx.TooManyRedirects):
-        return _FetchFailure("redirect", text)
+    if any(isinstance(c, ssl.SSLError) for c in causes) or "SSL" in text or "certificate" in text:
+        return _FetchFailure("tls", text)
     if isinstance(exc, httpx.ConnectError):
-        cause = exc.__context__ or exc.__cause__
-        if isinstance(cause, ssl.SSLError) or "SSL" in text or "certificate" in text:
-            return _FetchFailure("tls", text)
-        if "Name or service not known" in text or "nodename" in text or "getaddrinfo" in text:
-            return _FetchFailure("dns", text)
         return _FetchFailure("connect", text)
     if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
         return _FetchFailure("bad_url", text)
@@ -105,43 +142,115 @@ def _classify(exc: Exception) -> _FetchFailure:
     return _FetchFailure("network", f"{type(exc).__name__}: {text}")
 
 
-def fetch_feed(client: httpx.Client, feed: FeedState, settings: Settings, now: datetime) -> FetchResult:
-    """GET one feed. Never raises for network or HTTP trouble: the result says what happened."""
-    started = time.monotonic()
-    deadline = started + settings.total_timeout
+def _status_failure(response: httpx.Response, now: datetime) -> _FetchFailure:
+    status = response.status_code
+    message = f"HTTP {status} {response.reason_phrase}"
+    retry_at = schedule.retry_after(response.headers.get("retry-after"), now)
+    if status == 410:
+        return _FetchFailure("gone", message, status)
+    if status in (429, 503):
+        kind = "rate_limited" if status == 429 else "unavailable"
+        return _FetchFailure(kind, message, status, retry_at)
+    return _FetchFailure("http_status", message, status, retry_at)
 
-    def result(outcome: FetchOutcome, **fields: object) -> FetchResult:
-        elapsed = int((time.monotonic() - started) * 1000)
-        return FetchResult(
-            feed_id=feed.id, url=feed.url, outcome=outcome, fetched_at=now,
-            duration_ms=elapsed, **fields,  # type: ignore[arg-type]
-        )
 
-    try:
-        with client.stream("GET", feed.url, headers=conditional_headers(feed)) as response:
-            final_url = str(response.url)
-            if response.status_code == 304:
-                return result(FetchOutcome.NOT_MODIFIED, status=304, final_url=final_url)
-            if response.status_code >= 400:
-                raise _FetchFailure(
-                    "http_status", f"HTTP {response.status_code} {response.reason_phrase}",
+class Fetcher:
+    """Fetches feeds with one client, one global and one per-host limit."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.client = make_client(settings)
+        self.hosts = HostLimits(settings.per_host_concurrency)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "Fetcher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, list[tuple[int, str]]]:
+        """GET with redirects followed by hand; returns the final (streaming) response and the hops."""
+        hops: list[tuple[int, str]] = []
+        seen = {url}
+        for _ in range(MAX_REDIRECTS + 1):
+            with self.hosts.slot(url):
+                request = self.client.build_request("GET", url, headers=headers)
+                response = self.client.send(request, stream=True)
+            location = response.headers.get("location")
+            if response.status_code not in REDIRECTS or not location:
+                return response, hops
+            response.close()
+            target = urljoin(url, location)
+            if urlsplit(target).scheme not in ("http", "https"):
+                raise _FetchFailure("redirect", f"redirect to a non-web URL: {target}")
+            if target in seen:
+                raise _FetchFailure("redirect_loop", f"redirect loop: {url} -> {target}")
+            hops.append((response.status_code, target))
+            seen.add(target)
+            url = target
+        raise _FetchFailure("redirect", f"more than {MAX_REDIRECTS} redirects")
+
+    def fetch(self, feed: FeedState, now: datetime) -> FetchResult:
+        """GET one feed. Never raises for network or HTTP trouble: the result says what happened."""
+        started = time.monotonic()
+        deadline = started + self.settings.total_timeout
+        limits = bounds(self.settings)
+
+        def result(outcome: FetchOutcome, **fields: object) -> FetchResult:
+            elapsed = int((time.monotonic() - started) * 1000)
+            return FetchResult(feed_id=feed.id, url=feed.url, outcome=outcome, fetched_at=now,
+                               duration_ms=elapsed, **fields)  # type: ignore[arg-type]
+
+        try:
+            response, hops = self._open(feed.url, conditional_headers(feed))
+            try:
+                headers = {k: response.headers[k] for k in KEPT_HEADERS if k in response.headers}
+                hints = (schedule.cache_until(response.headers, now),
+                         schedule.retry_after(response.headers.get("retry-after"), now))
+                redirect = _permanent_target(hops)
+                final_url = str(response.url)
+                if response.status_code == 304:
+                    return result(FetchOutcome.NOT_MODIFIED, status=304, final_url=final_url,
+                                  etag=response.headers.get("etag"),
+                                  last_modified=response.headers.get("last-modified"),
+                                  headers=headers, permanent_redirect=redirect,
+                                  next_check_at=schedule.next_check(now, limits, hints=hints))
+                if response.status_code >= 400:
+                    raise _status_failure(response, now)
+                body = _read_capped(response, self.settings, deadline)
+                digest = hashlib.sha256(body).hexdigest()
+                return result(
+                    FetchOutcome.NOT_MODIFIED if digest == feed.body_hash else FetchOutcome.OK,
                     status=response.status_code,
+                    body=None if digest == feed.body_hash else body,
+                    unchanged=digest == feed.body_hash,
+                    body_hash=digest,
+                    content_type=response.headers.get("content-type"),
+                    etag=response.headers.get("etag"),
+                    last_modified=response.headers.get("last-modified"),
+                    final_url=final_url, headers=headers, permanent_redirect=redirect,
+                    next_check_at=schedule.next_check(now, limits, hints=hints),
                 )
-            body = _read_capped(response, settings, deadline)
+            finally:
+                response.close()
+
+        except Exception as exc:  # noqa: BLE001 - every failure of one feed is data
+            failure = _classify(exc)
             return result(
-                FetchOutcome.OK,
-                status=response.status_code,
-                body=body,
-                content_type=response.headers.get("content-type"),
-                etag=response.headers.get("etag"),
-                last_modified=response.headers.get("last-modified"),
-                final_url=final_url,
+                FetchOutcome.ERROR, status=failure.status, error_kind=failure.kind, error=str(failure),
+                next_check_at=schedule.next_check(now, limits, hints=(failure.retry_at,),
+                                                  error_streak=feed.consecutive_errors + 1),
             )
-    except Exception as exc:  # noqa: BLE001 - every failure of one feed is data
-        failure = _classify(exc)
-        return result(
-            FetchOutcome.ERROR, status=failure.status, error_kind=failure.kind, error=str(failure)
-        )
+
+
+def _permanent_target(hops: list[tuple[int, str]]) -> str | None:
+    """The final URL when every hop was permanent (301/308); None otherwise."""
+    if hops and all(status in PERMANENT for status, _ in hops):
+        return hops[-1][1]
+    return None
 
 
 def fetch_all(
@@ -150,15 +259,15 @@ def fetch_all(
     now: datetime,
     on_result: Callable[[FetchResult], None] | None = None,
 ) -> list[FetchResult]:
-    """Fetch feeds concurrently (bounded by `fetch_concurrency`); results in completion order."""
+    """Fetch feeds concurrently (at most `fetch_concurrency`, `per_host_concurrency` per host)."""
     feeds = list(feeds)
     results: list[FetchResult] = []
     if not feeds:
         return results
-    with make_client(settings) as client, ThreadPoolExecutor(
+    with Fetcher(settings) as fetcher, ThreadPoolExecutor(
         max_workers=min(settings.fetch_concurrency, len(feeds)), thread_name_prefix="fetch"
     ) as pool:
-        futures = [pool.submit(fetch_feed, client, feed, settings, now) for feed in feeds]
+        futures = [pool.submit(fetcher.fetch, feed, now) for feed in feeds]
         for future in as_completed(futures):
             fetched = future.result()
             results.append(fetched)

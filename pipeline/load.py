@@ -123,6 +123,68 @@ FROM (SELECT feed_id,
 WHERE l.run_id = %(run)s AND l.feed_id = c.feed_id
 """
 
+# Fetch state advances with the load, and only for real fetches (not replays):
+# validators and the body hash only for feeds whose body was used; 410 disables the
+# feed; a permanent redirect is counted until it is confirmed (see _MOVE_CONFIRMED).
+_FEED_STATE = """
+UPDATE feeds f
+SET last_fetched_at = l.fetched_at, last_status = l.status,
+    last_error_kind = CASE WHEN l.outcome = 'error' THEN l.error_kind END,
+    last_error = CASE WHEN l.outcome = 'error' THEN l.error END,
+    consecutive_errors = CASE WHEN l.outcome = 'error' THEN f.consecutive_errors + 1 ELSE 0 END,
+    last_success_at = CASE WHEN l.outcome IN ('ok', 'not_modified') THEN l.fetched_at
+                           ELSE f.last_success_at END,
+    etag = CASE WHEN l.outcome = 'ok' THEN l.etag
+                WHEN l.outcome = 'not_modified' THEN coalesce(l.etag, f.etag) ELSE f.etag END,
+    last_modified = CASE WHEN l.outcome = 'ok' THEN l.last_modified
+                         WHEN l.outcome = 'not_modified' THEN coalesce(l.last_modified, f.last_modified)
+                         ELSE f.last_modified END,
+    body_hash = CASE WHEN l.outcome = 'ok' THEN l.body_hash ELSE f.body_hash END,
+    next_check_at = coalesce(l.next_check_at, f.next_check_at),
+    enabled = CASE WHEN l.error_kind = 'gone' THEN false ELSE f.enabled END,
+    disabled_reason = CASE WHEN l.error_kind = 'gone'
+                           THEN 'HTTP 410 Gone on ' || to_char(l.fetched_at, 'YYYY-MM-DD')
+                           ELSE f.disabled_reason END,
+    redirect_url = l.permanent_redirect,
+    redirect_count = CASE WHEN l.permanent_redirect IS NULL THEN 0
+                          WHEN l.permanent_redirect = f.redirect_url THEN f.redirect_count + 1
+                          ELSE 1 END,
+    updated_at = %(now)s
+FROM fetch_log l
+JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind = 'fetch'
+WHERE l.run_id = %(run)s AND f.id = l.feed_id AND l.outcome <> 'disabled'
+"""
+
+# A permanent redirect seen on enough consecutive fetches moves the feed's URL; the old
+# URL is recorded, so a feed list that still names it finds the same feed.
+_MOVE_CONFIRMED = """
+WITH moving AS (
+    SELECT f.id, f.url AS old_url, f.redirect_url AS new_url
+    FROM feeds f JOIN fetch_log l ON l.feed_id = f.id AND l.run_id = %(run)s
+    WHERE f.redirect_url IS NOT NULL AND f.redirect_count >= %(confirmations)s
+      AND NOT EXISTS (SELECT 1 FROM feeds o WHERE o.url = f.redirect_url)
+), recorded AS (
+    INSERT INTO feed_url_history (old_url, feed_id, new_url, changed_at)
+    SELECT old_url, id, new_url, %(now)s FROM moving
+    ON CONFLICT (old_url) DO UPDATE SET feed_id = EXCLUDED.feed_id, new_url = EXCLUDED.new_url,
+                                        changed_at = EXCLUDED.changed_at
+)
+UPDATE feeds f SET url = m.new_url, redirect_url = NULL, redirect_count = 0
+FROM moving m WHERE f.id = m.id
+"""
+
+_COUNTS = """
+UPDATE fetch_log l
+SET new = c.new, updated = c.updated, duplicates = c.duplicates, quarantined = c.quarantined
+FROM (SELECT feed_id,
+             count(*) FILTER (WHERE decision = 'new') AS new,
+             count(*) FILTER (WHERE decision = 'update') AS updated,
+             count(*) FILTER (WHERE decision = 'duplicate') AS duplicates,
+             count(*) FILTER (WHERE decision = 'quarantined') AS quarantined
+      FROM staged_entries WHERE run_id = %(run)s GROUP BY feed_id) c
+WHERE l.run_id = %(run)s AND l.feed_id = c.feed_id
+"""
+
 # Fetch state advances with the load: validators only for feeds whose body was used.
 _FEED_STATE = """
 UPDATE feeds f
@@ -151,9 +213,11 @@ FROM staged_entries WHERE run_id = %(run)s
 """
 
 
-def load_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
+def load_run(
+    cur: Cursor, run_id: str, now: datetime, redirect_confirmations: int = 3
+) -> dict[str, Any]:
     """Load a run's decided batch; returns its counts. Idempotent: a second call changes nothing."""
-    params = {"run": run_id, "now": now}
+    params = {"run": run_id, "now": now, "confirmations": redirect_confirmations}
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
     cur.execute(
         "SELECT loaded_at, counts, validated_at FROM ingest_runs WHERE run_id = %s FOR UPDATE",
@@ -182,6 +246,7 @@ def load_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
     cur.execute(_UPSERT_QUARANTINE, params)
     cur.execute(_FEED_COUNTS, params)
     cur.execute(_FEED_STATE, params)
+    cur.execute(_MOVE_CONFIRMED, params)
     cur.execute(
         "UPDATE ingest_runs SET loaded_at = %s, counts = %s WHERE run_id = %s",
         (now, Json(counts), run_id),

@@ -58,4 +58,13 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
         language=feed_info.get("language") or None,
         link=feed_info.get("link") or None,
         title=feed_info.get("title") or None,
+        ttl_minutes=_ttl(feed_info.get("ttl")),
     )
+
+
+def _ttl(value: Any) -> int | None:
+    try:
+        minutes = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return minutes if minutes > 0 else None

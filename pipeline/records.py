@@ -50,6 +50,8 @@ class FeedState:
     last_modified: str | None = None
     enabled: bool = True
     disabled_reason: str | None = None
+    body_hash: str | None = None  # of the last body parsed: an identical body is not parsed again
+    consecutive_errors: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,11 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     final_url: str | None = None
+    body_hash: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    next_check_at: datetime | None = None
+    permanent_redirect: str | None = None  # target when every hop was a 301/308
+    unchanged: bool = False  # a 200 whose body is byte-identical to the last one parsed
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,7 @@ class ParsedFeed:
     language: str | None = None
     link: str | None = None
     title: str | None = None
+    ttl_minutes: int | None = None  # RSS <ttl>: how long the publisher says to cache
 
 
 @dataclass(frozen=True)

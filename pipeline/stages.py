@@ -45,14 +45,25 @@ def shard_count(feeds: int, settings: Settings) -> int:
 
 
 def prepare_run(
-    db_url: str, settings: Settings, run_id: str, sources: Sequence[FeedSource], now: datetime
+    db_url: str,
+    settings: Settings,
+    run_id: str,
+    sources: Sequence[FeedSource],
+    now: datetime,
+    force: bool = False,
 ) -> list[int]:
-    """Register the feed list and plan the run; returns the shard numbers to fetch."""
+    """Register the feed list and plan the run: the subscribed feeds that are due (all of
+    them with `force`), in shards. Returns the shard numbers to fetch."""
     with connect(db_url) as conn, conn.cursor() as cur:
-        feed_ids = storage.upsert_feeds(cur, sources)
-        shards = storage.create_run(cur, run_id, now, feed_ids, shard_count(len(feed_ids), settings))
+        list_ids = storage.upsert_feeds(cur, sources)
+        feed_ids, not_due = storage.plan_feeds(cur, list_ids, now, force)
+        shards = storage.create_run(
+            cur, run_id, now, feed_ids, shard_count(len(feed_ids), settings), not_due
+        )
         storage.prune_stale_staging(cur, now)
-    log.info("run %s: %d feeds in %d shards", run_id, len(feed_ids), shards)
+        pruned = storage.prune_archive(cur, now, settings.archive_retention_days)
+    log.info("run %s: %d feeds due in %d shards, %d not due yet; %d archived bodies pruned",
+             run_id, len(feed_ids), shards, not_due, pruned)
     return list(range(shards))
 
 
@@ -83,15 +94,16 @@ def fetch_shard(
         if r.outcome is FetchOutcome.ERROR:
             log.warning("feed_url=%s error_kind=%s error=%s", r.url, r.error_kind, r.error)
     summary = {"shard": shard, "feeds": len(feeds), **counts,
+               "unchanged_bodies": sum(r.unchanged for r in results),
                "bytes": sum(len(r.body or b"") for r in results)}
     log.info("fetch shard %s: %s", shard, summary)
     return summary
 
 
-def parse_shard(db_url: str, run_id: str, shard: int) -> dict[str, Any]:
+def parse_shard(db_url: str, settings: Settings, run_id: str, shard: int) -> dict[str, Any]:
     with connect(db_url) as conn, conn.cursor() as cur:
         bodies = storage.staged_bodies(cur, run_id, shard)
-        entries = not_feeds = bozo = 0
+        entries = not_feeds = bozo = dropped = 0
         for feed_id, url, body, content_type, fetched_at in bodies:
             parsed = parse.parse_feed(body, url, content_type)
             if not parsed.is_feed:
@@ -101,14 +113,23 @@ def parse_shard(db_url: str, run_id: str, shard: int) -> dict[str, Any]:
                 )
                 continue
             bozo += parsed.bozo_reason is not None
+            kept = parsed.entries[: settings.max_entries_per_feed]
             staged = [
                 ParsedEntry(feed_id, seq, raw, fetched_at, parsed.language, parsed.link or url)
-                for seq, raw in enumerate(parsed.entries)
+                for seq, raw in enumerate(kept)
             ]
             storage.stage_entries(cur, run_id, feed_id, staged)
+            over_cap = len(parsed.entries) - len(kept)
+            if over_cap:
+                log.warning("feed_id=%s: %d entries over the cap of %d not staged",
+                            feed_id, over_cap, settings.max_entries_per_feed)
+            storage.apply_feed_hints(cur, run_id, feed_id, parsed.ttl_minutes, over_cap,
+                                     settings.max_interval_s)
             entries += len(staged)
+            dropped += over_cap
     summary = {"shard": shard, "feeds": len(bodies), "entries": entries,
-               "malformed_feeds_kept": bozo, "not_feeds": not_feeds}
+               "malformed_feeds_kept": bozo, "not_feeds": not_feeds,
+               "entries_over_cap": dropped}
     log.info("parse shard %s: %s", shard, summary)
     return summary
 
@@ -175,9 +196,9 @@ def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) ->
     return summary
 
 
-def load_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
+def load_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
     with connect(db_url) as conn, conn.cursor() as cur:
-        counts = load.load_run(cur, run_id, now)
+        counts = load.load_run(cur, run_id, now, settings.redirect_confirmations)
     log.info("load: %s", counts)
     return counts
 
@@ -185,8 +206,10 @@ def load_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
 def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
     """Summarize the run from what was recorded; raise when every feed failed (systemic)."""
     with connect(db_url) as conn, conn.cursor() as cur:
-        started_at, loaded_at, validation_error = storage.run_state(cur, run_id)
+        started_at, loaded_at, validation_error, not_due = storage.run_state(cur, run_id)
         summary = build_summary(storage.run_feed_outcomes(cur, run_id), started_at, now)
+        summary["totals"]["not_due"] = not_due
+        summary["attention"] = storage.feeds_needing_attention(cur)
         totals = summary["totals"]
         systemic = totals["feeds"] > totals["disabled"] and totals["failed"] == (
             totals["feeds"] - totals["disabled"]
@@ -209,20 +232,21 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
     return summary
 
 
-def _parse_and_normalize(db_url: str, run_id: str, shard: int) -> None:
-    parse_shard(db_url, run_id, shard)
+def _parse_and_normalize(db_url: str, settings: Settings, run_id: str, shard: int) -> None:
+    parse_shard(db_url, settings, run_id, shard)
     normalize_shard(db_url, run_id, shard)
 
 
-def _parse_and_normalize_all(db_url: str, run_id: str, shards: Sequence[int], workers: int) -> None:
-    """Parse and normalize every shard, on `workers` processes (the DAG maps them instead)."""
-    if workers <= 1 or len(shards) <= 1:
+def _parse_and_normalize_all(db_url: str, settings: Settings, run_id: str, shards: Sequence[int]) -> None:
+    """Parse and normalize every shard, on `settings.workers` processes (the DAG maps them instead)."""
+    if settings.workers <= 1 or len(shards) <= 1:
         for shard in shards:
-            _parse_and_normalize(db_url, run_id, shard)
+            _parse_and_normalize(db_url, settings, run_id, shard)
         return
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(workers, len(shards)), mp_context=context) as pool:
-        for future in [pool.submit(_parse_and_normalize, db_url, run_id, s) for s in shards]:
+    with ProcessPoolExecutor(max_workers=min(settings.workers, len(shards)), mp_context=context) as pool:
+        futures = [pool.submit(_parse_and_normalize, db_url, settings, run_id, s) for s in shards]
+        for future in futures:
             future.result()
 
 
@@ -233,6 +257,7 @@ def ingest(
     run_id: str,
     clock: Callable[[], datetime] = utcnow,
     on_fetched: Callable[[FetchResult], None] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Run every stage once, in the DAG's order, and return the run summary.
 
@@ -249,12 +274,20 @@ def ingest(
             seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - started, 3)
 
     with timed("prepare"):
-        shards = prepare_run(db_url, settings, run_id, sources, clock())
+        shards = prepare_run(db_url, settings, run_id, sources, clock(), force)
     for shard in shards:
         with timed("fetch"):
             fetch_shard(db_url, settings, run_id, shard, clock(), on_fetched)
+    summary = _process(db_url, settings, run_id, shards, clock, timed)
+    summary["stage_seconds"] = seconds
+    return summary
+
+
+def _process(db_url: str, settings: Settings, run_id: str, shards: Sequence[int],
+             clock: Callable[[], datetime], timed: Callable[[str], Any]) -> dict[str, Any]:
+    """Every stage after fetching, for runs and replays alike."""
     with timed("parse_normalize"):
-        _parse_and_normalize_all(db_url, run_id, shards, settings.workers)
+        _parse_and_normalize_all(db_url, settings, run_id, shards)
     with timed("dedup"):
         dedup_run(db_url, run_id)
     breach: ValidationThresholdExceeded | None = None
@@ -264,9 +297,8 @@ def ingest(
         except ValidationThresholdExceeded as exc:
             breach = exc  # load still lands good and quarantined rows; the run then fails
     with timed("load"):
-        load_run(db_url, run_id, clock())
+        load_run(db_url, settings, run_id, clock())
     summary = report_run(db_url, run_id, clock())
-    summary["stage_seconds"] = seconds
     if breach is not None:
         raise breach
     return summary

@@ -9,6 +9,7 @@ and counts through XCom.
 from __future__ import annotations
 
 import json
+import zlib
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
@@ -33,29 +34,63 @@ STALE_STAGING = timedelta(days=2)
 # --- feeds and runs ---------------------------------------------------------------
 
 
-def upsert_feeds(cur: Cursor, sources: Sequence[FeedSource]) -> list[int]:
-    """Register feeds (new URLs are inserted, titles filled in); ids in list order."""
-    rows = execute_values(
-        cur,
-        """INSERT INTO feeds (url, title) VALUES %s
-           ON CONFLICT (url) DO UPDATE SET title = coalesce(feeds.title, EXCLUDED.title)
-           RETURNING url, id""",
-        [(s.url, s.title) for s in sources],
-        page_size=PAGE,
-        fetch=True,
+def upsert_feeds(cur: Cursor, sources: Sequence[FeedSource], source: str = "list") -> list[int]:
+    """Register feeds; ids in list order. A URL that moved (301/308) maps to its feed.
+
+    `source='cli'` (an explicit subscription) also re-subscribes a removed feed.
+    """
+    cur.execute(
+        "SELECT old_url, feed_id FROM feed_url_history WHERE old_url = ANY(%s)",
+        ([s.url for s in sources],),
     )
-    ids = dict(rows)
+    ids = dict(cur.fetchall())
+    fresh = [s for s in sources if s.url not in ids]
+    if fresh:
+        rows = execute_values(
+            cur,
+            """INSERT INTO feeds (url, title, source) VALUES %s
+               ON CONFLICT (url) DO UPDATE SET
+                   title = coalesce(feeds.title, EXCLUDED.title),
+                   source = CASE WHEN EXCLUDED.source = 'cli' THEN 'cli' ELSE feeds.source END,
+                   removed_at = CASE WHEN EXCLUDED.source = 'cli' THEN NULL ELSE feeds.removed_at END
+               RETURNING url, id""",
+            [(s.url, s.title, source) for s in fresh],
+            page_size=PAGE,
+            fetch=True,
+        )
+        ids.update(dict(rows))
     return [ids[s.url] for s in sources]
 
 
+def plan_feeds(
+    cur: Cursor, list_ids: Sequence[int], now: datetime, force: bool
+) -> tuple[list[int], int]:
+    """The feeds a run covers: subscribed (in the list, or added by CLI), not removed, and
+    due (next check reached) unless `force`. Disabled feeds are included, to be reported.
+    Returns (feed ids, number of feeds not due)."""
+    cur.execute(
+        """SELECT id, enabled, next_check_at FROM feeds
+           WHERE removed_at IS NULL AND (id = ANY(%s) OR source = 'cli') ORDER BY id""",
+        (list(list_ids),),
+    )
+    included, not_due = [], 0
+    for feed_id, enabled, next_check_at in cur.fetchall():
+        if not enabled or force or next_check_at is None or next_check_at <= now:
+            included.append(feed_id)
+        else:
+            not_due += 1
+    return included, not_due
+
+
 def create_run(
-    cur: Cursor, run_id: str, started_at: datetime, feed_ids: Sequence[int], shards: int
+    cur: Cursor, run_id: str, started_at: datetime, feed_ids: Sequence[int], shards: int,
+    not_due: int = 0, kind: str = "fetch",
 ) -> int:
     """Record a run and assign its feeds to shards; a repeated call keeps the first plan."""
     cur.execute(
-        """INSERT INTO ingest_runs (run_id, started_at, feed_count, shards)
-           VALUES (%s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING RETURNING shards""",
-        (run_id, started_at, len(feed_ids), shards),
+        """INSERT INTO ingest_runs (run_id, started_at, feed_count, shards, not_due, kind)
+           VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING RETURNING shards""",
+        (run_id, started_at, len(feed_ids), shards, not_due, kind),
     )
     if cur.fetchone() is None:
         cur.execute("SELECT shards FROM ingest_runs WHERE run_id = %s", (run_id,))
@@ -80,9 +115,17 @@ def prune_stale_staging(cur: Cursor, now: datetime) -> None:
         )
 
 
+def prune_archive(cur: Cursor, now: datetime, retention_days: int) -> int:
+    """Drop archived bodies not fetched within the retention period."""
+    cur.execute("DELETE FROM raw_bodies WHERE last_fetched_at < %s",
+                (now - timedelta(days=retention_days),))
+    return cur.rowcount
+
+
 def shard_feeds(cur: Cursor, run_id: str, shard: int) -> list[FeedState]:
     cur.execute(
-        """SELECT f.id, f.url, f.etag, f.last_modified, f.enabled, f.disabled_reason
+        """SELECT f.id, f.url, f.etag, f.last_modified, f.enabled, f.disabled_reason,
+                  f.body_hash, f.consecutive_errors
            FROM run_feeds r JOIN feeds f ON f.id = r.feed_id
            WHERE r.run_id = %s AND r.shard = %s ORDER BY f.id""",
         (run_id, shard),
@@ -101,20 +144,28 @@ def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> 
     execute_values(
         cur,
         """INSERT INTO fetch_log (run_id, feed_id, url, fetched_at, outcome, status, error_kind,
-                                  error, duration_ms, bytes, final_url)
+                                  error, duration_ms, bytes, final_url, etag, last_modified,
+                                  body_hash, headers, unchanged, permanent_redirect, next_check_at)
            VALUES %s
            ON CONFLICT (run_id, feed_id) DO UPDATE SET
                fetched_at = EXCLUDED.fetched_at, outcome = EXCLUDED.outcome,
                status = EXCLUDED.status, error_kind = EXCLUDED.error_kind,
                error = EXCLUDED.error, duration_ms = EXCLUDED.duration_ms,
-               bytes = EXCLUDED.bytes, final_url = EXCLUDED.final_url, entries = 0""",
+               bytes = EXCLUDED.bytes, final_url = EXCLUDED.final_url, entries = 0,
+               etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified,
+               body_hash = EXCLUDED.body_hash, headers = EXCLUDED.headers,
+               unchanged = EXCLUDED.unchanged, permanent_redirect = EXCLUDED.permanent_redirect,
+               next_check_at = EXCLUDED.next_check_at, entries_dropped = 0""",
         [
             (run_id, r.feed_id, r.url, r.fetched_at, r.outcome.value, r.status, r.error_kind,
-             r.error, r.duration_ms, len(r.body or b""), r.final_url)
+             r.error, r.duration_ms, len(r.body or b""), r.final_url, r.etag, r.last_modified,
+             r.body_hash, Json(r.headers) if r.headers else None, r.unchanged,
+             r.permanent_redirect, r.next_check_at)
             for r in results
         ],
         page_size=PAGE,
     )
+    archive_bodies(cur, results)
     cur.execute(
         "DELETE FROM staged_fetches WHERE run_id = %s AND feed_id = ANY(%s)",
         (run_id, [r.feed_id for r in results]),
@@ -128,6 +179,32 @@ def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> 
             (run_id, r.feed_id, r.body, r.content_type, r.etag, r.last_modified, r.final_url,
              r.fetched_at)
             for r in bodies
+        ],
+        page_size=50,
+    )
+
+
+def archive_bodies(cur: Cursor, results: Sequence[FetchResult]) -> None:
+    """Keep every fetched body, compressed, once per content hash; a body still served
+    (unchanged, or answered by 304) has its retention clock reset."""
+    still_served = [r.feed_id for r in results if r.outcome is FetchOutcome.NOT_MODIFIED]
+    if still_served:
+        cur.execute(
+            """UPDATE raw_bodies r SET last_fetched_at = %s FROM feeds f
+               WHERE f.id = ANY(%s) AND r.body_hash = f.body_hash""",
+            (results[0].fetched_at, still_served),
+        )
+    fetched = {r.body_hash: r for r in results if r.body_hash and r.body is not None}
+    if not fetched:
+        return
+    execute_values(
+        cur,
+        """INSERT INTO raw_bodies (body_hash, body, size, content_type, first_fetched_at,
+                                   last_fetched_at) VALUES %s
+           ON CONFLICT (body_hash) DO UPDATE SET last_fetched_at = EXCLUDED.last_fetched_at""",
+        [
+            (h, zlib.compress(r.body, 6), len(r.body), r.content_type, r.fetched_at, r.fetched_at)
+            for h, r in fetched.items()
         ],
         page_size=50,
     )
@@ -156,6 +233,20 @@ def mark_parse_failure(cur: Cursor, run_id: str, feed_id: int, message: str) -> 
 
 
 # --- parse and normalize ------------------------------------------------------------
+
+
+def apply_feed_hints(cur: Cursor, run_id: str, feed_id: int, ttl_minutes: int | None,
+                     dropped: int, max_interval_s: int) -> None:
+    """What only the parsed feed knows: its `<ttl>` (pushes the next check) and entries over the cap."""
+    cur.execute(
+        """UPDATE fetch_log SET entries_dropped = %(dropped)s,
+               next_check_at = CASE WHEN %(ttl)s::int IS NULL THEN next_check_at
+                   ELSE GREATEST(next_check_at, LEAST(fetched_at + make_interval(mins => %(ttl)s::int),
+                                                      fetched_at + make_interval(secs => %(max)s)))
+                   END
+           WHERE run_id = %(run)s AND feed_id = %(feed)s""",
+        {"dropped": dropped, "ttl": ttl_minutes, "max": max_interval_s, "run": run_id, "feed": feed_id},
+    )
 
 
 def stage_entries(cur: Cursor, run_id: str, feed_id: int, entries: Sequence[ParsedEntry]) -> None:
@@ -307,16 +398,28 @@ def run_feed_outcomes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-def run_state(cur: Cursor, run_id: str) -> tuple[datetime, datetime | None, str | None]:
-    """(started_at, loaded_at, validation_error) of a run."""
+def run_state(cur: Cursor, run_id: str) -> tuple[datetime, datetime | None, str | None, int]:
+    """(started_at, loaded_at, validation_error, not_due) of a run."""
     cur.execute(
-        "SELECT started_at, loaded_at, validation_error FROM ingest_runs WHERE run_id = %s",
+        """SELECT started_at, loaded_at, validation_error, not_due
+           FROM ingest_runs WHERE run_id = %s""",
         (run_id,),
     )
     row = cur.fetchone()
     if row is None:
         raise KeyError(f"unknown run {run_id}")
-    return row[0], row[1], row[2]
+    return row[0], row[1], row[2], row[3]
+
+
+def feeds_needing_attention(cur: Cursor) -> list[dict[str, Any]]:
+    """Every disabled or failing subscribed feed, whether or not this run fetched it."""
+    cur.execute(
+        """SELECT url, status, error_streak, last_success_at, next_check_at, reason
+           FROM feed_health WHERE status IN ('disabled', 'failing')
+           ORDER BY status, error_streak DESC, url"""
+    )
+    names = ("url", "status", "error_streak", "last_success_at", "next_check_at", "reason")
+    return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def finish_run(cur: Cursor, run_id: str, now: datetime, status: str, summary: dict[str, Any]) -> None:

@@ -42,6 +42,13 @@ def render_summary(summary: dict[str, Any], console: Any, max_feed_rows: int = 4
         table.add_row(feed_key.replace("_", " "), str(totals[feed_key]),
                       entry_key, str(totals[entry_key]) if entry_key else "")
     console.print(table)
+    if totals.get("not_due"):
+        console.print(f"{totals['not_due']} subscribed feeds are not due yet (use --force to fetch them now)")
+    attention = summary.get("attention") or []
+    if attention:
+        console.print(f"[yellow]{len(attention)} feeds need attention[/yellow] (see the feed_health view):")
+        for feed in attention[:10]:
+            console.print(f"  {feed['status']}: {feed['url']} ({feed['error_streak']} errors): {feed['reason']}")
     if summary.get("validation_error"):
         console.print(f"[red]validation:[/red] {summary['validation_error']}")
     feeds = Table(show_header=True, title="Feeds")

@@ -35,6 +35,7 @@ trap cleanup EXIT
 
 if [[ -n "${DEMO:-}" && "${DEMO}" != "0" ]]; then
     export FEEDS_FILE=$ROOT/.data/demo-feeds.txt
+    export FETCH_ALLOWED_NETWORKS=${FETCH_ALLOWED_NETWORKS:+$FETCH_ALLOWED_NETWORKS,}127.0.0.1/32
     "$PY" -m pipeline demo-serve --port "${DEMO_PORT:-8765}" --write-feeds "$FEEDS_FILE" &
     children+=($!)
     for _ in $(seq 50); do [[ -s "$FEEDS_FILE" ]] && break; sleep 0.2; done

@@ -119,9 +119,10 @@ def settings(tmp_path: Path) -> Settings:
         total_timeout=5.0,
         max_body_bytes=1024 * 1024,
         fetch_concurrency=8,
+        per_host_concurrency=8,
         shard_size=2,
         quarantine_min_entries=1,
-    )
+    ).allowing("127.0.0.0/8")
 
 
 @pytest.fixture

@@ -37,3 +37,24 @@ SELECT run_id, started_at, finished_at, status,
        (counts ->> 'duplicates')::int   AS duplicates,
        (counts ->> 'quarantined')::int  AS quarantined
 FROM ingest_runs;
+
+-- Feed health: is each subscribed feed working, and if not, since when and why.
+CREATE OR REPLACE VIEW feed_health AS
+SELECT f.id AS feed_id,
+       f.url,
+       f.title,
+       f.source,
+       CASE WHEN NOT f.enabled THEN 'disabled'
+            WHEN f.consecutive_errors > 0 THEN 'failing'
+            WHEN f.last_success_at IS NULL THEN 'never_fetched'
+            ELSE 'ok' END AS status,
+       f.last_success_at,
+       f.last_fetched_at,
+       f.consecutive_errors AS error_streak,
+       f.next_check_at,
+       coalesce(f.disabled_reason, f.last_error) AS reason,
+       f.last_error_kind,
+       f.redirect_url AS pending_redirect,
+       f.redirect_count AS pending_redirect_count
+FROM feeds f
+WHERE f.removed_at IS NULL;

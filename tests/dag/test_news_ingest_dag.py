@@ -58,6 +58,7 @@ def test_dag_runs_end_to_end_and_a_second_run_adds_no_duplicate(airflow_db, db_u
     feeds.write_text(demo_feed_list(server))
     monkeypatch.setenv("FEEDS_FILE", str(feeds))
     monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("FETCH_ALLOWED_NETWORKS", "127.0.0.0/8")
     dag = dagbag.dags["news_ingest"]
     try:
         first = dag.test()

@@ -13,8 +13,8 @@ from pipeline.records import FeedSource
 from tests.helpers import item, query, rss, scalar
 
 
-def run(db_url, settings, sources, run_id=None):
-    return stages.ingest(db_url, settings, sources, run_id or f"test-{uuid.uuid4().hex[:8]}")
+def run(db_url, settings, sources, run_id=None, force=True):
+    return stages.ingest(db_url, settings, sources, run_id or f"test-{uuid.uuid4().hex[:8]}", force=force)
 
 
 def assert_counts_add_up(summary):
@@ -125,7 +125,7 @@ def test_failed_share_past_the_threshold_fails_loudly_but_loses_nothing(db_url, 
 
 def test_retried_load_and_rerun_of_a_run_create_no_duplicates(db_url, settings, demo):
     summary = run(db_url, settings, demo, run_id="same-run")
-    again = stages.load_run(db_url, "same-run", stages.utcnow())
+    again = stages.load_run(db_url, settings, "same-run", stages.utcnow())
     assert again.get("already_loaded") is True
     assert scalar(db_url, "SELECT count(*) FROM articles") == summary["totals"]["new"]
 
@@ -138,12 +138,12 @@ def test_concurrent_writer_turns_a_planned_insert_into_a_recorded_duplicate(db_u
         shards = stages.prepare_run(db_url, settings, "r1", sources, now)
         for shard in shards:
             stages.fetch_shard(db_url, settings, "r1", shard, now)
-            stages.parse_shard(db_url, "r1", shard)
+            stages.parse_shard(db_url, settings, "r1", shard)
             stages.normalize_shard(db_url, "r1", shard)
         stages.dedup_run(db_url, "r1")
         stages.validate_run(db_url, settings, "r1", now)
         run(db_url, settings, sources, run_id="r2")  # the other writer loads the same entry
-        counts = stages.load_run(db_url, "r1", stages.utcnow())
+        counts = stages.load_run(db_url, settings, "r1", stages.utcnow())
     assert (counts["new"], counts["duplicates"]) == (0, 1)
     assert scalar(db_url, "SELECT count(*) FROM articles") == 1
 
