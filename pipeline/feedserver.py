@@ -30,6 +30,9 @@ class Route:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
     validators: bool = True  # send ETag / Last-Modified and answer 304
+    send_etag: bool = True
+    send_last_modified: bool = True
+    drip: float = 0.0  # seconds between bytes: a server that trickles its answer
 
     @property
     def etag(self) -> str:
@@ -43,6 +46,8 @@ class FeedServer:
         self.routes: dict[str, Route] = dict(routes or {})
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.last_modified = formatdate(time.time() - 3600, usegmt=True)
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
@@ -79,6 +84,16 @@ class FeedServer:
                 pass  # quiet: tests and the demo read outcomes from the database
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._get()
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _get(self) -> None:
                 path = self.path.split("?", 1)[0]
                 with server._lock:
                     server.requests.append((path, dict(self.headers)))
@@ -90,11 +105,15 @@ class FeedServer:
                     time.sleep(route.delay)
                 headers = dict(route.headers)
                 if route.validators and route.status == 200:
-                    headers.update({"ETag": route.etag, "Last-Modified": server.last_modified})
+                    if route.send_etag:
+                        headers["ETag"] = route.etag
+                    if route.send_last_modified:
+                        headers["Last-Modified"] = server.last_modified
                     # RFC 9110: If-None-Match, when present, takes precedence over If-Modified-Since
                     if_none_match = self.headers.get("If-None-Match")
+                    since = self.headers.get("If-Modified-Since")
                     if (if_none_match == route.etag if if_none_match is not None
-                            else self.headers.get("If-Modified-Since") == server.last_modified):
+                            else since is not None and since == server.last_modified):
                         self._send(304, b"", None, headers)
                         return
                 body = route.body
@@ -102,9 +121,10 @@ class FeedServer:
                 if compressible and "gzip" in (self.headers.get("Accept-Encoding") or ""):
                     body = gzip.compress(body)
                     headers["Content-Encoding"] = "gzip"
-                self._send(route.status, body, route.content_type, headers)
+                self._send(route.status, body, route.content_type, headers, route.drip)
 
-            def _send(self, status: int, body: bytes, ctype: str | None, headers: Mapping[str, str]) -> None:
+            def _send(self, status: int, body: bytes, ctype: str | None,
+                      headers: Mapping[str, str], drip: float = 0.0) -> None:
                 self.send_response(status)
                 if ctype:
                     self.send_header("Content-Type", ctype)
@@ -112,7 +132,15 @@ class FeedServer:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                if body:
+                if drip:
+                    for i in range(min(len(body), 600)):  # bounded: at most 600 slow bytes
+                        try:
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                        except OSError:
+                            return  # the client gave up, as it should
+                        time.sleep(drip)
+                elif body:
                     self.wfile.write(body)
 
         return Handler

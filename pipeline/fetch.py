@@ -16,6 +16,7 @@ import hashlib
 import ssl
 import threading
 import time
+import zlib
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
@@ -72,7 +73,8 @@ def make_client(settings: Settings) -> httpx.Client:
     )
     return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False,
                         trust_env=False,
-                        headers={"User-Agent": settings.user_agent, "Accept": ACCEPT})
+                        headers={"User-Agent": settings.user_agent, "Accept": ACCEPT,
+                                 "Accept-Encoding": "gzip, deflate"})
 
 
 class HostLimits:
@@ -99,20 +101,49 @@ def conditional_headers(feed: FeedState) -> dict[str, str]:
     return headers
 
 
+def _decoder(response: httpx.Response) -> "zlib._Decompress | None":
+    encoding = (response.headers.get("content-encoding") or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
+    raise _FetchFailure("decoding", f"unsupported Content-Encoding: {encoding}")
+
+
 def _read_capped(response: httpx.Response, settings: Settings, deadline: float) -> bytes:
+    """The body, decompressed here in bounded steps: the size cap holds for the decompressed
+    bytes (a gzip bomb stops at the cap, never inflating a whole chunk), and the total
+    deadline is checked on every network read (a server dripping bytes is cut off)."""
+    cap = settings.max_body_bytes
     declared = response.headers.get("content-length")
-    encoded = response.headers.get("content-encoding")
-    if declared and declared.isdigit() and not encoded and int(declared) > settings.max_body_bytes:
-        raise _FetchFailure("too_large", f"Content-Length {declared} exceeds {settings.max_body_bytes} bytes")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise _FetchFailure("too_large", f"Content-Length {declared} exceeds {cap} bytes")
+    decoder = _decoder(response)
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():  # decompressed: the cap also stops gzip bombs
-        size += len(chunk)
-        if size > settings.max_body_bytes:
-            raise _FetchFailure("too_large", f"body exceeds {settings.max_body_bytes} bytes (decompressed)")
-        if time.monotonic() > deadline:
-            raise _FetchFailure("timeout", f"total time exceeded {settings.total_timeout:g}s")
-        chunks.append(chunk)
+
+    def keep(data: bytes) -> None:
+        nonlocal size
+        size += len(data)
+        if size > cap:
+            raise _FetchFailure("too_large", f"body exceeds {cap} bytes (decompressed)")
+        chunks.append(data)
+
+    try:
+        for raw in response.iter_raw():  # each network read, as it arrives
+            if time.monotonic() > deadline:
+                raise _FetchFailure("timeout", f"total time exceeded {settings.total_timeout:g}s")
+            if decoder is None:
+                keep(raw)
+                continue
+            data = decoder.decompress(raw, cap - size + 1)
+            keep(data)
+            while decoder.unconsumed_tail:
+                keep(decoder.decompress(decoder.unconsumed_tail, cap - size + 1))
+        if decoder is not None:
+            keep(decoder.flush())
+    except zlib.error as exc:
+        raise _FetchFailure("decoding", f"bad compressed body: {exc}") from exc
     return b"".join(chunks)
 
 
@@ -171,18 +202,27 @@ class Fetcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _open(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, list[tuple[int, str]]]:
-        """GET with redirects followed by hand; returns the final (streaming) response and the hops."""
+    def _open(
+        self, url: str, headers: dict[str, str]
+    ) -> tuple[httpx.Response, threading.BoundedSemaphore, list[tuple[int, str]]]:
+        """GET with redirects followed by hand. Returns the final (streaming) response, the
+        host slot it holds (release it after reading), and the redirect hops."""
         hops: list[tuple[int, str]] = []
         seen = {url}
         for _ in range(MAX_REDIRECTS + 1):
-            with self.hosts.slot(url):
+            slot = self.hosts.slot(url)
+            slot.acquire()
+            try:
                 request = self.client.build_request("GET", url, headers=headers)
                 response = self.client.send(request, stream=True)
+            except BaseException:
+                slot.release()
+                raise
             location = response.headers.get("location")
             if response.status_code not in REDIRECTS or not location:
-                return response, hops
+                return response, slot, hops
             response.close()
+            slot.release()
             target = urljoin(url, location)
             if urlsplit(target).scheme not in ("http", "https"):
                 raise _FetchFailure("redirect", f"redirect to a non-web URL: {target}")
@@ -205,7 +245,7 @@ class Fetcher:
                                duration_ms=elapsed, **fields)  # type: ignore[arg-type]
 
         try:
-            response, hops = self._open(feed.url, conditional_headers(feed))
+            response, slot, hops = self._open(feed.url, conditional_headers(feed))
             try:
                 headers = {k: response.headers[k] for k in KEPT_HEADERS if k in response.headers}
                 hints = (schedule.cache_until(response.headers, now),
@@ -236,6 +276,7 @@ class Fetcher:
                 )
             finally:
                 response.close()
+                slot.release()
 
         except Exception as exc:  # noqa: BLE001 - every failure of one feed is data
             failure = _classify(exc)

@@ -174,35 +174,6 @@ FROM moving m WHERE f.id = m.id
 """
 
 _COUNTS = """
-UPDATE fetch_log l
-SET new = c.new, updated = c.updated, duplicates = c.duplicates, quarantined = c.quarantined
-FROM (SELECT feed_id,
-             count(*) FILTER (WHERE decision = 'new') AS new,
-             count(*) FILTER (WHERE decision = 'update') AS updated,
-             count(*) FILTER (WHERE decision = 'duplicate') AS duplicates,
-             count(*) FILTER (WHERE decision = 'quarantined') AS quarantined
-      FROM staged_entries WHERE run_id = %(run)s GROUP BY feed_id) c
-WHERE l.run_id = %(run)s AND l.feed_id = c.feed_id
-"""
-
-# Fetch state advances with the load: validators only for feeds whose body was used.
-_FEED_STATE = """
-UPDATE feeds f
-SET last_fetched_at = l.fetched_at, last_status = l.status,
-    last_error_kind = CASE WHEN l.outcome = 'error' THEN l.error_kind END,
-    last_error = CASE WHEN l.outcome = 'error' THEN l.error END,
-    consecutive_errors = CASE WHEN l.outcome = 'error' THEN f.consecutive_errors + 1 ELSE 0 END,
-    last_success_at = CASE WHEN l.outcome IN ('ok', 'not_modified') THEN l.fetched_at
-                           ELSE f.last_success_at END,
-    etag = CASE WHEN l.outcome = 'ok' THEN sf.etag ELSE f.etag END,
-    last_modified = CASE WHEN l.outcome = 'ok' THEN sf.last_modified ELSE f.last_modified END,
-    updated_at = %(now)s
-FROM fetch_log l
-LEFT JOIN staged_fetches sf ON sf.run_id = l.run_id AND sf.feed_id = l.feed_id
-WHERE l.run_id = %(run)s AND f.id = l.feed_id AND l.outcome <> 'disabled'
-"""
-
-_COUNTS = """
 SELECT count(*) AS entries,
        count(*) FILTER (WHERE decision = 'new') AS new,
        count(*) FILTER (WHERE decision = 'update') AS updated,

@@ -419,7 +419,10 @@ def feeds_needing_attention(cur: Cursor) -> list[dict[str, Any]]:
            ORDER BY status, error_streak DESC, url"""
     )
     names = ("url", "status", "error_streak", "last_success_at", "next_check_at", "reason")
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [
+        {k: v.isoformat() if isinstance(v, datetime) else v for k, v in zip(names, row)}
+        for row in cur.fetchall()
+    ]
 
 
 def finish_run(cur: Cursor, run_id: str, now: datetime, status: str, summary: dict[str, Any]) -> None:

@@ -1,0 +1,255 @@
+"""Fetching as a good citizen, one behaviour per test, through the real stages:
+each ends with the right state on the feed's row, within bounded time (and memory)."""
+
+import gzip
+import time
+import tracemalloc
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import pytest
+
+from pipeline import stages
+from pipeline.feedserver import FeedServer, Route
+from pipeline.fetch import fetch_all
+from pipeline.records import FeedSource, FeedState, FetchOutcome
+from tests.helpers import item, query, rss, scalar
+
+FEED = rss([item(1), item(2)])
+
+
+@pytest.fixture
+def server():
+    with FeedServer({"/ok.xml": Route(rss([item(100)]))}) as srv:
+        yield srv
+
+
+def ingest(db_url, settings, server, path, force=True):
+    """One run over the feed at `path` plus a healthy one (so a failure is not systemic)."""
+    sources = [FeedSource(server.url(path)), FeedSource(server.url("/ok.xml"))]
+    started = time.monotonic()
+    summary = stages.ingest(db_url, settings, sources, f"t-{uuid.uuid4().hex[:8]}", force=force)
+    summary["wall"] = time.monotonic() - started
+    return summary
+
+
+def outcome(summary, server, path):
+    return next(f for f in summary["feeds"] if f["url"] == server.url(path))
+
+
+def feed_row(db_url, url):
+    names = ("url", "enabled", "disabled_reason", "etag", "last_modified", "consecutive_errors",
+             "last_error_kind", "last_error", "next_check_at", "last_success_at", "redirect_count",
+             "body_hash", "last_fetched_at")
+    rows = query(db_url, f"SELECT {', '.join(names)} FROM feeds WHERE url = %s", (url,))
+    return dict(zip(names, rows[0])) if rows else None
+
+
+def test_304_by_etag(db_url, settings, server):
+    server.routes["/f.xml"] = Route(FEED, send_last_modified=False)
+    ingest(db_url, settings, server, "/f.xml")
+    assert feed_row(db_url, server.url("/f.xml"))["etag"] == server.routes["/f.xml"].etag
+    second = ingest(db_url, settings, server, "/f.xml")
+    assert outcome(second, server, "/f.xml")["outcome"] == "not_modified"
+    assert outcome(second, server, "/f.xml")["entries"] == 0  # a 304 costs no parsing
+    assert server.requests[-1][1].get("If-None-Match") or server.requests[-2][1].get("If-None-Match")
+
+
+def test_304_by_last_modified_refreshes_the_stored_date(db_url, settings, server):
+    server.routes["/f.xml"] = Route(FEED, send_etag=False)
+    ingest(db_url, settings, server, "/f.xml")
+    first_date = feed_row(db_url, server.url("/f.xml"))["last_modified"]
+    assert first_date == server.last_modified
+    second = ingest(db_url, settings, server, "/f.xml")
+    assert outcome(second, server, "/f.xml")["outcome"] == "not_modified"
+    # The server now answers 304 to an ETag and sends a newer Last-Modified with it.
+    server.routes["/f.xml"] = Route(FEED)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(server, "last_modified", "Sat, 28 Nov 2026 10:00:00 GMT")
+        ingest(db_url, settings, server, "/f.xml")  # 200: picks up the ETag
+        third = ingest(db_url, settings, server, "/f.xml")
+    assert outcome(third, server, "/f.xml")["outcome"] == "not_modified"
+    assert feed_row(db_url, server.url("/f.xml"))["last_modified"] == "Sat, 28 Nov 2026 10:00:00 GMT"
+
+
+def test_unchanged_body_without_validators_is_not_parsed(db_url, settings, server):
+    server.routes["/f.xml"] = Route(FEED, validators=False)
+    ingest(db_url, settings, server, "/f.xml")
+    second = ingest(db_url, settings, server, "/f.xml")
+    assert outcome(second, server, "/f.xml")["outcome"] == "not_modified"
+    assert outcome(second, server, "/f.xml")["entries"] == 0
+    assert scalar(db_url, "SELECT unchanged FROM fetch_log WHERE url = %s ORDER BY id DESC LIMIT 1",
+                  (server.url("/f.xml"),)) is True
+    server.routes["/f.xml"] = Route(rss([item(1), item(2), item(3)]), validators=False)
+    third = ingest(db_url, settings, server, "/f.xml")
+    assert outcome(third, server, "/f.xml")["new"] == 1
+
+
+def test_429_with_retry_after_seconds(db_url, settings, server):
+    server.routes["/f.xml"] = Route(b"slow down", "text/plain", status=429, headers={"Retry-After": "7200"})
+    before = datetime.now(timezone.utc)
+    ingest(db_url, settings, server, "/f.xml")
+    row = feed_row(db_url, server.url("/f.xml"))
+    assert (row["last_error_kind"], row["consecutive_errors"]) == ("rate_limited", 1)
+    assert before + timedelta(seconds=7190) <= row["next_check_at"] <= before + timedelta(seconds=7300)
+
+
+def test_429_with_retry_after_http_date(db_url, settings, server):
+    until = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=5)
+    server.routes["/f.xml"] = Route(b"", "text/plain", status=429,
+                                    headers={"Retry-After": format_datetime(until, usegmt=True)})
+    ingest(db_url, settings, server, "/f.xml")
+    row = feed_row(db_url, server.url("/f.xml"))
+    assert row["last_error_kind"] == "rate_limited" and row["next_check_at"] == until
+
+
+def test_503_backs_off_exponentially_and_the_feed_is_not_fetched_before_its_next_check(db_url, settings, server):
+    server.routes["/f.xml"] = Route(b"down", "text/plain", status=503)
+    settings = replace(settings, min_interval_s=600, max_interval_s=86_400)
+    first_at = datetime.now(timezone.utc)
+    ingest(db_url, settings, server, "/f.xml")
+    first = feed_row(db_url, server.url("/f.xml"))
+    assert first["last_error_kind"] == "unavailable"
+    assert first["next_check_at"] - first_at == pytest.approx(timedelta(seconds=600), abs=timedelta(seconds=30))
+    second_at = datetime.now(timezone.utc)
+    ingest(db_url, settings, server, "/f.xml")
+    second = feed_row(db_url, server.url("/f.xml"))
+    assert second["consecutive_errors"] == 2
+    assert second["next_check_at"] - second_at == pytest.approx(timedelta(seconds=1200), abs=timedelta(seconds=30))
+    requests_before = len(server.requests)
+    not_forced = ingest(db_url, settings, server, "/f.xml", force=False)
+    assert not_forced["totals"]["not_due"] >= 1
+    assert all(path != "/f.xml" for path, _ in server.requests[requests_before:])
+    assert any(f["url"] == server.url("/f.xml") for f in not_forced["attention"])  # never silent
+
+
+def test_permanent_redirect_chain_moves_the_feed_after_the_configured_count(db_url, settings, server):
+    settings = replace(settings, redirect_confirmations=2)
+    server.routes["/old.xml"] = Route(b"", status=301, headers={"Location": "/mid.xml"})
+    server.routes["/mid.xml"] = Route(b"", status=308, headers={"Location": server.url("/new.xml")})
+    server.routes["/new.xml"] = Route(FEED)
+    ingest(db_url, settings, server, "/old.xml")
+    assert feed_row(db_url, server.url("/old.xml"))["redirect_count"] == 1
+    ingest(db_url, settings, server, "/old.xml")
+    assert feed_row(db_url, server.url("/old.xml")) is None
+    moved = feed_row(db_url, server.url("/new.xml"))
+    assert moved is not None and moved["redirect_count"] == 0
+    assert query(db_url, "SELECT old_url, new_url FROM feed_url_history") == [
+        (server.url("/old.xml"), server.url("/new.xml"))]
+    # The feed list still names the old URL: it finds the same feed, and nothing is duplicated.
+    ingest(db_url, settings, server, "/old.xml")
+    assert scalar(db_url, "SELECT count(*) FROM feeds") == 2
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 3
+
+
+def test_temporary_redirect_never_moves_the_feed(db_url, settings, server):
+    settings = replace(settings, redirect_confirmations=2)
+    server.routes["/f.xml"] = Route(b"", status=302, headers={"Location": "/elsewhere.xml"})
+    server.routes["/elsewhere.xml"] = Route(FEED)
+    for _ in range(3):
+        ingest(db_url, settings, server, "/f.xml")
+    row = feed_row(db_url, server.url("/f.xml"))
+    assert row is not None and row["redirect_count"] == 0 and row["consecutive_errors"] == 0
+    assert scalar(db_url, "SELECT count(*) FROM feed_url_history") == 0
+
+
+def test_redirect_loop_is_an_error(db_url, settings, server):
+    server.routes["/a.xml"] = Route(b"", status=301, headers={"Location": "/b.xml"})
+    server.routes["/b.xml"] = Route(b"", status=302, headers={"Location": "/a.xml"})
+    summary = ingest(db_url, settings, server, "/a.xml")
+    assert feed_row(db_url, server.url("/a.xml"))["last_error_kind"] == "redirect_loop"
+    assert summary["wall"] < 10
+
+
+def test_410_gone_disables_the_feed_with_the_reason(db_url, settings, server):
+    server.routes["/f.xml"] = Route(b"gone", "text/plain", status=410)
+    ingest(db_url, settings, server, "/f.xml")
+    row = feed_row(db_url, server.url("/f.xml"))
+    assert row["enabled"] is False and "410" in row["disabled_reason"]
+    requests_before = len(server.requests)
+    again = ingest(db_url, settings, server, "/f.xml")
+    assert outcome(again, server, "/f.xml")["outcome"] == "disabled"
+    assert all(path != "/f.xml" for path, _ in server.requests[requests_before:])
+    assert scalar(db_url, "SELECT status FROM feed_health WHERE url = %s", (server.url("/f.xml"),)) == "disabled"
+
+
+def test_a_server_that_drips_bytes_is_cut_off_by_the_total_timeout(db_url, settings, server):
+    settings = replace(settings, read_timeout=2.0, total_timeout=2.5)
+    server.routes["/f.xml"] = Route(FEED, drip=0.2, validators=False)
+    summary = ingest(db_url, settings, server, "/f.xml")
+    assert feed_row(db_url, server.url("/f.xml"))["last_error_kind"] == "timeout"
+    assert outcome(summary, server, "/f.xml")["duration_ms"] < 4000
+
+
+def test_oversized_body_is_refused_while_streaming(db_url, settings, server):
+    server.routes["/f.xml"] = Route(b"<rss>" + b"x" * (3 * settings.max_body_bytes) + b"</rss>", validators=False)
+    tracemalloc.start()
+    ingest(db_url, settings, server, "/f.xml")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert feed_row(db_url, server.url("/f.xml"))["last_error_kind"] == "too_large"
+    assert peak < 3 * settings.max_body_bytes + 8 * 1024 * 1024
+
+
+def test_gzip_bomb_is_an_error_not_an_out_of_memory(db_url, settings, server):
+    bomb = gzip.compress(b"\0" * (200 * 1024 * 1024))  # 200 MB that compresses to ~200 kB
+    server.routes["/f.xml"] = Route(bomb, headers={"Content-Encoding": "gzip"}, validators=False)
+    tracemalloc.start()
+    summary = ingest(db_url, settings, server, "/f.xml")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert feed_row(db_url, server.url("/f.xml"))["last_error_kind"] == "too_large"
+    assert peak < 32 * 1024 * 1024 and summary["wall"] < 20
+
+
+def test_redirect_to_a_private_address_is_refused(db_url, settings, server):
+    server.routes["/f.xml"] = Route(b"", status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+    server.routes["/g.xml"] = Route(b"", status=301, headers={"Location": "http://10.0.0.1/feed.xml"})
+    summary = ingest(db_url, settings, server, "/f.xml")
+    ingest(db_url, settings, server, "/g.xml")
+    assert feed_row(db_url, server.url("/f.xml"))["last_error_kind"] == "blocked_address"
+    assert feed_row(db_url, server.url("/g.xml"))["last_error_kind"] == "blocked_address"
+    assert summary["wall"] < 10
+
+
+def test_loopback_is_refused_unless_allowed(settings, server):
+    closed = replace(settings, allowed_networks=())
+    [blocked] = fetch_all([FeedState(1, server.url("/ok.xml"))], closed, datetime.now(timezone.utc))
+    assert (blocked.outcome, blocked.error_kind) == (FetchOutcome.ERROR, "blocked_address")
+    [named] = fetch_all([FeedState(1, f"http://localhost:{server.port}/ok.xml")], closed, datetime.now(timezone.utc))
+    assert named.error_kind == "blocked_address"  # checked after DNS resolution
+    assert not any(path == "/ok.xml" for path, _ in server.requests)
+
+
+@pytest.mark.parametrize(("body", "ctype"), [(b"<html><head><title>Not a feed</title></head><body>Hi</body></html>", "text/html"), (b"", "application/xml")])
+def test_html_or_empty_body_is_not_a_feed(db_url, settings, server, body, ctype):
+    server.routes["/f.xml"] = Route(body, ctype, validators=False)
+    ingest(db_url, settings, server, "/f.xml")
+    row = feed_row(db_url, server.url("/f.xml"))
+    assert (row["last_error_kind"], row["consecutive_errors"], row["body_hash"]) == ("not_a_feed", 1, None)
+
+
+def test_ttl_and_max_age_push_the_next_check(db_url, settings, server):
+    ttl_feed = rss([item(1)]).replace(b"<language>", b"<ttl>180</ttl><language>")
+    server.routes["/ttl.xml"] = Route(ttl_feed)
+    server.routes["/cached.xml"] = Route(FEED, headers={"Cache-Control": "public, max-age=5400"})
+    now = datetime.now(timezone.utc)
+    ingest(db_url, settings, server, "/ttl.xml")
+    ingest(db_url, settings, server, "/cached.xml")
+    ttl_next = feed_row(db_url, server.url("/ttl.xml"))["next_check_at"]
+    cached_next = feed_row(db_url, server.url("/cached.xml"))["next_check_at"]
+    assert ttl_next - now == pytest.approx(timedelta(minutes=180), abs=timedelta(seconds=30))
+    assert cached_next - now == pytest.approx(timedelta(seconds=5400), abs=timedelta(seconds=30))
+
+
+def test_per_host_limit_holds_while_the_global_limit_overlaps_other_hosts(settings, server):
+    server.routes["/slow.xml"] = Route(FEED, delay=0.2, validators=False)
+    limited = replace(settings, fetch_concurrency=16, per_host_concurrency=2)
+    feeds = [FeedState(i, server.url(f"/slow.xml?i={i}")) for i in range(8)]
+    started = time.monotonic()
+    results = fetch_all(feeds, limited, datetime.now(timezone.utc))
+    assert all(r.outcome is FetchOutcome.OK for r in results)
+    assert server.max_in_flight == 2
+    assert time.monotonic() - started >= 0.2 * 8 / 2 - 0.05
