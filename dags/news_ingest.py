@@ -4,7 +4,9 @@
 Fetches the feed list (`FEEDS_FILE`), then parses, normalizes, deduplicates,
 validates (Great Expectations) and loads the entries into the news database.
 
-* **prepare**: registers the feeds and splits them into shards.
+* **prepare**: registers the feeds, picks those due (each feed's next check comes from
+  `Retry-After`, `Cache-Control`, `Expires`, `<ttl>` and its error streak; trigger with
+  `{"force": true}` to fetch all now) and splits them into shards.
 * **fetch** (mapped, one task per shard, in the `feed_fetch` pool): HTTP with
   conditional GET; each feed's outcome goes to `fetch_log`.
 * **parse**, **normalize** (mapped per shard), **dedup**, **validate**, **load**.
@@ -20,7 +22,7 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
@@ -67,10 +69,14 @@ def _db_url(settings: Any) -> str:
     },
     tags=["news"],
     doc_md=__doc__,
+    params={
+        "force": Param(False, type="boolean",
+                       description="Fetch every subscribed feed now, even those whose next check is later."),
+    },
 )
 def news_ingest() -> None:
     @task
-    def prepare(run_id: str | None = None) -> list[int]:
+    def prepare(run_id: str | None = None, params: dict[str, Any] | None = None) -> list[int]:
         from pipeline import database, stages
         from pipeline.feedlist import read_feed_list
 
@@ -79,7 +85,8 @@ def news_ingest() -> None:
         database.migrate(url)
         sources = read_feed_list(settings.feeds_file)
         print(f"feed list {settings.feeds_file}: {len(sources)} feeds")
-        return stages.prepare_run(url, settings, str(run_id), sources, _now())
+        force = bool((params or {}).get("force"))
+        return stages.prepare_run(url, settings, str(run_id), sources, _now(), force=force)
 
     @task(pool=FETCH_POOL, map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def fetch(shard: int, run_id: str | None = None) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def test_dag_runs_end_to_end_and_a_second_run_adds_no_duplicate(airflow_db, db_u
         # The same entries in new bytes: fetched and parsed again, all recorded as duplicates.
         server.routes = {path: type(route)(route.body + b"<!-- served again -->", route.content_type)
                          for path, route in server.routes.items()}
-        second = dag.test()
+        second = dag.test(run_conf={"force": True})  # not due yet: fetch anyway
         assert second.state == "success"
         assert query(db_url, "SELECT id, canonical_url FROM articles ORDER BY id") == articles
         counts = scalar(db_url, "SELECT counts FROM ingest_runs WHERE run_id = %s", (second.run_id,))
