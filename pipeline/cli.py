@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -137,6 +138,24 @@ def run_psql(settings: Settings, extra: Sequence[str]) -> int:
     return EXIT_OK  # not reached
 
 
+def run_replay(settings: Settings, since: str, as_json: bool) -> int:
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError as exc:
+        raise ConfigError(f"--since must be an ISO date or time, got {since!r}") from exc
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    result = stages.replay(_db_url(settings), settings, start)
+    if as_json:
+        print(json.dumps(result, default=str, indent=2))
+    else:
+        t = result["totals"]
+        print(f"replayed {result['bodies']} archived bodies in {result['runs']} runs: "
+              f"{t.get('entries', 0)} entries, {t.get('new', 0)} new, {t.get('updated', 0)} updated, "
+              f"{t.get('duplicates', 0)} duplicates, {t.get('quarantined', 0)} quarantined")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log each stage's counts")
@@ -153,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("demo-serve", help="serve the demo feeds until interrupted")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--write-feeds", type=Path, help="write the feed list to this file")
+    replay = sub.add_parser("replay", help="reprocess archived bodies through today's stages, "
+                            "with no network")
+    replay.add_argument("--since", required=True, help="ISO date or time (UTC unless given)")
+    replay.add_argument("--json", action="store_true")
     sub.add_parser("migrate", help="apply database migrations")
     db_url = sub.add_parser("db-url", help="print the news database URL")
     db_url.add_argument("--database", help="URL of this other database on the same server "
@@ -179,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(settings, args.json, args.port)
         if args.command == "demo-serve":
             return serve_demo_forever(args.port, args.write_feeds)
+        if args.command == "replay":
+            return run_replay(settings, args.since, args.json)
         if args.command == "migrate":
             applied = database.migrate(database.database_url(settings))
             print(f"migrations applied: {applied or 'none (up to date)'}")

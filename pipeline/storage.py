@@ -210,6 +210,47 @@ def archive_bodies(cur: Cursor, results: Sequence[FetchResult]) -> None:
     )
 
 
+def archived_fetches(cur: Cursor, since: datetime) -> list[tuple[int, str, str, datetime]]:
+    """(feed_id, feed url, body_hash, first fetched_at) of each distinct archived body fetched
+    since `since`, oldest first; bodies pruned from the archive are skipped."""
+    cur.execute(
+        """SELECT l.feed_id, f.url, l.body_hash, min(l.fetched_at) AS fetched_at
+           FROM fetch_log l
+           JOIN raw_bodies r ON r.body_hash = l.body_hash
+           JOIN feeds f ON f.id = l.feed_id
+           WHERE l.fetched_at >= %s AND l.body_hash IS NOT NULL AND NOT l.unchanged
+           GROUP BY l.feed_id, f.url, l.body_hash
+           ORDER BY fetched_at, l.feed_id""",
+        (since,),
+    )
+    return list(cur.fetchall())
+
+
+def stage_archived(
+    cur: Cursor, run_id: str, items: Sequence[tuple[int, str, str, datetime]]
+) -> None:
+    """Stage archived bodies for a replay run, as if just fetched (fetch_log marks them)."""
+    cur.execute(
+        "SELECT body_hash, body, content_type FROM raw_bodies WHERE body_hash = ANY(%s)",
+        (list({h for _, _, h, _ in items}),),
+    )
+    bodies = {h: (zlib.decompress(bytes(body)), ctype) for h, body, ctype in cur.fetchall()}
+    execute_values(
+        cur,
+        """INSERT INTO fetch_log (run_id, feed_id, url, fetched_at, outcome, status, bytes, body_hash)
+           VALUES %s ON CONFLICT (run_id, feed_id) DO NOTHING""",
+        [(run_id, fid, url, at, "ok", 200, len(bodies[h][0]), h) for fid, url, h, at in items],
+        page_size=PAGE,
+    )
+    execute_values(
+        cur,
+        """INSERT INTO staged_fetches (run_id, feed_id, body, content_type, final_url, fetched_at)
+           VALUES %s ON CONFLICT DO NOTHING""",
+        [(run_id, fid, bodies[h][0], bodies[h][1], url, at) for fid, url, h, at in items],
+        page_size=50,
+    )
+
+
 def staged_bodies(cur: Cursor, run_id: str, shard: int) -> list[tuple[int, str, bytes, str | None, datetime]]:
     """(feed_id, url to resolve against, body, content type, fetched_at) of a shard's fetched feeds."""
     cur.execute(
