@@ -156,6 +156,41 @@ def run_replay(settings: Settings, since: str, as_json: bool) -> int:
     return EXIT_OK
 
 
+def run_feeds(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline import subscriptions
+
+    url = _db_url(settings)
+    if args.feeds_command == "import":
+        print(f"subscribed to {subscriptions.import_feeds(url, args.file)} feeds from {args.file}")
+    elif args.feeds_command == "export":
+        opml = subscriptions.export_feeds(url)
+        if args.output:
+            args.output.write_text(opml, encoding="utf-8")
+        else:
+            print(opml, end="")
+    elif args.feeds_command == "add":
+        feed_url, how = subscriptions.add_feed(url, settings, args.url, stages.utcnow())
+        print(f"subscribed to {feed_url} ({how})")
+    elif args.feeds_command == "remove":
+        if not subscriptions.remove_feed(url, args.url, stages.utcnow()):
+            print(f"not subscribed: {args.url}", file=sys.stderr)
+            return 1
+        print(f"removed {args.url} (its articles are kept)")
+        if args.url in {s.url for s in read_feed_list(settings.feeds_file)}:
+            print(f"note: {settings.feeds_file} names it; it stays removed until `feeds add`",
+                  file=sys.stderr)
+    elif args.feeds_command == "list":
+        feeds = subscriptions.list_feeds(url)
+        if args.json:
+            print(json.dumps(feeds, default=str, indent=2))
+        else:
+            for feed in feeds:
+                print(f"{feed['status']:<14} {feed['url']}  (errors: {feed['error_streak']}, "
+                      f"next check: {feed['next_check_at'] or 'now'}"
+                      f"{', ' + feed['reason'] if feed['reason'] else ''})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log each stage's counts")
@@ -176,6 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "with no network")
     replay.add_argument("--since", required=True, help="ISO date or time (UTC unless given)")
     replay.add_argument("--json", action="store_true")
+    feeds = sub.add_parser("feeds", help="manage subscribed feeds")
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True)
+    feeds_import = feeds_sub.add_parser("import", help="subscribe to every feed of an OPML file or URL list")
+    feeds_import.add_argument("file", type=Path)
+    feeds_export = feeds_sub.add_parser("export", help="print (or write) the subscribed feeds as OPML")
+    feeds_export.add_argument("--output", type=Path)
+    feeds_add = feeds_sub.add_parser("add", help="subscribe to a feed URL, or to the feed a web page announces")
+    feeds_add.add_argument("url")
+    feeds_remove = feeds_sub.add_parser("remove", help="unsubscribe (articles are kept)")
+    feeds_remove.add_argument("url")
+    feeds_list = feeds_sub.add_parser("list", help="subscribed feeds and their health")
+    feeds_list.add_argument("--json", action="store_true")
     sub.add_parser("migrate", help="apply database migrations")
     db_url = sub.add_parser("db-url", help="print the news database URL")
     db_url.add_argument("--database", help="URL of this other database on the same server "
@@ -202,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(settings, args.json, args.port)
         if args.command == "demo-serve":
             return serve_demo_forever(args.port, args.write_feeds)
+        if args.command == "feeds":
+            return run_feeds(settings, args)
         if args.command == "replay":
             return run_replay(settings, args.since, args.json)
         if args.command == "migrate":

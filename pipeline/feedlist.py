@@ -6,7 +6,9 @@ de-duplicated, first occurrence wins. Reading never touches the network.
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Sequence
 from urllib.parse import urlsplit
 
 from pipeline.errors import FeedListError
@@ -35,6 +37,18 @@ def read_feed_list(path: Path) -> list[FeedSource]:
     if not sources:
         raise FeedListError(f"feed list {path} names no feeds")
     return sources
+
+
+def to_opml(sources: Sequence[FeedSource], title: str = "news-pipeline feeds") -> str:
+    """An OPML 2.0 document listing `sources`."""
+    root = ET.Element("opml", version="2.0")
+    ET.SubElement(ET.SubElement(root, "head"), "title").text = title
+    body = ET.SubElement(root, "body")
+    for source in sources:
+        ET.SubElement(body, "outline", type="rss", text=source.title or source.url,
+                      title=source.title or source.url, xmlUrl=source.url)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def _is_http_url(url: str) -> bool:

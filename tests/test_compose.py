@@ -50,7 +50,9 @@ def test_compose_sets_the_variables_the_readme_documents():
     for variable in documented - {"DATABASE_URL", "NEWS_DATA_DIR", "FETCH_USER_AGENT",
                                   "FETCH_CONNECT_TIMEOUT", "FETCH_READ_TIMEOUT", "FETCH_TOTAL_TIMEOUT",
                                   "MAX_FETCH_SHARDS", "FETCH_POOL_SLOTS", "QUARANTINE_MIN_ENTRIES",
-                                  "FUTURE_TOLERANCE_HOURS", "INGEST_WORKERS"}:
+                                  "FUTURE_TOLERANCE_HOURS", "INGEST_WORKERS", "FETCH_PER_HOST",
+                                  "FETCH_ALLOWED_NETWORKS", "FETCH_MIN_INTERVAL", "FETCH_MAX_INTERVAL",
+                                  "FETCH_MAX_ENTRIES", "REDIRECT_CONFIRMATIONS", "ARCHIVE_RETENTION_DAYS"}:
         assert variable in env, f"{variable} is documented but not passed to the containers"
     compose_text = COMPOSE.read_text()
     for variable in re.findall(r"`([A-Z][A-Z0-9_]+)`", readme_section("docker compose")):
