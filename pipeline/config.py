@@ -102,8 +102,14 @@ class Settings:
     shard_size: int = 50
     max_shards: int = 256
     workers: int = 1
+    quarantine_warn_ratio: float = 0.1
     quarantine_fail_ratio: float = 0.5
+    feed_quarantine_warn_ratio: float = 0.2
+    feed_quarantine_fail_ratio: float = 0.9
     quarantine_min_entries: int = 20
+    max_undated_share: float = 0.5
+    max_title_chars: int = 1000
+    data_docs_keep: int = 30
     future_tolerance_hours: int = 24
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -132,7 +138,13 @@ class Settings:
             archive_retention_days=_int(env, "ARCHIVE_RETENTION_DAYS", 30, minimum=1),
             shard_size=_int(env, "FEEDS_PER_SHARD", 50, minimum=1),
             max_shards=min(_int(env, "MAX_FETCH_SHARDS", 256, minimum=1), 1024),
+            quarantine_warn_ratio=_float(env, "QUARANTINE_WARN_RATIO", 0.1, 0.0, 1.0),
             quarantine_fail_ratio=_float(env, "QUARANTINE_FAIL_RATIO", 0.5, 0.0, 1.0),
+            feed_quarantine_warn_ratio=_float(env, "FEED_QUARANTINE_WARN_RATIO", 0.2, 0.0, 1.0),
+            feed_quarantine_fail_ratio=_float(env, "FEED_QUARANTINE_FAIL_RATIO", 0.9, 0.0, 1.0),
+            max_undated_share=_float(env, "MAX_UNDATED_SHARE", 0.5, 0.0, 1.0),
+            max_title_chars=_int(env, "MAX_TITLE_CHARS", 1000, minimum=1),
+            data_docs_keep=_int(env, "DATA_DOCS_KEEP", 30, minimum=1),
             workers=_int(env, "INGEST_WORKERS", os.cpu_count() or 1, minimum=1),
             quarantine_min_entries=_int(env, "QUARANTINE_MIN_ENTRIES", 20),
             future_tolerance_hours=_int(env, "FUTURE_TOLERANCE_HOURS", 24),

@@ -1,10 +1,17 @@
-"""The article data contract: the Great Expectations suite, in one place, as code.
+"""The article data contract: the Great Expectations suites, in one place, as code.
 
-Each expectation runs on the batch of articles about to be loaded (new and
-updated ones), one row per article. A row failing any expectation is
-quarantined with every expectation it failed. Parameters that depend on the
-run (`latest_published`, the newest acceptable publication time) are passed
-at validation time, never frozen into the suite.
+Three suites:
+
+* `articles_rows` runs on each run's batch of articles about to be loaded (new and
+  updated ones), one row per article. A row failing any expectation is quarantined
+  with every expectation it failed.
+* `articles_feeds` runs on the same batch aggregated per feed (batch level).
+  Failures are recorded and reported; the warn and fail levels
+  (`QUARANTINE_*_RATIO`) decide whether the run fails.
+* `articles_table` runs on the stored `articles` table (the table-check DAG).
+
+Parameters that depend on the run or the settings (`$PARAMETER`) are passed at
+validation time, never frozen into the suites.
 """
 
 from __future__ import annotations
@@ -12,20 +19,37 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-SUITE_NAME = "articles"
+ROWS_SUITE = "articles_rows"
+FEEDS_SUITE = "articles_feeds"
+TABLE_SUITE = "articles_table"
 EARLIEST_PUBLISHED = datetime(1995, 1, 1, tzinfo=timezone.utc)
 MAX_TITLE_CHARS = 1_000
 MAX_TEXT_CHARS = 1_000_000
 URL_PATTERN = r"^https?://[^\s/?#@]+(?:[/?][^\s]*)?$"
 LANGUAGE_PATTERN = r"^[a-z]{2}$"
+ROW_ID = "row_id"
+
+# The table check reads the stored articles with what the expectations need.
+TABLE_QUERY = """
+SELECT a.id, a.canonical_url, extract(epoch FROM a.published_at)::float8 AS published_epoch,
+       (f.id IS NOT NULL) AS feed_exists
+FROM articles a LEFT JOIN feeds f ON f.id = a.feed_id
+"""
+# Every recorded duplicate points at an article that exists (or at none, if it was deleted).
+DUPLICATES_QUERY = """
+SELECT d.id, (d.matched_article_id IS NULL OR a.id IS NOT NULL) AS match_exists
+FROM duplicates d LEFT JOIN articles a ON a.id = d.matched_article_id
+"""
 
 
-def build_expectations(gx: Any) -> list[Any]:
-    """The suite's expectations. `gx` is the imported great_expectations module."""
+def row_expectations(gx: Any) -> list[Any]:
     e = gx.expectations
     return [
         # Every article needs an identity, or dedup cannot recognize it next time.
         e.ExpectColumnValuesToNotBeNull(column="identity_key"),
+        # Two different entries of one feed with one identity (a GUID reused for another
+        # story) are ambiguous: both are held for review. Identical repeats are duplicates.
+        e.ExpectCompoundColumnsToBeUnique(column_list=["feed_id", "identity_key"]),
         # Analysts join and dedup on the canonical URL: it must exist...
         e.ExpectColumnValuesToNotBeNull(column="canonical_url"),
         # ...and be a web address (no javascript:, data:, mailto: or relative leftovers).
@@ -33,7 +57,7 @@ def build_expectations(gx: Any) -> list[Any]:
         # An article with neither title nor text carries nothing to read.
         e.ExpectColumnValuesToBeBetween(column="content_chars", min_value=1),
         # A title is a line, not a body: longer ones are markup or feed bugs.
-        e.ExpectColumnValueLengthsToBeBetween(column="title", max_value=MAX_TITLE_CHARS),
+        e.ExpectColumnValueLengthsToBeBetween(column="title", max_value={"$PARAMETER": "max_title_chars"}),
         # Bound the body so one runaway entry cannot bloat the table.
         e.ExpectColumnValueLengthsToBeBetween(column="text", max_value=MAX_TEXT_CHARS),
         # Publication time within [1995-01-01, now + tolerance]: earlier or later is a bad date.
@@ -45,3 +69,35 @@ def build_expectations(gx: Any) -> list[Any]:
         # Language, when known, is an ISO 639-1 code (nulls are not checked).
         e.ExpectColumnValuesToMatchRegex(column="language", regex=LANGUAGE_PATTERN),
     ]
+
+
+def feed_expectations(gx: Any) -> list[Any]:
+    """One row per feed of the run: `entries`, `undated_share`, `quarantined_share`."""
+    e = gx.expectations
+    return [
+        # A healthy feed yields some entries, and no more than the per-feed cap.
+        e.ExpectColumnValuesToBeBetween(column="entries", min_value=1,
+                                        max_value={"$PARAMETER": "max_entries"}),
+        # Mostly undated entries mean the feed's dates are broken: published_at is fetch time.
+        e.ExpectColumnValuesToBeBetween(column="undated_share", max_value={"$PARAMETER": "max_undated_share"}),
+        # A feed whose entries mostly fail the row contract is broken, not unlucky.
+        e.ExpectColumnValuesToBeBetween(column="quarantined_share",
+                                        max_value={"$PARAMETER": "feed_fail_ratio"}),
+    ]
+
+
+def table_expectations(gx: Any) -> list[Any]:
+    e = gx.expectations
+    return [
+        # One row per article: no canonical URL twice (the unique index says so; this proves it).
+        e.ExpectColumnValuesToBeUnique(column="canonical_url"),
+        # No stored article dated in the future (beyond the tolerance).
+        e.ExpectColumnValuesToBeBetween(column="published_epoch", max_value={"$PARAMETER": "latest_published"}),
+        # Every article's feed exists.
+        e.ExpectColumnValuesToBeInSet(column="feed_exists", value_set=[True]),
+    ]
+
+
+def duplicate_expectations(gx: Any) -> list[Any]:
+    # Every duplicate record's matched article exists.
+    return [gx.expectations.ExpectColumnValuesToBeInSet(column="match_exists", value_set=[True])]

@@ -23,6 +23,7 @@ from pipeline import dedup, fetch, load, normalize, parse, storage, validate
 from pipeline.config import Settings
 from pipeline.database import connect
 from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
+from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE, TABLE_SUITE
 from pipeline.records import (
     Decision,
     FeedSource,
@@ -160,41 +161,93 @@ def dedup_run(db_url: str, run_id: str) -> dict[str, Any]:
 
 
 def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
-    """Quarantine every row that fails the suite; fail loudly past the configured share.
-
-    The decisions are committed before failing, so the load that follows still
-    lands the good rows and the quarantined ones: nothing waits unrecorded.
-    """
+    """Run the suites: quarantine every row that fails the row contract, check the batch
+    per feed, record results in SQL and Data Docs, and judge the quarantined shares
+    against the warn and fail levels. Past the fail level it raises, after committing,
+    so the load that follows still lands the good rows and the quarantined ones."""
+    checker = validate.validator(settings.data_dir / "gx")
+    parameters = {
+        "latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp(),
+        "max_title_chars": settings.max_title_chars,
+        "max_entries": settings.max_entries_per_feed,
+        "max_undated_share": settings.max_undated_share,
+        "feed_fail_ratio": settings.feed_quarantine_fail_ratio,
+    }
     with connect(db_url) as conn, conn.cursor() as cur:
         articles = storage.staged_articles(cur, run_id, ("new", "update"))
-        failures = validate.validate_articles(
-            articles, now, timedelta(hours=settings.future_tolerance_hours)
-        )
+        rows = None
+        if articles:
+            rows = checker.run(ROWS_SUITE, run_id, parameters, validate.article_frame(articles))
+        failures = rows.failures if rows else {}
         reasons = {
             (articles[i].feed_id, articles[i].seq): [f.to_json() for f in found]
             for i, found in failures.items()
         }
         bad_urls = [articles[i].canonical_url for i in failures if articles[i].canonical_url]
         for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, bad_urls):
-            reasons[(feed_id, seq)] = [{"expectation": "duplicate_of_quarantined_entry",
-                                        "column": "canonical_url", "observed": url}]
+            reasons.setdefault((feed_id, seq), [{"expectation": "duplicate_of_quarantined_entry",
+                                                 "column": "canonical_url", "observed": url}])
         storage.set_quarantined(cur, run_id, reasons)
-        urls = storage.feed_urls(cur, [fid for fid, _ in reasons])
-        by_feed = Counter(urls[fid] for fid, _ in reasons)
+        per_feed = storage.feed_entry_counts(cur, run_id)
+        feeds = None
+        if per_feed:
+            frame = validate.feed_frame([
+                {"feed_id": fid, "entries": n, "undated_share": undated / n, "quarantined_share": bad / n}
+                for fid, _, n, undated, bad in per_feed])
+            feeds = checker.run(FEEDS_SUITE, run_id, parameters, frame, index="feed_id")
         by_expectation = Counter(r["expectation"] for rs in reasons.values() for r in rs)
-        entries = storage.count_entries(cur, run_id)
-        breach = validate.threshold_breach(
-            entries, by_feed, by_expectation,
-            settings.quarantine_fail_ratio, settings.quarantine_min_entries,
-        )
-        storage.mark_validated(cur, run_id, now, breach)
+        entries = sum(n for _, _, n, _, _ in per_feed)
+        fail, warn = validate.judge(
+            entries, len(reasons), {url: (n, bad) for _, url, n, _, bad in per_feed},
+            by_expectation, _levels(settings))
+        feed_problems = [f"{o.expectation}:{o.column}" for o in (feeds.expectations if feeds else ()) if not o.success]
+        if feed_problems and not fail:
+            warn = "; ".join(filter(None, [warn, "batch checks failed: " + ", ".join(feed_problems)]))
+        docs = (rows or feeds).data_docs if (rows or feeds) else None
+        for outcome in (rows, feeds):
+            if outcome is not None:
+                storage.record_validation(cur, run_id, outcome, now)
+        storage.mark_validated(cur, run_id, now, fail, warn, docs)
+    checker.prune_docs(settings.data_docs_keep)
     summary = {"entries": entries, "validated": len(articles),
                "passed": len(articles) - len(failures), "quarantined": len(reasons),
-               "failed_expectations": dict(by_expectation)}
+               "failed_expectations": dict(by_expectation), "data_docs": docs}
     log.info("validate: %s", summary)
-    if breach:
-        raise ValidationThresholdExceeded(breach)
+    if warn:
+        log.warning("validation warning: %s", warn)
+    if docs:
+        log.info("data docs: %s", docs)
+    if fail:
+        raise ValidationThresholdExceeded(fail)
     return summary
+
+
+def _levels(settings: Settings) -> validate.Levels:
+    return validate.Levels(settings.quarantine_warn_ratio, settings.quarantine_fail_ratio,
+                           settings.feed_quarantine_warn_ratio, settings.feed_quarantine_fail_ratio,
+                           settings.quarantine_min_entries)
+
+
+def check_table(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
+    """Validate the stored tables (not a batch) and record the results like any suite run."""
+    checker = validate.validator(settings.data_dir / "gx")
+    checker._ensure_table_checkpoints(db_url)
+    parameters = {"latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp()}
+    outcomes = [checker.run(suite, run_id, parameters, index="id")
+                for suite in (TABLE_SUITE, validate.DUPLICATES_SUITE)]
+    with connect(db_url) as conn, conn.cursor() as cur:
+        for outcome in outcomes:
+            storage.record_validation(cur, run_id, outcome, now)
+    checker.prune_docs(settings.data_docs_keep)
+    result = {
+        "success": all(o.success for o in outcomes),
+        "failed": [f"{o.suite}: {e.expectation} on {e.column} ({e.unexpected_count} rows)"
+                   for o in outcomes for e in o.expectations if not e.success],
+        "articles": outcomes[0].element_count,
+        "data_docs": outcomes[0].data_docs,
+    }
+    log.info("table checks: %s", result)
+    return result
 
 
 def load_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
@@ -207,14 +260,14 @@ def load_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dic
 def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
     """Summarize the run from what was recorded; raise when every feed failed (systemic)."""
     with connect(db_url) as conn, conn.cursor() as cur:
-        started_at, loaded_at, validation_error, not_due = storage.run_state(cur, run_id)
-        summary = build_summary(storage.run_feed_outcomes(cur, run_id), started_at, now)
-        summary["totals"]["not_due"] = not_due
+        state = storage.run_state(cur, run_id)
+        loaded_at, validation_error = state["loaded_at"], state["validation_error"]
+        summary = build_summary(storage.run_feed_outcomes(cur, run_id), state["started_at"], now)
+        summary["totals"]["not_due"] = state["not_due"]
         summary["attention"] = storage.feeds_needing_attention(cur)
         totals = summary["totals"]
-        systemic = totals["feeds"] > totals["disabled"] and totals["failed"] == (
-            totals["feeds"] - totals["disabled"]
-        )
+        systemic = state["kind"] == "fetch" and totals["feeds"] > totals["disabled"] and (
+            totals["failed"] == totals["feeds"] - totals["disabled"])
         if systemic:
             status = "systemic_failure"
         elif validation_error:
@@ -224,6 +277,8 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
         summary["status"] = status
         summary["run_id"] = run_id
         summary["validation_error"] = validation_error
+        summary["validation_warning"] = state["validation_warning"]
+        summary["data_docs"] = state["data_docs"]
         storage.finish_run(cur, run_id, now, status, summary)
     log.info("run %s: %s", run_id, totals)
     if systemic:

@@ -407,11 +407,56 @@ def count_entries(cur: Cursor, run_id: str) -> int:
     return int(cur.fetchone()[0])
 
 
-def mark_validated(cur: Cursor, run_id: str, now: datetime, error: str | None) -> None:
+def mark_validated(cur: Cursor, run_id: str, now: datetime, error: str | None,
+                   warning: str | None = None, data_docs: str | None = None) -> None:
     cur.execute(
-        "UPDATE ingest_runs SET validated_at = %s, validation_error = %s WHERE run_id = %s",
-        (now, error, run_id),
+        """UPDATE ingest_runs SET validated_at = %s, validation_error = %s,
+               validation_warning = %s, data_docs = %s WHERE run_id = %s""",
+        (now, error, warning, data_docs, run_id),
     )
+
+
+def feed_entry_counts(cur: Cursor, run_id: str) -> list[tuple[int, str, int, int, int]]:
+    """(feed_id, url, entries, undated, quarantined) per feed of the run's batch."""
+    cur.execute(
+        """SELECT s.feed_id, f.url, count(*),
+                  count(*) FILTER (WHERE s.article->>'published_source' = 'fetched'),
+                  count(*) FILTER (WHERE s.decision = 'quarantined')
+           FROM staged_entries s JOIN feeds f ON f.id = s.feed_id
+           WHERE s.run_id = %s GROUP BY s.feed_id, f.url ORDER BY s.feed_id""",
+        (run_id,),
+    )
+    return list(cur.fetchall())
+
+
+def record_validation(cur: Cursor, run_id: str, outcome: Any, now: datetime) -> None:
+    """Store one suite run and its per-expectation results (replacing a retried one)."""
+    cur.execute(
+        """INSERT INTO validation_runs (run_id, suite, success, evaluated_at, element_count,
+                                        statistics, data_docs)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (run_id, suite) DO UPDATE SET success = EXCLUDED.success,
+               evaluated_at = EXCLUDED.evaluated_at, element_count = EXCLUDED.element_count,
+               statistics = EXCLUDED.statistics, data_docs = EXCLUDED.data_docs
+           RETURNING id""",
+        (run_id, outcome.suite, outcome.success, now, outcome.element_count,
+         Json(outcome.statistics), outcome.data_docs),
+    )
+    validation_id = cur.fetchone()[0]
+    cur.execute("DELETE FROM validation_results WHERE validation_id = %s", (validation_id,))
+    execute_values(
+        cur,
+        """INSERT INTO validation_results (validation_id, expectation, column_name, success,
+               element_count, unexpected_count, unexpected_percent, observed) VALUES %s
+           ON CONFLICT DO NOTHING""",
+        [(validation_id, e.expectation, e.column or "", e.success, e.element_count,
+          e.unexpected_count, e.unexpected_percent, Json(e.observed, dumps=_dumps))
+         for e in outcome.expectations],
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
 
 
 def feed_urls(cur: Cursor, feed_ids: Iterable[int]) -> dict[int, str]:
@@ -439,17 +484,17 @@ def run_feed_outcomes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-def run_state(cur: Cursor, run_id: str) -> tuple[datetime, datetime | None, str | None, int]:
-    """(started_at, loaded_at, validation_error, not_due) of a run."""
+def run_state(cur: Cursor, run_id: str) -> dict[str, Any]:
+    """What a run's summary needs from its row."""
     cur.execute(
-        """SELECT started_at, loaded_at, validation_error, not_due
+        """SELECT started_at, loaded_at, validation_error, validation_warning, data_docs, not_due, kind
            FROM ingest_runs WHERE run_id = %s""",
         (run_id,),
     )
     row = cur.fetchone()
     if row is None:
         raise KeyError(f"unknown run {run_id}")
-    return row[0], row[1], row[2], row[3]
+    return dict(zip([d.name for d in cur.description], row))
 
 
 def feeds_needing_attention(cur: Cursor) -> list[dict[str, Any]]:

@@ -49,6 +49,10 @@ def render_summary(summary: dict[str, Any], console: Any, max_feed_rows: int = 4
         console.print(f"[yellow]{len(attention)} feeds need attention[/yellow] (see the feed_health view):")
         for feed in attention[:10]:
             console.print(f"  {feed['status']}: {feed['url']} ({feed['error_streak']} errors): {feed['reason']}")
+    if summary.get("validation_warning"):
+        console.print(f"[yellow]validation warning:[/yellow] {summary['validation_warning']}")
+    if summary.get("data_docs"):
+        console.print(f"Data Docs: {summary['data_docs']}")
     if summary.get("validation_error"):
         console.print(f"[red]validation:[/red] {summary['validation_error']}")
     feeds = Table(show_header=True, title="Feeds")

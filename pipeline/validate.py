@@ -1,26 +1,40 @@
-"""Validate stage: run the Great Expectations suite on a batch of articles.
+"""Validate stage: run the Great Expectations suites and keep their results.
 
-GX is imported lazily (it costs seconds and hundreds of MB) and its context
-is built once per process. The result is, per failing row, every failed
-expectation with the observed value; rows are never dropped here, the
-caller quarantines them. `threshold_breach` says when too large a share of
-a run failed, so the run can fail loudly.
+GX is imported lazily (it costs seconds and hundreds of MB), and its context, a
+file-backed one under `<data_dir>/gx`, is built once per process. Each suite runs
+through a checkpoint that also updates the Data Docs site, so every run has a
+page; old pages are pruned. Results come back as plain records (for SQL) and,
+for the row suite, as the failed expectations of each failing row: rows are
+never dropped here, the caller quarantines them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import lru_cache
+from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import unquote, urlsplit
 
-from pipeline.expectations import SUITE_NAME, build_expectations
+from pipeline.expectations import (
+    DUPLICATES_QUERY,
+    FEEDS_SUITE,
+    ROW_ID,
+    ROWS_SUITE,
+    TABLE_QUERY,
+    TABLE_SUITE,
+    duplicate_expectations,
+    feed_expectations,
+    row_expectations,
+    table_expectations,
+)
 from pipeline.records import Article
 
-ROW_ID = "row_id"
+DUPLICATES_SUITE = "duplicates_table"
+_DB_URL_VARIABLE = "NEWS_GX_DATABASE_URL"  # the SQL data source reads it: no secret on disk
 
 
 @dataclass(frozen=True)
@@ -34,37 +48,163 @@ class Failure:
 
 
 @dataclass(frozen=True)
-class _Validator:
-    gx: Any
-    batch_definition: Any
-    suite: Any
+class ExpectationOutcome:
+    expectation: str
+    column: str | None
+    success: bool
+    element_count: int | None
+    unexpected_count: int | None
+    unexpected_percent: float | None
+    observed: Any
 
 
-@lru_cache(maxsize=1)
-def _validator() -> _Validator:
-    """Import GX and build its (ephemeral) context, data source and suite, once per process."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    for name in ("great_expectations", "great_expectations.data_context.types.base"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # GX sets INFO on import
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    asset = context.data_sources.add_pandas("news").add_dataframe_asset("articles")
-    batch_definition = asset.add_batch_definition_whole_dataframe("batch")
-    suite = gx.ExpectationSuite(name=SUITE_NAME, expectations=build_expectations(gx))
-    return _Validator(gx, batch_definition, context.suites.add(suite))
+@dataclass(frozen=True)
+class SuiteOutcome:
+    suite: str
+    success: bool
+    statistics: dict[str, Any]
+    expectations: tuple[ExpectationOutcome, ...]
+    element_count: int | None
+    data_docs: str | None
+    failures: dict[int, list[Failure]]  # per row, when the suite has a row id
 
 
-def _frame(articles: Sequence[Article]) -> Any:
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python, NaN -> None, long strings shortened for the record."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, str) and len(value) > 300:
+        return value[:300] + f"... ({len(value)} chars)"
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value[:20]]
+    return value
+
+
+class Validator:
+    """The GX context and checkpoints of one process, for one project directory."""
+
+    def __init__(self, project_dir: Path):
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        for name in ("great_expectations", "great_expectations.data_context.types.base"):
+            logging.getLogger(name).setLevel(logging.WARNING)  # GX sets INFO on import
+        project_dir.mkdir(parents=True, exist_ok=True)
+        self.gx = gx
+        self.root = project_dir / "gx"
+        self.context = gx.get_context(mode="file", project_root_dir=str(project_dir))
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        pandas = self.context.data_sources.add_or_update_pandas("news_batches")
+        self.checkpoints = {
+            ROWS_SUITE: self._checkpoint(pandas, ROWS_SUITE, row_expectations(gx), ROW_ID, frame=True),
+            FEEDS_SUITE: self._checkpoint(pandas, FEEDS_SUITE, feed_expectations(gx), "feed_id", frame=True),
+        }
+        self._table_ready = False
+
+    def _checkpoint(self, datasource: Any, name: str, expectations: list[Any], index: str,
+                    frame: bool, query: str | None = None) -> Any:
+        gx = self.gx
+        try:
+            asset = datasource.get_asset(name)
+        except LookupError:
+            asset = (datasource.add_dataframe_asset(name) if frame
+                     else datasource.add_query_asset(name, query=query))
+        try:
+            batch_definition = asset.get_batch_definition("all")
+        except KeyError:
+            batch_definition = (asset.add_batch_definition_whole_dataframe("all") if frame
+                                else asset.add_batch_definition_whole_table("all"))
+        suite = self.context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=expectations))
+        definition = self.context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
+        return self.context.checkpoints.add_or_update(gx.Checkpoint(
+            name=name, validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [index]},
+        ))
+
+    def _ensure_table_checkpoints(self, db_url: str) -> None:
+        os.environ[_DB_URL_VARIABLE] = db_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+        if self._table_ready:
+            return
+        sql = self.context.data_sources.add_or_update_sql(
+            "news_db", connection_string="${" + _DB_URL_VARIABLE + "}")
+        self.checkpoints[TABLE_SUITE] = self._checkpoint(
+            sql, TABLE_SUITE, table_expectations(self.gx), "id", frame=False, query=TABLE_QUERY)
+        self.checkpoints[DUPLICATES_SUITE] = self._checkpoint(
+            sql, DUPLICATES_SUITE, duplicate_expectations(self.gx), "id", frame=False, query=DUPLICATES_QUERY)
+        self._table_ready = True
+
+    def run(self, suite: str, run_name: str, parameters: dict[str, Any], frame: Any = None,
+            index: str = ROW_ID) -> SuiteOutcome:
+        checkpoint = self.checkpoints[suite]
+        result = checkpoint.run(
+            batch_parameters={"dataframe": frame} if frame is not None else None,
+            expectation_parameters=parameters,
+            run_id=self.gx.RunIdentifier(run_name=run_name),
+        )
+        [(key, validation)] = list(result.run_results.items())
+        sites = self.context.get_docs_sites_urls(resource_identifier=key)
+        docs = unquote(urlsplit(sites[0]["site_url"]).path) if sites and sites[0].get("site_url") else None
+        outcomes, failures = [], {}
+        for item in validation.results:
+            config = item.expectation_config
+            column = config.kwargs.get("column") or ",".join(config.kwargs.get("column_list") or []) or None
+            if item.exception_info and item.exception_info.get("raised_exception"):
+                raise RuntimeError(f"{config.type} on {column} raised: {item.exception_info}")
+            res = item.result or {}
+            observed = res.get("observed_value", res.get("partial_unexpected_list"))
+            outcomes.append(ExpectationOutcome(
+                config.type, column, bool(item.success), res.get("element_count"),
+                res.get("unexpected_count"), _plain(res.get("unexpected_percent")), _plain(observed)))
+            if not item.success:
+                for hit in res.get("unexpected_index_list") or ():
+                    if isinstance(hit, dict) and index in hit:
+                        value = {k: _plain(v) for k, v in hit.items() if k != index}
+                        if column in value:
+                            value = value[column]
+                        failures.setdefault(int(_plain(hit[index])), []).append(
+                            Failure(config.type, column, _plain(value)))
+        element_count = max((o.element_count or 0 for o in outcomes), default=None)
+        return SuiteOutcome(suite, bool(validation.success), dict(validation.statistics),
+                            tuple(outcomes), element_count, docs, failures)
+
+    def prune_docs(self, keep: int) -> None:
+        """Keep the Data Docs pages and stored results of the latest `keep` runs per suite."""
+        for base in (self.root / "uncommitted" / "validations",
+                     self.root / "uncommitted" / "data_docs" / "local_site" / "validations"):
+            for suite_dir in (base.iterdir() if base.is_dir() else ()):
+                if not suite_dir.is_dir():
+                    continue
+                runs = sorted((p for p in suite_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+                for old in runs[:-keep] if keep > 0 else runs:
+                    shutil.rmtree(old, ignore_errors=True)
+
+    @property
+    def docs_index(self) -> Path:
+        return self.root / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+_validators: dict[Path, Validator] = {}
+
+
+def validator(project_dir: Path) -> Validator:
+    """The process's validator for `project_dir`, built on first use."""
+    if project_dir not in _validators:
+        _validators[project_dir] = Validator(project_dir)
+    return _validators[project_dir]
+
+
+def article_frame(articles: Sequence[Article]) -> Any:
     import pandas as pd
 
     return pd.DataFrame(
         {
             ROW_ID: range(len(articles)),
+            "feed_id": [a.feed_id for a in articles],
             "identity_key": [a.identity_key for a in articles],
             "canonical_url": [a.canonical_url for a in articles],
             "title": [a.title for a in articles],
@@ -76,62 +216,53 @@ def _frame(articles: Sequence[Article]) -> Any:
     )
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python, NaN -> None, long strings shortened for the record."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, str) and len(value) > 300:
-        return value[:300] + f"... ({len(value)} chars)"
-    return value
+def feed_frame(rows: Sequence[dict[str, Any]]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["feed_id", "entries", "undated_share", "quarantined_share"])
 
 
-def validate_articles(
-    articles: Sequence[Article], now: datetime, future_tolerance: timedelta
-) -> dict[int, list[Failure]]:
-    """Failed expectations per row index of `articles`; rows that pass are absent."""
-    if not articles:
-        return {}
-    validator = _validator()
-    batch = validator.batch_definition.get_batch(batch_parameters={"dataframe": _frame(articles)})
-    result = batch.validate(
-        validator.suite,
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID]},
-        expectation_parameters={"latest_published": (now + future_tolerance).timestamp()},
-    )
-    failures: dict[int, list[Failure]] = {}
-    for outcome in result.results:
-        if outcome.success:
-            continue
-        config = outcome.expectation_config
-        column = config.kwargs.get("column")
-        if outcome.exception_info and outcome.exception_info.get("raised_exception"):
-            raise RuntimeError(f"{config.type} on {column} raised: {outcome.exception_info}")
-        for hit in outcome.result.get("unexpected_index_list") or ():
-            row = int(_plain(hit[ROW_ID]))
-            failures.setdefault(row, []).append(
-                Failure(config.type, column, _plain(hit.get(column)))
-            )
-    return failures
+@dataclass(frozen=True)
+class Levels:
+    """Warn and fail levels for the quarantined share, per run and per feed."""
+
+    run_warn: float
+    run_fail: float
+    feed_warn: float
+    feed_fail: float
+    min_entries: int  # below this many entries a share means nothing
 
 
-def threshold_breach(
+def judge(
     entries: int,
-    quarantined_by_feed: Counter[str],
+    quarantined: int,
+    per_feed: dict[str, tuple[int, int]],
     reasons: Counter[str],
-    fail_ratio: float,
-    min_entries: int,
-) -> str | None:
-    """A message naming feeds and expectations when the quarantined share of a run's
-    entries passes `fail_ratio`; None otherwise, or when the run has fewer than
-    `min_entries` entries (too few for a share to mean anything)."""
-    quarantined = sum(quarantined_by_feed.values())
-    if entries < max(min_entries, 1) or quarantined / entries <= fail_ratio:
-        return None
-    feeds = ", ".join(f"{url} ({n})" for url, n in quarantined_by_feed.most_common(5))
-    failed = ", ".join(f"{name} ({n})" for name, n in reasons.most_common(5))
-    return (
-        f"{quarantined} of {entries} entries failed validation "
-        f"({quarantined / entries:.0%} > {fail_ratio:.0%}); feeds: {feeds}; expectations: {failed}"
-    )
+    levels: Levels,
+) -> tuple[str | None, str | None]:
+    """(fail message, warn message) for a run's quarantined shares; each None when not reached.
+
+    `per_feed` maps feed URL to (entries, quarantined). Messages name the feeds and the
+    expectations that failed most."""
+    failing, warning = [], []
+    for url, (n, bad) in sorted(per_feed.items()):
+        if n >= levels.min_entries and n and bad / n > levels.feed_fail:
+            failing.append(f"{url} ({bad}/{n})")
+        elif n >= levels.min_entries and n and bad / n > levels.feed_warn:
+            warning.append(f"{url} ({bad}/{n})")
+    share = quarantined / entries if entries else 0.0
+    big_enough = entries >= levels.min_entries
+    expectations = ", ".join(f"{name} ({count})" for name, count in reasons.most_common(5))
+    worst = ", ".join(f"{url} ({bad}/{n})" for url, (n, bad) in
+                      sorted(per_feed.items(), key=lambda kv: -kv[1][1])[:5] if bad)
+
+    def message(level: str, feeds: list[str]) -> str:
+        head = f"{quarantined} of {entries} entries quarantined ({share:.0%})"
+        return f"{head}; past the {level} level for {', '.join(feeds) or 'the run'}; " \
+               f"feeds: {worst or 'none'}; expectations: {expectations or 'none'}"
+
+    fail = message("fail", failing) if failing or (big_enough and share > levels.run_fail) else None
+    warn = None
+    if fail is None and (warning or (big_enough and share > levels.run_warn)):
+        warn = message("warn", warning)
+    return fail, warn

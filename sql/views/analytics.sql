@@ -58,3 +58,39 @@ SELECT f.id AS feed_id,
        f.redirect_count AS pending_redirect_count
 FROM feeds f
 WHERE f.removed_at IS NULL;
+
+-- Feed quality over the last 30 days: shares of quarantined entries, undated articles and
+-- failed fetches, and a score (100 = perfect) that multiplies them.
+CREATE OR REPLACE VIEW feed_quality AS
+WITH recent AS (
+    SELECT feed_id, sum(entries) AS entries, sum(quarantined) AS quarantined, count(*) AS fetches,
+           count(*) FILTER (WHERE outcome = 'error') AS errors
+    FROM fetch_log WHERE fetched_at > now() - interval '30 days' GROUP BY feed_id
+), stored AS (
+    SELECT feed_id, count(*) AS articles, count(*) FILTER (WHERE published_source = 'fetched') AS undated
+    FROM articles GROUP BY feed_id
+), shares AS (
+    SELECT f.id AS feed_id, f.url, coalesce(r.entries, 0) AS entries_30d,
+           coalesce(r.quarantined, 0) AS quarantined_30d, coalesce(s.articles, 0) AS articles,
+           coalesce(r.quarantined::numeric / nullif(r.entries, 0), 0) AS quarantine_share,
+           coalesce(s.undated::numeric / nullif(s.articles, 0), 0) AS undated_share,
+           coalesce(r.errors::numeric / nullif(r.fetches, 0), 0) AS fetch_error_share
+    FROM feeds f
+    LEFT JOIN recent r ON r.feed_id = f.id
+    LEFT JOIN stored s ON s.feed_id = f.id
+    WHERE f.removed_at IS NULL
+)
+SELECT feed_id, url, entries_30d, quarantined_30d, articles,
+       round(quarantine_share, 4) AS quarantine_share,
+       round(undated_share, 4) AS undated_share,
+       round(fetch_error_share, 4) AS fetch_error_share,
+       round(100 * (1 - quarantine_share) * (1 - 0.5 * undated_share) * (1 - fetch_error_share), 1) AS score
+FROM shares;
+
+-- Quality over time: each suite run with its share of successful expectations.
+CREATE OR REPLACE VIEW validation_history AS
+SELECT v.evaluated_at, v.run_id, v.suite, v.success, v.element_count,
+       (v.statistics ->> 'success_percent')::numeric AS success_percent,
+       (SELECT array_agg(r.expectation || coalesce(':' || r.column_name, '') ORDER BY r.expectation)
+        FROM validation_results r WHERE r.validation_id = v.id AND NOT r.success) AS failed
+FROM validation_runs v;
