@@ -22,36 +22,12 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
+import news_common as common
 
-ARTICLES = Asset(name="news_articles", uri="news://news_db/public/articles")
 FETCH_POOL = "feed_fetch"
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _settings() -> Any:
-    from pipeline.config import Settings
-
-    return Settings.from_env()
-
-
-def _db_url(settings: Any) -> str:
-    """The `news_db` Airflow connection when defined, else the pipeline's own default."""
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    from pipeline.config import normalize_db_url
-    from pipeline.database import database_url
-
-    try:
-        return normalize_db_url(Connection.get("news_db").get_uri())
-    except AirflowNotFoundException:
-        return database_url(settings)
 
 
 @dag(
@@ -80,58 +56,60 @@ def news_ingest() -> None:
         from pipeline import database, stages
         from pipeline.feedlist import read_feed_list
 
-        settings = _settings()
-        url = _db_url(settings)
+        cfg = common.settings()
+        url = common.db_url(cfg)
         database.migrate(url)
-        sources = read_feed_list(settings.feeds_file)
-        print(f"feed list {settings.feeds_file}: {len(sources)} feeds")
+        sources = read_feed_list(cfg.feeds_file)
+        print(f"feed list {cfg.feeds_file}: {len(sources)} feeds")
         force = bool((params or {}).get("force"))
-        return stages.prepare_run(url, settings, str(run_id), sources, _now(), force=force)
+        return stages.prepare_run(url, cfg, str(run_id), sources, common.now(), force=force)
 
     @task(pool=FETCH_POOL, map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def fetch(shard: int, run_id: str | None = None) -> dict[str, Any]:
         from pipeline import stages
 
-        settings = _settings()
-        return stages.fetch_shard(_db_url(settings), settings, str(run_id), shard, _now())
+        cfg = common.settings()
+        return stages.fetch_shard(common.db_url(cfg), cfg, str(run_id), shard, common.now())
 
     @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def parse(shard: int, run_id: str | None = None) -> dict[str, Any]:
         from pipeline import stages
 
-        settings = _settings()
-        return stages.parse_shard(_db_url(settings), settings, str(run_id), shard)
+        cfg = common.settings()
+        return stages.parse_shard(common.db_url(cfg), cfg, str(run_id), shard)
 
     @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def normalize(shard: int, run_id: str | None = None) -> dict[str, Any]:
         from pipeline import stages
 
-        return stages.normalize_shard(_db_url(_settings()), str(run_id), shard)
+        return stages.normalize_shard(common.db_url(common.settings()), str(run_id), shard)
 
     @task
     def dedup(run_id: str | None = None) -> dict[str, Any]:
         from pipeline import stages
 
-        return stages.dedup_run(_db_url(_settings()), str(run_id))
+        return stages.dedup_run(common.db_url(common.settings()), str(run_id))
 
     @task
     def validate(run_id: str | None = None) -> dict[str, Any]:
         from pipeline import stages
         from pipeline.errors import ValidationThresholdExceeded
 
-        settings = _settings()
+        cfg = common.settings()
         try:
-            return stages.validate_run(_db_url(settings), settings, str(run_id), _now())
+            result = stages.validate_run(common.db_url(cfg), cfg, str(run_id), common.now())
         except ValidationThresholdExceeded as exc:  # terminal: retrying gives the same answer
             raise AirflowFailException(str(exc)) from exc
+        print(f"Data Docs: {result['data_docs']}")
+        return result
 
-    @task(trigger_rule="all_done", outlets=[ARTICLES])
+    @task(trigger_rule="all_done", outlets=[common.ARTICLES])
     def load(run_id: str | None = None) -> dict[str, Any]:
         """Runs after a failed validate too: good and quarantined rows still land."""
         from pipeline import stages
 
-        settings = _settings()
-        return stages.load_run(_db_url(settings), settings, str(run_id), _now())
+        cfg = common.settings()
+        return stages.load_run(common.db_url(cfg), cfg, str(run_id), common.now())
 
     @task(trigger_rule="all_done", retries=0)
     def report(run_id: str | None = None) -> dict[str, Any]:
@@ -139,7 +117,7 @@ def news_ingest() -> None:
         from pipeline.errors import SystemicFetchFailure
 
         try:
-            summary = stages.report_run(_db_url(_settings()), str(run_id), _now())
+            summary = stages.report_run(common.db_url(common.settings()), str(run_id), common.now())
         except SystemicFetchFailure as exc:
             raise AirflowFailException(str(exc)) from exc
         for feed in summary["feeds"]:
@@ -148,6 +126,9 @@ def news_ingest() -> None:
         for feed in summary["attention"]:
             print(f"needs attention ({feed['status']}, {feed['error_streak']} errors): "
                   f"{feed['url']}: {feed['reason']}")
+        if summary.get("validation_warning"):
+            print(f"validation warning: {summary['validation_warning']}")
+        print(f"Data Docs: {summary.get('data_docs')}")
         print(f"run {run_id} {summary['status']}: {summary['totals']}")
         return summary["totals"]
 

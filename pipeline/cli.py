@@ -191,6 +191,45 @@ def run_feeds(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_quarantine(settings: Settings, args: argparse.Namespace) -> int:
+    url = _db_url(settings)
+    if args.quarantine_command == "release":
+        result = stages.release_quarantined(url, settings, args.ids or None)
+        print(json.dumps(result, default=str, indent=2) if args.json else
+              f"re-ran {result['held']} held entries: {result['released']} released "
+              f"(now loaded or recognized as duplicates), {result['still_held']} still held")
+        return EXIT_OK
+    with database.connect(url) as conn, conn.cursor() as cur:
+        if args.quarantine_command == "show":
+            cur.execute("""SELECT q.id, f.url AS feed, q.run_id, q.last_run_id, q.first_seen_at,
+                                  q.last_seen_at, q.times_seen, q.released_at, q.reasons, q.entry,
+                                  q.article
+                           FROM quarantine q JOIN feeds f ON f.id = q.feed_id WHERE q.id = %s""",
+                        (args.id,))
+            row = cur.fetchone()
+            if row is None:
+                print(f"no quarantined entry {args.id}", file=sys.stderr)
+                return 1
+            print(json.dumps(dict(zip([d.name for d in cur.description], row)), default=str, indent=2))
+            return EXIT_OK
+        cur.execute("""SELECT q.id, f.url AS feed, q.first_seen_at, q.times_seen, q.released_at,
+                              (SELECT array_agg(DISTINCT r->>'expectation') FROM jsonb_array_elements(q.reasons) r)
+                                  AS expectations,
+                              left(coalesce(q.article->>'title', q.entry->>'title', ''), 80) AS title
+                       FROM quarantine q JOIN feeds f ON f.id = q.feed_id
+                       WHERE %s OR q.released_at IS NULL ORDER BY q.id""", (args.all,))
+        rows = [dict(zip([d.name for d in cur.description], r)) for r in cur.fetchall()]
+    if args.json:
+        print(json.dumps(rows, default=str, indent=2))
+    else:
+        for r in rows:
+            state = f"released {r['released_at']:%Y-%m-%d}" if r["released_at"] else "held"
+            print(f"{r['id']:>6}  {state:<18} {', '.join(r['expectations'] or [])}  "
+                  f"{r['feed']}  {r['title']!r}")
+        print(f"{sum(1 for r in rows if not r['released_at'])} held")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log each stage's counts")
@@ -223,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     feeds_remove.add_argument("url")
     feeds_list = feeds_sub.add_parser("list", help="subscribed feeds and their health")
     feeds_list.add_argument("--json", action="store_true")
+    quarantine = sub.add_parser("quarantine", help="entries held by validation")
+    q_sub = quarantine.add_subparsers(dest="quarantine_command", required=True)
+    q_list = q_sub.add_parser("list", help="held entries (--all: released ones too)")
+    q_list.add_argument("--all", action="store_true")
+    q_list.add_argument("--json", action="store_true")
+    q_show = q_sub.add_parser("show", help="one entry: reasons, original entry, normalized form")
+    q_show.add_argument("id", type=int)
+    q_release = q_sub.add_parser("release", help="re-run today's stages on held entries "
+                                 "(all, or the ids given); those that pass load once")
+    q_release.add_argument("ids", type=int, nargs="*")
+    q_release.add_argument("--json", action="store_true")
     sub.add_parser("migrate", help="apply database migrations")
     db_url = sub.add_parser("db-url", help="print the news database URL")
     db_url.add_argument("--database", help="URL of this other database on the same server "
@@ -251,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve_demo_forever(args.port, args.write_feeds)
         if args.command == "feeds":
             return run_feeds(settings, args)
+        if args.command == "quarantine":
+            return run_quarantine(settings, args)
         if args.command == "replay":
             return run_replay(settings, args.since, args.json)
         if args.command == "migrate":

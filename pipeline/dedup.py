@@ -3,8 +3,10 @@
 Pure: it is given the batch and what storage knows about the keys the batch
 mentions, and touches no I/O. Rules, in order, for each article:
 
-1. Same feed and identity key as an earlier article of this batch: duplicate
-   (`feed_guid`). The first occurrence in (feed, position) order wins.
+1. Same feed, identity key and content as an earlier article of this batch: duplicate
+   (`feed_guid`). The same identity with *other* content in one batch is ambiguous (a
+   GUID reused for another story): both go on to validation, whose uniqueness
+   expectation holds them in quarantine.
 2. Same feed and identity key as a stored article: duplicate when the content
    hash is equal, else an update of that article.
 3. Same canonical URL as a stored or earlier article: duplicate
@@ -73,15 +75,16 @@ def _decide_one(
     seen_hash: dict[str, Article],
 ) -> DedupVerdict:
     identity = (article.feed_id, article.identity_key)
-    if identity in seen_identity:
-        return _batch_duplicate(DuplicateRule.FEED_GUID, seen_identity[identity])
+    earlier = seen_identity.get(identity)
+    if earlier is not None and earlier.content_hash == article.content_hash:
+        return _batch_duplicate(DuplicateRule.FEED_GUID, earlier)
     match = stored.by_identity.get(identity)
     if match is not None:
         if match.content_hash == article.content_hash:
             return _duplicate(DuplicateRule.FEED_GUID, match)
         return DedupVerdict(Decision.UPDATE, DuplicateRule.FEED_GUID, match.id, match.canonical_url)
     url = article.canonical_url
-    if url:
+    if url and earlier is None:
         if url in seen_url:
             return _batch_duplicate(DuplicateRule.CANONICAL_URL, seen_url[url])
         match = stored.by_url.get(url)

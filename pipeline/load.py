@@ -96,11 +96,12 @@ ON CONFLICT (dup_key) DO UPDATE SET
 
 _UPSERT_QUARANTINE = """
 INSERT INTO quarantine (entry_key, feed_id, run_id, last_run_id, reasons, entry, article,
-                        first_seen_at, last_seen_at)
+                        first_seen_at, last_seen_at, feed_language, feed_link, fetched_at)
 SELECT DISTINCT ON (entry_key) * FROM (
     SELECT md5(s.feed_id::text || ':' || s.raw::text) AS entry_key, s.feed_id,
            %(run)s::text AS first_run, %(run)s::text AS last_run, s.reasons, s.raw, s.article,
-           %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen
+           %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen,
+           s.feed_language, s.feed_link, s.fetched_at
     FROM staged_entries s
     WHERE s.run_id = %(run)s AND s.decision = 'quarantined'
 ) q
@@ -109,6 +110,16 @@ ON CONFLICT (entry_key) DO UPDATE SET
     reasons = EXCLUDED.reasons,
     times_seen = quarantine.times_seen
                  + CASE WHEN quarantine.last_run_id = EXCLUDED.last_run_id THEN 0 ELSE 1 END
+"""
+
+# A release run re-ran held entries: those that now pass (loaded, or recognized as
+# duplicates) leave the quarantine; those that fail again stay, with fresh reasons.
+_MARK_RELEASED = """
+UPDATE quarantine q SET released_at = %(now)s, released_run_id = %(run)s
+FROM staged_entries s
+JOIN ingest_runs r ON r.run_id = s.run_id AND r.kind = 'release'
+WHERE s.run_id = %(run)s AND s.decision <> 'quarantined'
+  AND q.id = s.seq AND q.feed_id = s.feed_id AND q.released_at IS NULL
 """
 
 _FEED_COUNTS = """
@@ -215,6 +226,7 @@ def load_run(
     cur.execute(_UPDATE_CHANGED, params)
     cur.execute(_UPSERT_DUPLICATES, params)
     cur.execute(_UPSERT_QUARANTINE, params)
+    cur.execute(_MARK_RELEASED, params)
     cur.execute(_FEED_COUNTS, params)
     cur.execute(_FEED_STATE, params)
     cur.execute(_MOVE_CONFIRMED, params)

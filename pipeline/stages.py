@@ -381,6 +381,30 @@ def replay(
             "run_ids": [s["run_id"] for s in summaries]}
 
 
+def release_quarantined(
+    db_url: str,
+    settings: Settings,
+    ids: Sequence[int] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> dict[str, Any]:
+    """Re-run today's normalize, dedup, validate and load on held quarantined entries (all
+    of them, or `ids`). Those that now pass leave the quarantine and load exactly once;
+    the rest stay held with fresh reasons."""
+    now = clock()
+    run_id = f"release__{now:%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:6]}"
+    with connect(db_url) as conn, conn.cursor() as cur:
+        storage.create_run(cur, run_id, now, [], 1, kind="release")
+        feed_ids = storage.stage_held(cur, run_id, now, ids)
+        storage.assign_run_feeds(cur, run_id, feed_ids)
+    if not feed_ids:
+        return {"run_id": run_id, "held": 0, "released": 0, "still_held": 0, "totals": {}}
+    summary = _process(db_url, settings, run_id, [0], clock, _untimed)
+    with connect(db_url) as conn, conn.cursor() as cur:
+        released, still_held = storage.release_counts(cur, run_id)
+    return {"run_id": run_id, "held": released + still_held, "released": released,
+            "still_held": still_held, "totals": summary["totals"]}
+
+
 @contextmanager
 def _untimed(stage: str) -> Iterator[None]:
     yield

@@ -115,6 +115,25 @@ def prune_stale_staging(cur: Cursor, now: datetime) -> None:
         )
 
 
+def assign_run_feeds(cur: Cursor, run_id: str, feed_ids: Sequence[int]) -> None:
+    """Put feeds in a run's only shard (release runs, whose feeds are known after staging)."""
+    execute_values(cur, "INSERT INTO run_feeds (run_id, feed_id, shard) VALUES %s ON CONFLICT DO NOTHING",
+                   [(run_id, fid, 0) for fid in feed_ids])
+    cur.execute("UPDATE ingest_runs SET feed_count = %s WHERE run_id = %s", (len(feed_ids), run_id))
+
+
+def release_counts(cur: Cursor, run_id: str) -> tuple[int, int]:
+    """(released by this run, still held after it) among the entries it re-ran."""
+    cur.execute(
+        """SELECT count(*) FILTER (WHERE released_run_id = %s),
+                  count(*) FILTER (WHERE released_at IS NULL AND last_run_id = %s)
+           FROM quarantine""",
+        (run_id, run_id),
+    )
+    released, held = cur.fetchone()
+    return int(released), int(held)
+
+
 def prune_archive(cur: Cursor, now: datetime, retention_days: int) -> int:
     """Drop archived bodies not fetched within the retention period."""
     cur.execute("DELETE FROM raw_bodies WHERE last_fetched_at < %s",
@@ -249,6 +268,41 @@ def stage_archived(
         [(run_id, fid, bodies[h][0], bodies[h][1], url, at) for fid, url, h, at in items],
         page_size=50,
     )
+
+
+def stage_held(cur: Cursor, run_id: str, now: datetime, ids: Sequence[int] | None) -> list[int]:
+    """Stage held (unreleased) quarantined entries for a release run, as parsed entries whose
+    position is their quarantine id. Returns the feeds they belong to."""
+    cur.execute(
+        """SELECT q.id, q.feed_id, f.url, q.entry, coalesce(q.fetched_at, q.first_seen_at),
+                  q.feed_language, q.feed_link
+           FROM quarantine q JOIN feeds f ON f.id = q.feed_id
+           WHERE q.released_at IS NULL AND (%s::bigint[] IS NULL OR q.id = ANY(%s::bigint[]))
+           ORDER BY q.id""",
+        (list(ids) if ids is not None else None, list(ids) if ids is not None else None),
+    )
+    held = cur.fetchall()
+    feeds = {fid: url for _, fid, url, _, _, _, _ in held}
+    execute_values(
+        cur,
+        """INSERT INTO fetch_log (run_id, feed_id, url, fetched_at, outcome, status)
+           VALUES %s ON CONFLICT (run_id, feed_id) DO NOTHING""",
+        [(run_id, fid, url, now, "ok", None) for fid, url in feeds.items()],
+    )
+    execute_values(
+        cur,
+        """INSERT INTO staged_entries (run_id, feed_id, seq, raw, fetched_at, feed_language, feed_link)
+           VALUES %s""",
+        [(run_id, fid, qid, Json(entry), at, lang, link) for qid, fid, _, entry, at, lang, link in held],
+        page_size=PAGE,
+    )
+    cur.execute(
+        """UPDATE fetch_log l SET entries = c.n FROM (
+               SELECT feed_id, count(*) AS n FROM staged_entries WHERE run_id = %s GROUP BY feed_id) c
+           WHERE l.run_id = %s AND l.feed_id = c.feed_id""",
+        (run_id, run_id),
+    )
+    return sorted(feeds)
 
 
 def staged_bodies(cur: Cursor, run_id: str, shard: int) -> list[tuple[int, str, bytes, str | None, datetime]]:

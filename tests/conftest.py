@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -60,6 +61,8 @@ os.environ.update(
         "GX_ANALYTICS_ENABLED": "false",
     }
 )
+# Airflow puts the DAG bundle's folder on sys.path when it parses DAGs (BundleDagBag): so do tests.
+sys.path.append(str(PROJECT_ROOT / "dags"))
 os.environ.pop("DATABASE_URL", None)  # tests pass URLs explicitly; the DAG test sets its own
 os.environ.pop("AIRFLOW_CONN_NEWS_DB", None)
 

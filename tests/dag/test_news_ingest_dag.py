@@ -29,6 +29,7 @@ def test_dag_shape(dagbag):
     dag = dagbag.dags["news_ingest"]
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
     assert dag.max_active_runs == 1 and dag.catchup is False
+    assert dagbag.dags["news_table_checks"].task_ids == ["check_tables"]
     assert set(dag.task_ids) == {"prepare", "fetch", "parse", "normalize", "dedup", "validate", "load", "report"}
     fetch = dag.get_task("fetch")
     assert fetch.pool == "feed_fetch"
@@ -39,6 +40,7 @@ def test_dag_shape(dagbag):
 
 def test_dag_file_parses_cheaply():
     """Heavy libraries are imported inside tasks, never when the DAG file is parsed."""
+    import os
     import subprocess
     import sys
 
@@ -47,8 +49,9 @@ def test_dag_file_parses_cheaply():
         "heavy = [m for m in ('great_expectations', 'feedparser', 'pandas', 'nh3') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "dags")}
     out = subprocess.run([sys.executable, "-c", code, str(PROJECT_ROOT / "dags" / "news_ingest.py")],
-                         capture_output=True, text=True, timeout=120, check=True)
+                         capture_output=True, text=True, timeout=120, check=True, env=env)
     assert out.stdout.strip().splitlines()[-1:] in ([], [""]), out.stdout
 
 
@@ -59,6 +62,7 @@ def test_dag_runs_end_to_end_and_a_second_run_adds_no_duplicate(airflow_db, db_u
     monkeypatch.setenv("FEEDS_FILE", str(feeds))
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("FETCH_ALLOWED_NETWORKS", "127.0.0.0/8")
+    monkeypatch.setenv("NEWS_DATA_DIR", str(tmp_path))
     dag = dagbag.dags["news_ingest"]
     try:
         first = dag.test()
@@ -77,3 +81,28 @@ def test_dag_runs_end_to_end_and_a_second_run_adds_no_duplicate(airflow_db, db_u
         assert counts["new"] == 0 and counts["entries"] == 11 and counts["duplicates"] == 10
     finally:
         server.stop()
+
+
+def test_table_checks_run_on_the_asset_the_ingest_emits(airflow_db, db_url, tmp_path, monkeypatch, dagbag):
+    ingest, checks = dagbag.dags["news_ingest"], dagbag.dags["news_table_checks"]
+    [outlet] = ingest.get_task("load").outlets
+    assert outlet.name == "news_articles"
+    assert "news_articles" in str(checks.timetable.asset_condition)
+    server = serve_demo(0)
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text(demo_feed_list(server))
+    for name, value in {"FEEDS_FILE": str(feeds), "DATABASE_URL": db_url, "NEWS_DATA_DIR": str(tmp_path),
+                        "FETCH_ALLOWED_NETWORKS": "127.0.0.0/8"}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        assert ingest.test().state == "success"
+    finally:
+        server.stop()
+    run = checks.test()
+    assert run.state == "success"
+    rows = dict(query(db_url, "SELECT suite, success FROM validation_runs WHERE run_id = %s", (run.run_id,)))
+    assert rows == {"articles_table": True, "duplicates_table": True}
+    assert scalar(db_url, "SELECT element_count FROM validation_runs WHERE suite = 'articles_table'") == 8
+    # A stored article dated in the future fails the table check, loudly.
+    query(db_url, "UPDATE articles SET published_at = now() + interval '30 days' WHERE id = (SELECT min(id) FROM articles) RETURNING 1")
+    assert checks.test().state == "failed"

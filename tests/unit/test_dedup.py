@@ -64,3 +64,9 @@ def test_title_only_entries_of_different_stories_do_not_collide():
     a = art(1, 0, "a", "https://x/live-1", "Live updates", "")
     b = art(1, 1, "b", "https://x/live-2", "Live updates", "")
     assert [v.decision for v in decide([a, b], StoredIndex())] == [Decision.NEW, Decision.NEW]
+
+
+def test_same_guid_with_other_content_in_one_batch_is_left_to_validation():
+    a = art(1, 0, "g", "https://x/1", "First story")
+    b = art(1, 1, "g", "https://x/1", "A different story")
+    assert [v.decision for v in decide([a, b], StoredIndex())] == [Decision.NEW, Decision.NEW]
