@@ -107,6 +107,7 @@ def main() -> int:
         "quarantined": t["quarantined"], "failed_feeds": t["failed"],
         "seconds": round(wall, 2), "entries_per_second": round(rate, 1),
         "stage_seconds": first["stage_seconds"],
+        "validate_share_of_run": round(first["stage_seconds"].get("validate", 0) / wall, 3),
         "peak_rss_mb": round(peak_mb, 1),
         "peak_rss_parse_worker_mb": round(worker_peak_mb, 1),
         "feedparser_parse_only_entries_per_second": round(parse_rate, 1),

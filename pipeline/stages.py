@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -295,7 +296,11 @@ def _parse_and_normalize(db_url: str, settings: Settings, run_id: str, shard: in
 
 
 def _parse_and_normalize_all(db_url: str, settings: Settings, run_id: str, shards: Sequence[int]) -> None:
-    """Parse and normalize every shard, on `settings.workers` processes (the DAG maps them instead)."""
+    """Parse and normalize every shard, on `settings.workers` processes (the DAG maps them
+    instead). Meanwhile this process, otherwise idle, imports Great Expectations and builds
+    its context for the validate stage (after the workers are forked, never before)."""
+    warm_up = threading.Thread(target=validate.validator, args=(settings.data_dir / "gx",),
+                               name="gx-warm-up", daemon=True)
     if settings.workers <= 1 or len(shards) <= 1:
         for shard in shards:
             _parse_and_normalize(db_url, settings, run_id, shard)
@@ -303,8 +308,10 @@ def _parse_and_normalize_all(db_url: str, settings: Settings, run_id: str, shard
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=min(settings.workers, len(shards)), mp_context=context) as pool:
         futures = [pool.submit(_parse_and_normalize, db_url, settings, run_id, s) for s in shards]
+        warm_up.start()
         for future in futures:
             future.result()
+    warm_up.join()
 
 
 def ingest(
