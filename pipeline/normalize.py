@@ -89,7 +89,7 @@ def normalize_entry(entry: ParsedEntry) -> Article:
         published_at=published_at,
         published_source=published_source,
         content_hash=digest,
-        language=language_code(entry.feed_language),
+        language=language_code(raw.get("language") or entry.feed_language),
         authors=authors,
         tags=_names(raw.get("tags"), "term"),
     )

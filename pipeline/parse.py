@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from pipeline import jsonfeed
 from pipeline.records import ParsedFeed
 
 # Keys feedparser adds as aliases of others; dropping them keeps the stored entry lean.
@@ -34,7 +35,10 @@ def to_json_safe(value: Any) -> Any:
 
 
 def parse_feed(body: bytes, url: str, content_type: str | None = None) -> ParsedFeed:
-    """Parse one fetched body. Never raises: an unreadable body is `is_feed=False`."""
+    """Parse one fetched body (RSS, Atom, RDF, or JSON Feed). Never raises: an unreadable
+    body is `is_feed=False`."""
+    if jsonfeed.looks_like_json(body, content_type):
+        return jsonfeed.parse_json_feed(body)
     import feedparser
 
     headers = {"content-location": url}

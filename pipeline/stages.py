@@ -232,7 +232,7 @@ def _levels(settings: Settings) -> validate.Levels:
 def check_table(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
     """Validate the stored tables (not a batch) and record the results like any suite run."""
     checker = validate.validator(settings.data_dir / "gx")
-    checker._ensure_table_checkpoints(db_url)
+    checker.prepare_table_checks(db_url)
     parameters = {"latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp()}
     outcomes = [checker.run(suite, run_id, parameters, index="id")
                 for suite in (TABLE_SUITE, validate.DUPLICATES_SUITE)]

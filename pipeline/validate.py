@@ -126,7 +126,7 @@ class Validator:
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [index]},
         ))
 
-    def _ensure_table_checkpoints(self, db_url: str) -> None:
+    def prepare_table_checks(self, db_url: str) -> None:
         os.environ[_DB_URL_VARIABLE] = db_url.replace("postgresql://", "postgresql+psycopg2://", 1)
         if self._table_ready:
             return

@@ -10,22 +10,7 @@ FROM articles a
 JOIN feeds f ON f.id = a.feed_id
 GROUP BY 1, 2, 3;
 
--- Each feed's state: is it working, when did it last work, how much has it given.
-CREATE OR REPLACE VIEW feed_status AS
-SELECT f.id AS feed_id,
-       f.url,
-       f.title,
-       CASE WHEN NOT f.enabled THEN 'disabled'
-            WHEN f.consecutive_errors > 0 THEN 'failing'
-            WHEN f.last_success_at IS NULL THEN 'never_fetched'
-            ELSE 'ok' END AS status,
-       f.last_success_at,
-       f.consecutive_errors AS error_streak,
-       f.last_error_kind,
-       f.last_error,
-       (SELECT count(*) FROM articles a WHERE a.feed_id = f.id) AS articles,
-       (SELECT count(*) FROM quarantine q WHERE q.feed_id = f.id AND q.released_at IS NULL) AS quarantined
-FROM feeds f;
+DROP VIEW IF EXISTS feed_status;  -- replaced by feed_health
 
 -- Run history: one row per run with its counts.
 CREATE OR REPLACE VIEW run_history AS
@@ -55,7 +40,9 @@ SELECT f.id AS feed_id,
        coalesce(f.disabled_reason, f.last_error) AS reason,
        f.last_error_kind,
        f.redirect_url AS pending_redirect,
-       f.redirect_count AS pending_redirect_count
+       f.redirect_count AS pending_redirect_count,
+       (SELECT count(*) FROM articles a WHERE a.feed_id = f.id) AS articles,
+       (SELECT count(*) FROM quarantine q WHERE q.feed_id = f.id AND q.released_at IS NULL) AS quarantined
 FROM feeds f
 WHERE f.removed_at IS NULL;
 

@@ -98,3 +98,20 @@ def test_real_news_feeds_go_through_without_a_crash_and_counts_add_up(db_url, sh
     assert totals["entries"] == totals["new"] + totals["updated"] + totals["duplicates"] + totals["quarantined"]
     assert scalar(db_url, "SELECT count(*) FROM articles") == totals["new"] + 0
     assert scalar(db_url, "SELECT count(*) FROM quarantine") == totals["quarantined"]
+
+
+def test_json_feeds_go_through_without_a_crash_and_counts_add_up(db_url, shared_dir, tmp_path):
+    corpus = shared_dir / "corpora" / "jsonfeed"
+    files = sorted(p for p in corpus.rglob("*.json") if ".expected." not in p.name)
+    routes = {f"/{p.relative_to(corpus)}": Route(p.read_bytes(), "application/feed+json") for p in files}
+    with FeedServer(routes) as server:
+        feeds = tmp_path / "feeds.txt"
+        feeds.write_text("".join(server.url(path) + "\n" for path in routes))
+        done = cli(db_url, "ingest", "--feeds", str(feeds), "--json",
+                   env={"QUARANTINE_FAIL_RATIO": "1", "FEED_QUARANTINE_FAIL_RATIO": "1"})
+    assert done.returncode == 0, done.stderr
+    totals = json.loads(done.stdout)["totals"]
+    assert totals["fetched"] + totals["failed"] == len(files)
+    assert totals["failed"] == 2  # truncated JSON; RSS-in-JSON without a version or items
+    assert totals["entries"] > 300
+    assert totals["entries"] == totals["new"] + totals["updated"] + totals["duplicates"] + totals["quarantined"]
