@@ -26,12 +26,13 @@ _LOAD_LOCK = 715_002
 _INSERT_NEW = """
 INSERT INTO articles (feed_id, guid, identity_key, canonical_url, title, text, html,
                       published_at, published_source, authors, tags, language, content_hash,
-                      first_seen_at, updated_at, first_run_id)
+                      first_seen_at, updated_at, first_run_id, language_source, word_count)
 SELECT s.feed_id, a->>'guid', a->>'identity_key', a->>'canonical_url', a->>'title', a->>'text',
        a->>'html', (a->>'published_at')::timestamptz, a->>'published_source',
        ARRAY(SELECT jsonb_array_elements_text(a->'authors')),
        ARRAY(SELECT jsonb_array_elements_text(a->'tags')),
-       a->>'language', a->>'content_hash', %(now)s, %(now)s, %(run)s
+       a->>'language', a->>'content_hash', %(now)s, %(now)s, %(run)s,
+       a->>'language_source', coalesce((a->>'word_count')::int, 0)
 FROM staged_entries s, LATERAL (SELECT s.article AS a) art
 WHERE s.run_id = %(run)s AND s.decision = 'new'
 ORDER BY s.feed_id, s.seq
@@ -68,6 +69,9 @@ SET title = s.article->>'title', text = s.article->>'text', html = s.article->>'
     authors = ARRAY(SELECT jsonb_array_elements_text(s.article->'authors')),
     tags = ARRAY(SELECT jsonb_array_elements_text(s.article->'tags')),
     language = coalesce(s.article->>'language', a.language),
+    language_source = CASE WHEN s.article->>'language' IS NULL THEN a.language_source
+                           ELSE s.article->>'language_source' END,
+    word_count = coalesce((s.article->>'word_count')::int, a.word_count),
     version = a.version + 1, updated_at = %(now)s
 FROM staged_entries s
 WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id

@@ -13,7 +13,8 @@ from typing import Any
 
 from pipeline.identity import content_hash, identity_key
 from pipeline.records import Article, ParsedEntry
-from pipeline.text import clean_text, html_to_text, sanitize_html
+from pipeline.language import article_language
+from pipeline.text import clean_text, html_to_text, sanitize_html, word_count
 from pipeline.urls import canonical_url
 
 _DATE_SOURCES = ("published", "updated", "created")
@@ -49,13 +50,6 @@ def _published(raw: dict[str, Any], fetched_at: datetime) -> tuple[datetime, str
     return fetched_at.astimezone(timezone.utc), "fetched"
 
 
-def language_code(value: str | None) -> str | None:
-    """Primary language subtag, lower-cased: 'en-US' -> 'en'. None when absent."""
-    if not value or not value.strip():
-        return None
-    return value.strip().replace("_", "-").split("-")[0].lower()
-
-
 def _names(items: Any, key: str) -> tuple[str, ...]:
     names: list[str] = []
     for item in items or ():
@@ -77,6 +71,8 @@ def normalize_entry(entry: ParsedEntry) -> Article:
         (clean_text(raw["author"]),) if raw.get("author") else ()
     )
     digest = content_hash(title, text, url)
+    language, language_source = article_language(
+        raw.get("language"), entry.feed_language, f"{title}\n{text}")
     return Article(
         feed_id=entry.feed_id,
         seq=entry.seq,
@@ -89,7 +85,9 @@ def normalize_entry(entry: ParsedEntry) -> Article:
         published_at=published_at,
         published_source=published_source,
         content_hash=digest,
-        language=language_code(raw.get("language") or entry.feed_language),
+        language=language,
+        language_source=language_source,
+        word_count=word_count(text),
         authors=authors,
         tags=_names(raw.get("tags"), "term"),
     )

@@ -122,6 +122,8 @@ class Article:
     language: str | None = None
     authors: tuple[str, ...] = field(default_factory=tuple)
     tags: tuple[str, ...] = field(default_factory=tuple)
+    language_source: str | None = None  # "entry" | "feed" | "detected"
+    word_count: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
