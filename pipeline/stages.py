@@ -16,7 +16,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Sequence
 
@@ -295,23 +295,41 @@ def _parse_and_normalize(db_url: str, settings: Settings, run_id: str, shard: in
     normalize_shard(db_url, run_id, shard)
 
 
-def _parse_and_normalize_all(db_url: str, settings: Settings, run_id: str, shards: Sequence[int]) -> None:
-    """Parse and normalize every shard, on `settings.workers` processes (the DAG maps them
-    instead). Meanwhile this process, otherwise idle, imports Great Expectations and builds
-    its context for the validate stage (after the workers are forked, never before)."""
-    warm_up = threading.Thread(target=validate.validator, args=(settings.data_dir / "gx",),
-                               name="gx-warm-up", daemon=True)
-    if settings.workers <= 1 or len(shards) <= 1:
-        for shard in shards:
-            _parse_and_normalize(db_url, settings, run_id, shard)
-        return
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(settings.workers, len(shards)), mp_context=context) as pool:
-        futures = [pool.submit(_parse_and_normalize, db_url, settings, run_id, s) for s in shards]
+class _ShardProcessor:
+    """Parses and normalizes shards as they are handed in, on `settings.workers` processes
+    (the DAG maps them as tasks instead). The workers are forked on entry, before this
+    process starts any thread; while they work, this process, otherwise idle, imports
+    Great Expectations and builds its context for the validate stage."""
+
+    def __init__(self, db_url: str, settings: Settings, run_id: str, shards: int):
+        self.args = (db_url, settings, run_id)
+        workers = min(settings.workers, shards)
+        self.pool = (ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+                     if workers > 1 else None)
+        self.futures: list[Future[None]] = []
+
+    def __enter__(self) -> "_ShardProcessor":
+        if self.pool is not None:
+            self.pool.submit(int).result()  # fork every worker now, while no thread runs
+        return self
+
+    def submit(self, shard: int) -> None:
+        if self.pool is None:
+            _parse_and_normalize(*self.args, shard)
+        else:
+            self.futures.append(self.pool.submit(_parse_and_normalize, *self.args, shard))
+
+    def __exit__(self, *exc: object) -> None:
+        warm_up = threading.Thread(target=validate.validator, args=(self.args[1].data_dir / "gx",),
+                                   name="gx-warm-up", daemon=True)
         warm_up.start()
-        for future in futures:
-            future.result()
-    warm_up.join()
+        try:
+            for future in self.futures:
+                future.result()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+            warm_up.join()
 
 
 def ingest(
@@ -339,10 +357,12 @@ def ingest(
 
     with timed("prepare"):
         shards = prepare_run(db_url, settings, run_id, sources, clock(), force)
-    for shard in shards:
-        with timed("fetch"):
-            fetch_shard(db_url, settings, run_id, shard, clock(), on_fetched)
-    summary = _process(db_url, settings, run_id, shards, clock, timed)
+    with timed("fetch_parse_normalize"), _ShardProcessor(db_url, settings, run_id, len(shards)) as shard_processor:
+        for shard in shards:  # each fetched shard is parsed while the next one is fetched
+            with timed("fetch"):
+                fetch_shard(db_url, settings, run_id, shard, clock(), on_fetched)
+            shard_processor.submit(shard)
+    summary = _validate_and_load(db_url, settings, run_id, clock, timed)
     summary["stage_seconds"] = seconds
     return summary
 
@@ -419,9 +439,15 @@ def _untimed(stage: str) -> Iterator[None]:
 
 def _process(db_url: str, settings: Settings, run_id: str, shards: Sequence[int],
              clock: Callable[[], datetime], timed: Callable[[str], Any]) -> dict[str, Any]:
-    """Every stage after fetching, for runs and replays alike."""
-    with timed("parse_normalize"):
-        _parse_and_normalize_all(db_url, settings, run_id, shards)
+    """Every stage after fetching, for replays and releases."""
+    with _ShardProcessor(db_url, settings, run_id, len(shards)) as shard_processor:
+        for shard in shards:
+            shard_processor.submit(shard)
+    return _validate_and_load(db_url, settings, run_id, clock, timed)
+
+
+def _validate_and_load(db_url: str, settings: Settings, run_id: str,
+                       clock: Callable[[], datetime], timed: Callable[[str], Any]) -> dict[str, Any]:
     with timed("dedup"):
         dedup_run(db_url, run_id)
     breach: ValidationThresholdExceeded | None = None
