@@ -4,7 +4,8 @@
 Runs whenever `news_ingest` loads articles (it is scheduled on the `news_articles`
 asset). Validates the *stored* tables with Great Expectations' SQL data source: no
 canonical URL twice, no future publication dates, every article's feed exists,
-every recorded duplicate points at an existing article. Results go to
+every recorded duplicate points at an existing article, every story-cluster member
+(and the article naming its cluster) exists. Results go to
 `validation_runs` / `validation_results` like the ingest's suites, with a Data
 Docs page; the task fails when a check fails.
 """

@@ -8,7 +8,8 @@ Three suites:
 * `articles_feeds` runs on the same batch aggregated per feed (batch level).
   Failures are recorded and reported; the warn and fail levels
   (`QUARANTINE_*_RATIO`) decide whether the run fails.
-* `articles_table` runs on the stored `articles` table (the table-check DAG).
+* `articles_table`, `duplicates_table` and `clusters_table` run on the stored tables
+  (the table-check DAG).
 
 Parameters that depend on the run or the settings (`$PARAMETER`) are passed at
 validation time, never frozen into the suites.
@@ -95,6 +96,25 @@ def table_expectations(gx: Any) -> list[Any]:
         e.ExpectColumnValuesToBeBetween(column="published_epoch", max_value={"$PARAMETER": "latest_published"}),
         # Every article's feed exists.
         e.ExpectColumnValuesToBeInSet(column="feed_exists", value_set=[True]),
+    ]
+
+
+# Every story-cluster member, and the article that names its cluster, exists.
+CLUSTERS_QUERY = """
+SELECT c.article_id AS id, (a.id IS NOT NULL) AS member_exists, (s.id IS NOT NULL) AS cluster_exists
+FROM article_clusters c
+LEFT JOIN articles a ON a.id = c.article_id
+LEFT JOIN articles s ON s.id = c.cluster_id
+"""
+
+
+def cluster_expectations(gx: Any) -> list[Any]:
+    e = gx.expectations
+    return [
+        # A cluster member that no longer exists would make story counts lie.
+        e.ExpectColumnValuesToBeInSet(column="member_exists", value_set=[True]),
+        # The cluster is named by its first article: it must exist too.
+        e.ExpectColumnValuesToBeInSet(column="cluster_exists", value_set=[True]),
     ]
 
 

@@ -6,6 +6,7 @@ staging table (no round trip of article data through Python):
 * new articles are inserted (`ON CONFLICT DO NOTHING`); a row another writer
   inserted meanwhile is re-labelled a duplicate, so the accounting holds;
 * updates rewrite the article's content (never its published time);
+* new articles are linked to their near-duplicate story clusters (pipeline.clusters);
 * duplicates and quarantined rows are upserted, bumping `times_seen`;
 * the feeds' fetch state and HTTP validators advance only here, so a run that
   fails before loading re-fetches next time instead of losing entries;
@@ -20,6 +21,8 @@ from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
+
+from pipeline import clusters
 
 _LOAD_LOCK = 715_002
 
@@ -228,6 +231,7 @@ def load_run(
         counts = dict(zip([d.name for d in cur.description], cur.fetchone()))
         counts.pop("undecided")
     cur.execute(_UPDATE_CHANGED, params)
+    counts["clustered"] = clusters.cluster_run(cur, run_id, now)["linked"]
     cur.execute(_UPSERT_DUPLICATES, params)
     cur.execute(_UPSERT_QUARANTINE, params)
     cur.execute(_MARK_RELEASED, params)

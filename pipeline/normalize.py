@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from pipeline import neardup
 from pipeline.identity import content_hash, identity_key
 from pipeline.records import Article, ParsedEntry
 from pipeline.language import article_language
@@ -59,6 +60,11 @@ def _names(items: Any, key: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _signature(title: str, text: str) -> str | None:
+    sig = neardup.signature(title, text)
+    return sig.hex() if sig is not None else None
+
+
 def normalize_entry(entry: ParsedEntry) -> Article:
     raw = entry.raw
     guid = clean_text(str(raw.get("id") or "")) or None
@@ -88,6 +94,7 @@ def normalize_entry(entry: ParsedEntry) -> Article:
         language=language,
         language_source=language_source,
         word_count=word_count(text),
+        signature=_signature(title, text),
         authors=authors,
         tags=_names(raw.get("tags"), "term"),
     )

@@ -124,6 +124,7 @@ class Article:
     tags: tuple[str, ...] = field(default_factory=tuple)
     language_source: str | None = None  # "entry" | "feed" | "detected"
     word_count: int = 0
+    signature: str | None = None  # MinHash for near-duplicate detection, hex (pipeline.neardup)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -24,7 +24,7 @@ from pipeline import dedup, fetch, load, normalize, parse, storage, validate
 from pipeline.config import Settings
 from pipeline.database import connect
 from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
-from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE, TABLE_SUITE
+from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
 from pipeline.records import (
     Decision,
     FeedSource,
@@ -127,7 +127,7 @@ def parse_shard(db_url: str, settings: Settings, run_id: str, shard: int) -> dic
                 log.warning("feed_id=%s: %d entries over the cap of %d not staged",
                             feed_id, over_cap, settings.max_entries_per_feed)
             storage.apply_feed_hints(cur, run_id, feed_id, parsed.ttl_minutes, over_cap,
-                                     settings.max_interval_s)
+                                     settings.max_interval_s, parsed.title)
             entries += len(staged)
             dropped += over_cap
     summary = {"shard": shard, "feeds": len(bodies), "entries": entries,
@@ -234,8 +234,7 @@ def check_table(db_url: str, settings: Settings, run_id: str, now: datetime) -> 
     checker = validate.validator(settings.data_dir / "gx")
     checker.prepare_table_checks(db_url)
     parameters = {"latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp()}
-    outcomes = [checker.run(suite, run_id, parameters, index="id")
-                for suite in (TABLE_SUITE, validate.DUPLICATES_SUITE)]
+    outcomes = [checker.run(suite, run_id, parameters, index="id") for suite in validate.TABLE_SUITES]
     with connect(db_url) as conn, conn.cursor() as cur:
         for outcome in outcomes:
             storage.record_validation(cur, run_id, outcome, now)

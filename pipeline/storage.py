@@ -331,8 +331,11 @@ def mark_parse_failure(cur: Cursor, run_id: str, feed_id: int, message: str) -> 
 
 
 def apply_feed_hints(cur: Cursor, run_id: str, feed_id: int, ttl_minutes: int | None,
-                     dropped: int, max_interval_s: int) -> None:
-    """What only the parsed feed knows: its `<ttl>` (pushes the next check) and entries over the cap."""
+                     dropped: int, max_interval_s: int, title: str | None = None) -> None:
+    """What only the parsed feed knows: its `<ttl>` (pushes the next check), entries over the
+    cap, and its title (kept when the feed list gave none)."""
+    if title:
+        cur.execute("UPDATE feeds SET title = %s WHERE id = %s AND title IS NULL", (title[:500], feed_id))
     cur.execute(
         """UPDATE fetch_log SET entries_dropped = %(dropped)s,
                next_check_at = CASE WHEN %(ttl)s::int IS NULL THEN next_check_at

@@ -20,12 +20,14 @@ from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
 
 from pipeline.expectations import (
+    CLUSTERS_QUERY,
     DUPLICATES_QUERY,
     FEEDS_SUITE,
     ROW_ID,
     ROWS_SUITE,
     TABLE_QUERY,
     TABLE_SUITE,
+    cluster_expectations,
     duplicate_expectations,
     feed_expectations,
     row_expectations,
@@ -34,6 +36,8 @@ from pipeline.expectations import (
 from pipeline.records import Article
 
 DUPLICATES_SUITE = "duplicates_table"
+CLUSTERS_SUITE = "clusters_table"
+TABLE_SUITES = (TABLE_SUITE, DUPLICATES_SUITE, CLUSTERS_SUITE)
 _DB_URL_VARIABLE = "NEWS_GX_DATABASE_URL"  # the SQL data source reads it: no secret on disk
 
 
@@ -136,6 +140,8 @@ class Validator:
             sql, TABLE_SUITE, table_expectations(self.gx), "id", frame=False, query=TABLE_QUERY)
         self.checkpoints[DUPLICATES_SUITE] = self._checkpoint(
             sql, DUPLICATES_SUITE, duplicate_expectations(self.gx), "id", frame=False, query=DUPLICATES_QUERY)
+        self.checkpoints[CLUSTERS_SUITE] = self._checkpoint(
+            sql, CLUSTERS_SUITE, cluster_expectations(self.gx), "id", frame=False, query=CLUSTERS_QUERY)
         self._table_ready = True
 
     def run(self, suite: str, run_name: str, parameters: dict[str, Any], frame: Any = None,

@@ -81,3 +81,18 @@ SELECT v.evaluated_at, v.run_id, v.suite, v.success, v.element_count,
        (SELECT array_agg(r.expectation || coalesce(':' || r.column_name, '') ORDER BY r.expectation)
         FROM validation_results r WHERE r.validation_id = v.id AND NOT r.success) AS failed
 FROM validation_runs v;
+
+-- One story told by several outlets: each near-duplicate cluster with its articles,
+-- outlets, first and last seen, and size.
+CREATE OR REPLACE VIEW story_clusters AS
+SELECT c.cluster_id,
+       count(*) AS size,
+       (array_agg(a.title ORDER BY a.first_seen_at, a.id))[1] AS title,
+       array_agg(a.id ORDER BY a.first_seen_at, a.id) AS article_ids,
+       array_agg(DISTINCT coalesce(f.title, f.url)) AS outlets,
+       min(a.first_seen_at) AS first_seen,
+       max(a.first_seen_at) AS last_seen
+FROM article_clusters c
+JOIN articles a ON a.id = c.article_id
+JOIN feeds f ON f.id = a.feed_id
+GROUP BY c.cluster_id;

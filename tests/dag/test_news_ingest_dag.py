@@ -101,7 +101,8 @@ def test_table_checks_run_on_the_asset_the_ingest_emits(airflow_db, db_url, tmp_
     run = checks.test()
     assert run.state == "success"
     rows = dict(query(db_url, "SELECT suite, success FROM validation_runs WHERE run_id = %s", (run.run_id,)))
-    assert rows == {"articles_table": True, "duplicates_table": True}
+    assert rows == {"articles_table": True, "duplicates_table": True, "clusters_table": True}
+    assert scalar(db_url, "SELECT element_count FROM validation_runs WHERE suite = 'clusters_table'") == 2
     assert scalar(db_url, "SELECT element_count FROM validation_runs WHERE suite = 'articles_table'") == 8
     # A stored article dated in the future fails the table check, loudly.
     query(db_url, "UPDATE articles SET published_at = now() + interval '30 days' WHERE id = (SELECT min(id) FROM articles) RETURNING 1")

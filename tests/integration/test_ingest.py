@@ -164,3 +164,16 @@ def test_full_text_search_finds_articles(db_url, settings, demo):
     run(db_url, settings, demo)
     hits = query(db_url, "SELECT title FROM articles WHERE search @@ plainto_tsquery('simple', 'ferry crossings')")
     assert hits == [("Ferry timetable changes for the winter season",)]
+
+
+def test_the_syndicated_story_forms_one_cluster_and_distinct_stories_stay_apart(db_url, settings, demo):
+    run(db_url, settings, demo)
+    clusters = query(db_url, "SELECT size, outlets, title FROM story_clusters")
+    assert len(clusters) == 1
+    size, outlets, title = clusters[0]
+    assert size == 2 and sorted(outlets) == ["Civic Wire", "The Northern Ledger"]
+    assert "flood" in title.lower()
+    members = query(db_url, "SELECT rule, score FROM article_clusters ORDER BY article_id")
+    assert members[0] == ("seed", 1.0) and members[1][0].startswith("minhash_lsh") and members[1][1] >= 0.5
+    # The exact copy (Harbor Daily) is a recorded duplicate, not a cluster member.
+    assert scalar(db_url, "SELECT count(*) FROM duplicates WHERE rule = 'content_hash'") == 1

@@ -1,0 +1,77 @@
+"""Story clusters: link each new article to its nearest earlier near-duplicate, in SQL.
+
+Runs inside the load transaction (under its lock), so runs and parallel workers see
+each other's articles. Only the decision (which candidate, which cluster) is Python,
+in `pipeline.neardup`; candidates come from the indexed `article_bands` table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import execute_values
+
+from pipeline import neardup
+
+RULE = f"minhash_lsh_{neardup.SIGNATURE_VERSION}"
+
+
+def _store(cur: Cursor, rows: list[tuple[int, bytes]]) -> None:
+    execute_values(cur, """INSERT INTO article_signatures (article_id, signature) VALUES %s
+                           ON CONFLICT (article_id) DO UPDATE SET signature = EXCLUDED.signature""",
+                   rows, page_size=1000)
+    cur.execute("DELETE FROM article_bands WHERE article_id = ANY(%s)", ([i for i, _ in rows],))
+    execute_values(cur, "INSERT INTO article_bands (band, bucket, article_id) VALUES %s ON CONFLICT DO NOTHING",
+                   [(band, bucket, i) for i, sig in rows for band, bucket in neardup.bands(sig)],
+                   page_size=5000)
+
+
+def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
+    """Store signatures and bands of the run's new and updated articles; cluster the new ones."""
+    cur.execute(
+        """SELECT a.id, s.article->>'signature', s.decision
+           FROM staged_entries s
+           JOIN articles a ON a.canonical_url = s.article->>'canonical_url'
+                          OR (s.decision = 'update' AND a.id = s.matched_article_id)
+           WHERE s.run_id = %s AND s.decision IN ('new', 'update')
+             AND s.article->>'signature' IS NOT NULL
+           ORDER BY a.id""",
+        (run_id,),
+    )
+    rows = {article_id: (bytes.fromhex(sig), decision) for article_id, sig, decision in cur.fetchall()}
+    if not rows:
+        return {"signed": 0, "linked": 0}
+    _store(cur, [(i, sig) for i, (sig, _) in rows.items()])
+    new_ids = [i for i, (_, decision) in rows.items() if decision == "new"]
+    cur.execute(
+        """SELECT DISTINCT n.article_id, b.article_id
+           FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[]) AS n(article_id, band, bucket)
+           JOIN article_bands b ON b.band = n.band AND b.bucket = n.bucket AND b.article_id < n.article_id""",
+        tuple(map(list, zip(*[(i, band, bucket) for i in new_ids
+                              for band, bucket in neardup.bands(rows[i][0])]))) if new_ids else ([], [], []),
+    )
+    candidates: dict[int, list[int]] = {}
+    for article_id, candidate in cur.fetchall():
+        candidates.setdefault(article_id, []).append(candidate)
+    wanted = sorted({c for cs in candidates.values() for c in cs})
+    cur.execute("SELECT article_id, signature FROM article_signatures WHERE article_id = ANY(%s)", (wanted,))
+    signatures = {i: bytes(sig) for i, sig in cur.fetchall()}
+    cur.execute("SELECT article_id, cluster_id FROM article_clusters WHERE article_id = ANY(%s)", (wanted,))
+    cluster_of = dict(cur.fetchall())
+    links: list[tuple[int, int, float, str, datetime]] = []
+    for article_id in sorted(candidates):
+        match = neardup.best_match(rows[article_id][0],
+                                   [(c, signatures[c]) for c in candidates[article_id] if c in signatures])
+        if match is None:
+            continue
+        other, score = match
+        if other not in cluster_of:  # the earlier article starts the cluster
+            cluster_of[other] = other
+            links.append((other, other, 1.0, "seed", now))
+        cluster_of[article_id] = cluster_of[other]
+        links.append((article_id, cluster_of[other], score, RULE, now))
+    execute_values(cur, """INSERT INTO article_clusters (article_id, cluster_id, score, rule, linked_at)
+                           VALUES %s ON CONFLICT (article_id) DO NOTHING""", links, page_size=1000)
+    return {"signed": len(rows), "linked": sum(1 for link in links if link[3] == RULE)}
