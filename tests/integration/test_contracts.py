@@ -58,7 +58,7 @@ def test_crafted_bad_entries_are_quarantined_with_the_right_expectation(db_url, 
     assert ("expect_column_value_lengths_to_be_between", "title") in reasons["T" * 40]
     unique = ("expect_compound_columns_to_be_unique", "feed_id,identity_key")
     assert unique in reasons["Reused guid one"] and unique in reasons["Reused guid two"]
-    assert ("expect_column_values_to_match_regex", "language") in reasons[item(20)["title"]]
+    assert ("expect_column_values_to_be_in_set", "language") in reasons[item(20)["title"]]
     t = summary["totals"]
     assert (t["entries"], t["quarantined"], t["new"]) == (11, 7, 4)
     assert t["entries"] == t["new"] + t["updated"] + t["duplicates"] + t["quarantined"]
@@ -149,3 +149,11 @@ def test_quarantine_cli_list_show_release(db_url, tmp_path):
     assert '"javascript:x()"' in shown.stdout and "reasons" in shown.stdout
     released = cli(db_url, "quarantine", "release", env={"NEWS_DATA_DIR": str(tmp_path)})
     assert released.returncode == 0 and "0 released" in released.stdout and "1 still held" in released.stdout
+
+
+def test_a_two_letter_code_that_is_not_a_language_is_quarantined(db_url, lenient):
+    routes = {"/zz.xml": Route(rss([item(1)], language="zz")), "/he.xml": Route(rss([item(2)], language="he-IL"))}
+    with FeedServer(routes) as server:
+        run(db_url, lenient, server, ["/zz.xml", "/he.xml"])
+    assert reasons_by_title(db_url) == {item(1)["title"][:40]: {("expect_column_values_to_be_in_set", "language")}}
+    assert query(db_url, "SELECT language FROM articles") == [("he",)]
