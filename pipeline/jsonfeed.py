@@ -77,14 +77,16 @@ def parse_json_feed(body: bytes) -> ParsedFeed:
     try:
         document = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return ParsedFeed(entries=(), is_feed=False, bozo_reason=f"invalid JSON: {exc}")
+        return ParsedFeed(entries=(), is_feed=False, bozo_reason=f"invalid JSON: {exc}",
+                          failure="parse_error")
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
-        return ParsedFeed(entries=(), is_feed=False, bozo_reason="JSON without an items list")
+        return ParsedFeed(entries=(), is_feed=False, bozo_reason="JSON without an items list",
+                          failure="not_a_feed")
     version = str(document.get("version") or "")
     if "jsonfeed.org/version/" not in version:
         reason = f"not a JSON Feed version: {version or 'missing'}"
         if not version:
-            return ParsedFeed(entries=(), is_feed=False, bozo_reason=reason)
+            return ParsedFeed(entries=(), is_feed=False, bozo_reason=reason, failure="not_a_feed")
     else:
         reason = None
     items = [i for i in document["items"] if isinstance(i, dict)]

@@ -8,6 +8,7 @@ malformed ("bozo") feed keeps every entry that parsed.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from pipeline import jsonfeed
 from pipeline.records import ParsedFeed
 
+# A body that opens like a feed but yields nothing is a broken feed, not some other document.
+_FEED_ROOT = re.compile(rb"<(?:rss|feed|rdf:RDF|channel)\b", re.IGNORECASE)
 # Keys feedparser adds as aliases of others; dropping them keeps the stored entry lean.
 _ALIASES = {"guidislink", "title_detail", "summary_detail", "author_detail", "subtitle_detail"}
 
@@ -53,8 +56,11 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     bozo_reason = str(result.get("bozo_exception")) if result.get("bozo") else None
     entries = tuple(to_json_safe(entry) for entry in result.entries)
     feed_info = result.get("feed", {})
-    is_feed = bool(entries) or bool(result.get("version"))
+    # An empty feed is a feed; a broken one that yields nothing is a parse error.
+    is_feed = bool(entries) or (bool(result.get("version")) and not result.get("bozo"))
+    broken = bool(result.get("version")) or _FEED_ROOT.search(body[:2048]) is not None
     return ParsedFeed(
+        failure=None if is_feed else ("parse_error" if broken else "not_a_feed"),
         entries=entries,
         is_feed=is_feed,
         bozo_reason=bozo_reason,

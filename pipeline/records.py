@@ -102,6 +102,7 @@ class ParsedFeed:
     link: str | None = None
     title: str | None = None
     ttl_minutes: int | None = None  # RSS <ttl>: how long the publisher says to cache
+    failure: str | None = None  # when not a feed: "parse_error" (a broken feed) or "not_a_feed"
 
 
 @dataclass(frozen=True)

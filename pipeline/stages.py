@@ -111,9 +111,10 @@ def parse_shard(db_url: str, settings: Settings, run_id: str, shard: int) -> dic
             parsed = parse.parse_feed(body, url, content_type)
             if not parsed.is_feed:
                 not_feeds += 1
+                kind = parsed.failure or "not_a_feed"
                 storage.mark_parse_failure(
-                    cur, run_id, feed_id, f"not a feed: {parsed.bozo_reason or 'no entries'}"
-                )
+                    cur, run_id, feed_id, kind,
+                    f"{kind.replace('_', ' ')}: {parsed.bozo_reason or 'no entries'}")
                 continue
             bozo += parsed.bozo_reason is not None
             kept = parsed.entries[: settings.max_entries_per_feed]

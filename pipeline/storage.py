@@ -318,12 +318,13 @@ def staged_bodies(cur: Cursor, run_id: str, shard: int) -> list[tuple[int, str, 
     return [(fid, url, bytes(body), ctype, at) for fid, url, body, ctype, at in cur.fetchall()]
 
 
-def mark_parse_failure(cur: Cursor, run_id: str, feed_id: int, message: str) -> None:
-    """A body that is not a feed turns the feed's outcome into an error (validators not kept)."""
+def mark_parse_failure(cur: Cursor, run_id: str, feed_id: int, kind: str, message: str) -> None:
+    """A body that is no (readable) feed turns the feed's outcome into an error; its
+    validators and body hash are not kept, so the next fetch parses again."""
     cur.execute(
-        """UPDATE fetch_log SET outcome = 'error', error_kind = 'not_a_feed', error = %s
+        """UPDATE fetch_log SET outcome = 'error', error_kind = %s, error = %s
            WHERE run_id = %s AND feed_id = %s""",
-        (message, run_id, feed_id),
+        (kind, message, run_id, feed_id),
     )
 
 

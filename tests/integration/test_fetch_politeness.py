@@ -253,3 +253,10 @@ def test_per_host_limit_holds_while_the_global_limit_overlaps_other_hosts(settin
     assert all(r.outcome is FetchOutcome.OK for r in results)
     assert server.max_in_flight == 2
     assert time.monotonic() - started >= 0.2 * 8 / 2 - 0.05
+
+
+def test_a_broken_feed_is_a_parse_error_not_just_not_a_feed(db_url, settings, server):
+    server.routes["/f.xml"] = Route(b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</ti', validators=False)
+    ingest(db_url, settings, server, "/f.xml")
+    row = feed_row(db_url, server.url("/f.xml"))
+    assert (row["last_error_kind"], row["consecutive_errors"]) == ("parse_error", 1)
