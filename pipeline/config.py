@@ -98,6 +98,7 @@ class Settings:
     max_interval_s: int = 86_400
     max_entries_per_feed: int = 500
     redirect_confirmations: int = 3
+    versions_per_feed_per_run: int = 50
     archive_retention_days: int = 30
     shard_size: int = 50
     max_shards: int = 256
@@ -134,6 +135,7 @@ class Settings:
             max_interval_s=_int(env, "FETCH_MAX_INTERVAL", 86_400, minimum=1),
             max_entries_per_feed=_int(env, "FETCH_MAX_ENTRIES", 500, minimum=1),
             redirect_confirmations=_int(env, "REDIRECT_CONFIRMATIONS", 3, minimum=1),
+            versions_per_feed_per_run=_int(env, "VERSIONS_PER_FEED_PER_RUN", 50),
             archive_retention_days=_int(env, "ARCHIVE_RETENTION_DAYS", 30, minimum=1),
             shard_size=_int(env, "FEEDS_PER_SHARD", 50, minimum=1),
             max_shards=min(_int(env, "MAX_FETCH_SHARDS", 256, minimum=1), 1024),

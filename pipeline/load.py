@@ -5,7 +5,8 @@ staging table (no round trip of article data through Python):
 
 * new articles are inserted (`ON CONFLICT DO NOTHING`); a row another writer
   inserted meanwhile is re-labelled a duplicate, so the accounting holds;
-* updates rewrite the article's content (never its published time);
+* updates rewrite the article's content (never its published time), the previous
+  content kept in `article_versions` with what changed (capped per feed per run);
 * new articles are linked to their near-duplicate story clusters (pipeline.clusters);
 * duplicates and quarantined rows are upserted, bumping `times_seen`;
 * the feeds' fetch state and HTTP validators advance only here, so a run that
@@ -55,6 +56,27 @@ WHERE s.run_id = %(run)s AND s.decision = 'new'
   AND (m.first_run_id IS DISTINCT FROM %(run)s)
   AND ((m.feed_id = s.feed_id AND m.identity_key = s.article->>'identity_key')
        OR m.canonical_url = s.article->>'canonical_url')
+"""
+
+# Before an update, keep the previous content with what changed; at most
+# %(version_cap)s versions per feed per run, so a feed that rewrites every entry on every
+# fetch cannot flood the table (the update itself still applies).
+_KEEP_VERSIONS = """
+INSERT INTO article_versions (article_id, version, run_id, changed, title, text, html,
+                              canonical_url, guid, content_hash, replaced_at)
+SELECT id, version, %(run)s, changed, title, text, html, canonical_url, guid, content_hash, %(now)s
+FROM (
+    SELECT a.*, row_number() OVER (PARTITION BY s.feed_id ORDER BY s.seq) AS nth,
+           array_remove(ARRAY[
+               CASE WHEN a.title <> s.article->>'title' THEN 'title' END,
+               CASE WHEN a.text <> s.article->>'text' THEN 'body' END,
+               CASE WHEN a.canonical_url <> s.article->>'canonical_url' THEN 'url' END,
+               CASE WHEN a.guid IS DISTINCT FROM s.article->>'guid' THEN 'guid' END], NULL) AS changed
+    FROM staged_entries s JOIN articles a ON a.id = s.matched_article_id
+    WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.content_hash <> s.article->>'content_hash'
+) v
+WHERE nth <= %(version_cap)s
+ON CONFLICT (article_id, version) DO NOTHING
 """
 
 _UPDATE_CHANGED = """
@@ -203,10 +225,11 @@ FROM staged_entries WHERE run_id = %(run)s
 
 
 def load_run(
-    cur: Cursor, run_id: str, now: datetime, redirect_confirmations: int = 3
+    cur: Cursor, run_id: str, now: datetime, redirect_confirmations: int = 3, version_cap: int = 50
 ) -> dict[str, Any]:
     """Load a run's decided batch; returns its counts. Idempotent: a second call changes nothing."""
-    params = {"run": run_id, "now": now, "confirmations": redirect_confirmations}
+    params = {"run": run_id, "now": now, "confirmations": redirect_confirmations,
+              "version_cap": version_cap}
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
     cur.execute(
         "SELECT loaded_at, counts, validated_at FROM ingest_runs WHERE run_id = %s FOR UPDATE",
@@ -230,6 +253,8 @@ def load_run(
         cur.execute(_COUNTS, params)
         counts = dict(zip([d.name for d in cur.description], cur.fetchone()))
         counts.pop("undecided")
+    cur.execute(_KEEP_VERSIONS, params)
+    counts["versions_kept"] = cur.rowcount
     cur.execute(_UPDATE_CHANGED, params)
     counts["clustered"] = clusters.cluster_run(cur, run_id, now)["linked"]
     cur.execute(_UPSERT_DUPLICATES, params)

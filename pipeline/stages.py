@@ -253,7 +253,8 @@ def check_table(db_url: str, settings: Settings, run_id: str, now: datetime) -> 
 
 def load_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
     with connect(db_url) as conn, conn.cursor() as cur:
-        counts = load.load_run(cur, run_id, now, settings.redirect_confirmations)
+        counts = load.load_run(cur, run_id, now, settings.redirect_confirmations,
+                               settings.versions_per_feed_per_run)
     log.info("load: %s", counts)
     return counts
 

@@ -177,3 +177,31 @@ def test_the_syndicated_story_forms_one_cluster_and_distinct_stories_stay_apart(
     assert members[0] == ("seed", 1.0) and members[1][0].startswith("minhash_lsh") and members[1][1] >= 0.5
     # The exact copy (Harbor Daily) is a recorded duplicate, not a cluster member.
     assert scalar(db_url, "SELECT count(*) FROM duplicates WHERE rule = 'content_hash'") == 1
+
+
+def test_each_update_keeps_the_previous_version_with_what_changed(db_url, settings):
+    with FeedServer({"/f.xml": Route(rss([item(1)]))}) as srv:
+        sources = [FeedSource(srv.url("/f.xml"))]
+        run(db_url, settings, sources)
+        srv.routes["/f.xml"] = Route(rss([item(1, description="<p>Corrected body.</p>")]))
+        run(db_url, settings, sources)
+        srv.routes["/f.xml"] = Route(rss([item(1, title="New headline", description="<p>Corrected body.</p>")]))
+        run(db_url, settings, sources)
+    versions = query(db_url, "SELECT version, changed, title, text FROM article_versions ORDER BY version")
+    assert versions == [(1, ["body"], item(1)["title"], "Body of story 1. It has a few words."),
+                        (2, ["title"], item(1)["title"], "Corrected body.")]
+    assert query(db_url, "SELECT version, title FROM articles") == [(3, "New headline")]
+
+
+def test_versions_are_capped_per_feed_per_run(db_url, settings):
+    from dataclasses import replace
+
+    capped = replace(settings, versions_per_feed_per_run=1)
+    with FeedServer({"/f.xml": Route(rss([item(n) for n in range(3)]))}) as srv:
+        sources = [FeedSource(srv.url("/f.xml"))]
+        run(db_url, capped, sources)
+        srv.routes["/f.xml"] = Route(rss([item(n, description=f"<p>Rewritten {n}</p>") for n in range(3)]))
+        summary = run(db_url, capped, sources)
+    assert summary["totals"]["updated"] == 3
+    assert scalar(db_url, "SELECT count(*) FROM article_versions") == 1
+    assert scalar(db_url, "SELECT count(*) FROM articles WHERE text LIKE 'Rewritten%%'") == 3
