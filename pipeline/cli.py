@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from pipeline import database, stages
 from pipeline.config import Settings
+from pipeline.demo import DEFAULT_DEMO_PORT
 from pipeline.errors import ConfigError, PipelineError, SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.feedlist import read_feed_list
 from pipeline.records import FetchResult
@@ -244,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.add_argument("--port", type=int, default=0, help="loopback port (default: any free one)")
     serve = sub.add_parser("demo-serve", help="serve the demo feeds until interrupted")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--port", type=int, default=DEFAULT_DEMO_PORT)
     serve.add_argument("--write-feeds", type=Path, help="write the feed list to this file")
     replay = sub.add_parser("replay", help="reprocess archived bodies through today's stages, "
                             "with no network")

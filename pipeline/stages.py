@@ -401,7 +401,7 @@ def replay(
                 shards = storage.create_run(cur, run_id, now, feed_ids,
                                             shard_count(len(feed_ids), settings), kind="replay")
                 storage.stage_archived(cur, run_id, items)
-            summaries.append(_process(db_url, settings, run_id, list(range(shards)), clock, _untimed))
+            summaries.append(_process(db_url, settings, run_id, list(range(shards)), clock))
     totals: Counter[str] = Counter()
     for summary in summaries:
         totals.update({k: v for k, v in summary["totals"].items() if isinstance(v, int)})
@@ -426,7 +426,7 @@ def release_quarantined(
         storage.assign_run_feeds(cur, run_id, feed_ids)
     if not feed_ids:
         return {"run_id": run_id, "held": 0, "released": 0, "still_held": 0, "totals": {}}
-    summary = _process(db_url, settings, run_id, [0], clock, _untimed)
+    summary = _process(db_url, settings, run_id, [0], clock)
     with connect(db_url) as conn, conn.cursor() as cur:
         released, still_held = storage.release_counts(cur, run_id)
     return {"run_id": run_id, "held": released + still_held, "released": released,
@@ -439,12 +439,12 @@ def _untimed(stage: str) -> Iterator[None]:
 
 
 def _process(db_url: str, settings: Settings, run_id: str, shards: Sequence[int],
-             clock: Callable[[], datetime], timed: Callable[[str], Any]) -> dict[str, Any]:
+             clock: Callable[[], datetime]) -> dict[str, Any]:
     """Every stage after fetching, for replays and releases."""
     with _ShardProcessor(db_url, settings, run_id, len(shards)) as shard_processor:
         for shard in shards:
             shard_processor.submit(shard)
-    return _validate_and_load(db_url, settings, run_id, clock, timed)
+    return _validate_and_load(db_url, settings, run_id, clock, _untimed)
 
 
 def _validate_and_load(db_url: str, settings: Settings, run_id: str,

@@ -190,15 +190,11 @@ def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> 
         (run_id, [r.feed_id for r in results]),
     )
     bodies = [r for r in results if r.outcome is FetchOutcome.OK and r.body is not None]
-    execute_values(
+    execute_values(  # validators live in fetch_log; the body waits here for the parse stage
         cur,
-        """INSERT INTO staged_fetches (run_id, feed_id, body, content_type, etag, last_modified,
-                                       final_url, fetched_at) VALUES %s""",
-        [
-            (run_id, r.feed_id, r.body, r.content_type, r.etag, r.last_modified, r.final_url,
-             r.fetched_at)
-            for r in bodies
-        ],
+        """INSERT INTO staged_fetches (run_id, feed_id, body, content_type, final_url, fetched_at)
+           VALUES %s""",
+        [(run_id, r.feed_id, r.body, r.content_type, r.final_url, r.fetched_at) for r in bodies],
         page_size=50,
     )
 
