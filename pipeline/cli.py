@@ -19,9 +19,9 @@ import threading
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from pipeline import database, stages
+from pipeline import database, stages, storage
 from pipeline.config import Settings
 from pipeline.demo import DEFAULT_DEMO_PORT
 from pipeline.errors import ConfigError, PipelineError, SystemicFetchFailure, ValidationThresholdExceeded
@@ -74,7 +74,7 @@ def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str 
             console.print(f"[red]systemic failure:[/red] {exc}")
             code = EXIT_SYSTEMIC
     if summary is None:
-        summary = _run_summary(url, run_id)
+        summary = _query(url, storage.run_summary, run_id)
     if summary is not None:
         if as_json:
             print(json.dumps(summary, default=str, indent=2))
@@ -83,11 +83,10 @@ def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str 
     return code
 
 
-def _run_summary(url: str, run_id: str) -> dict[str, Any] | None:
+def _query(url: str, read: Callable[..., Any], *args: Any) -> Any:
+    """Run one storage read in its own transaction."""
     with database.connect(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT summary FROM ingest_runs WHERE run_id = %s", (run_id,))
-        row = cur.fetchone()
-    return row[0] if row else None
+        return read(cur, *args)
 
 
 def run_demo(settings: Settings, as_json: bool, port: int) -> int:
@@ -100,10 +99,7 @@ def run_demo(settings: Settings, as_json: bool, port: int) -> int:
             feeds = Path(tmp) / "demo-feeds.txt"
             feeds.write_text(demo_feed_list(server), encoding="utf-8")
             code = run_ingest(settings, feeds, as_json, force=True)
-        url = database.database_url(settings)
-        with database.connect(url) as conn, conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM articles")
-            total = cur.fetchone()[0]
+        total = _query(database.database_url(settings), storage.article_count)
         print(f"articles in the database: {total}", file=sys.stderr if as_json else sys.stdout)
         return code
     finally:
@@ -200,26 +196,14 @@ def run_quarantine(settings: Settings, args: argparse.Namespace) -> int:
               f"re-ran {result['held']} held entries: {result['released']} released "
               f"(now loaded or recognized as duplicates), {result['still_held']} still held")
         return EXIT_OK
-    with database.connect(url) as conn, conn.cursor() as cur:
-        if args.quarantine_command == "show":
-            cur.execute("""SELECT q.id, f.url AS feed, q.run_id, q.last_run_id, q.first_seen_at,
-                                  q.last_seen_at, q.times_seen, q.released_at, q.reasons, q.entry,
-                                  q.article
-                           FROM quarantine q JOIN feeds f ON f.id = q.feed_id WHERE q.id = %s""",
-                        (args.id,))
-            row = cur.fetchone()
-            if row is None:
-                print(f"no quarantined entry {args.id}", file=sys.stderr)
-                return 1
-            print(json.dumps(dict(zip([d.name for d in cur.description], row)), default=str, indent=2))
-            return EXIT_OK
-        cur.execute("""SELECT q.id, f.url AS feed, q.first_seen_at, q.times_seen, q.released_at,
-                              (SELECT array_agg(DISTINCT r->>'expectation') FROM jsonb_array_elements(q.reasons) r)
-                                  AS expectations,
-                              left(coalesce(q.article->>'title', q.entry->>'title', ''), 80) AS title
-                       FROM quarantine q JOIN feeds f ON f.id = q.feed_id
-                       WHERE %s OR q.released_at IS NULL ORDER BY q.id""", (args.all,))
-        rows = [dict(zip([d.name for d in cur.description], r)) for r in cur.fetchall()]
+    if args.quarantine_command == "show":
+        entry = _query(url, storage.quarantined_entry, args.id)
+        if entry is None:
+            print(f"no quarantined entry {args.id}", file=sys.stderr)
+            return 1
+        print(json.dumps(entry, default=str, indent=2))
+        return EXIT_OK
+    rows = _query(url, storage.quarantined_entries, args.all)
     if args.json:
         print(json.dumps(rows, default=str, indent=2))
     else:

@@ -18,13 +18,13 @@ from pipeline import neardup
 RULE = f"minhash_lsh_{neardup.SIGNATURE_VERSION}"
 
 
-def _store(cur: Cursor, rows: list[tuple[int, bytes]]) -> None:
+def _store(cur: Cursor, signatures: dict[int, bytes], bands: dict[int, list[tuple[int, int]]]) -> None:
     execute_values(cur, """INSERT INTO article_signatures (article_id, signature) VALUES %s
                            ON CONFLICT (article_id) DO UPDATE SET signature = EXCLUDED.signature""",
-                   rows, page_size=1000)
-    cur.execute("DELETE FROM article_bands WHERE article_id = ANY(%s)", ([i for i, _ in rows],))
+                   list(signatures.items()), page_size=1000)
+    cur.execute("DELETE FROM article_bands WHERE article_id = ANY(%s)", (list(signatures),))
     execute_values(cur, "INSERT INTO article_bands (band, bucket, article_id) VALUES %s ON CONFLICT DO NOTHING",
-                   [(band, bucket, i) for i, sig in rows for band, bucket in neardup.bands(sig)],
+                   [(band, bucket, i) for i, keys in bands.items() for band, bucket in keys],
                    page_size=5000)
 
 
@@ -43,14 +43,15 @@ def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
     rows = {article_id: (bytes.fromhex(sig), decision) for article_id, sig, decision in cur.fetchall()}
     if not rows:
         return {"signed": 0, "linked": 0}
-    _store(cur, [(i, sig) for i, (sig, _) in rows.items()])
+    band_keys = {i: neardup.bands(sig) for i, (sig, _) in rows.items()}
+    _store(cur, {i: sig for i, (sig, _) in rows.items()}, band_keys)
     new_ids = [i for i, (_, decision) in rows.items() if decision == "new"]
     cur.execute(
         """SELECT DISTINCT n.article_id, b.article_id
            FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[]) AS n(article_id, band, bucket)
            JOIN article_bands b ON b.band = n.band AND b.bucket = n.bucket AND b.article_id < n.article_id""",
         tuple(map(list, zip(*[(i, band, bucket) for i in new_ids
-                              for band, bucket in neardup.bands(rows[i][0])]))) if new_ids else ([], [], []),
+                              for band, bucket in band_keys[i]]))) if new_ids else ([], [], []),
     )
     candidates: dict[int, list[int]] = {}
     for article_id, candidate in cur.fetchall():

@@ -157,6 +157,3 @@ class Settings:
         from pipeline.netguard import parse_networks
 
         return replace(self, allowed_networks=self.allowed_networks + parse_networks(",".join(cidrs)))
-
-    def with_database(self, url: str | None) -> "Settings":
-        return replace(self, database_url=normalize_db_url(url)) if url else self

@@ -21,12 +21,6 @@ class FeedListError(ConfigError):
     """A feed list file cannot be read."""
 
 
-class StorageError(PipelineError):
-    """The news database failed in a way a retry may fix."""
-
-    transient = True
-
-
 class ValidationThresholdExceeded(PipelineError):
     """Too large a share of a batch failed validation: the run must fail loudly."""
 

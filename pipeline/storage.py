@@ -456,11 +456,6 @@ def batch_duplicates_of(cur: Cursor, run_id: str, urls: Sequence[str]) -> list[t
     return list(cur.fetchall())
 
 
-def count_entries(cur: Cursor, run_id: str) -> int:
-    cur.execute("SELECT count(*) FROM staged_entries WHERE run_id = %s", (run_id,))
-    return int(cur.fetchone()[0])
-
-
 def mark_validated(cur: Cursor, run_id: str, now: datetime, error: str | None,
                    warning: str | None = None, data_docs: str | None = None) -> None:
     cur.execute(
@@ -511,11 +506,6 @@ def record_validation(cur: Cursor, run_id: str, outcome: Any, now: datetime) -> 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=str)
-
-
-def feed_urls(cur: Cursor, feed_ids: Iterable[int]) -> dict[int, str]:
-    cur.execute("SELECT id, url FROM feeds WHERE id = ANY(%s)", (list(set(feed_ids)),))
-    return dict(cur.fetchall())
 
 
 # --- report -------------------------------------------------------------------------
@@ -570,3 +560,62 @@ def finish_run(cur: Cursor, run_id: str, now: datetime, status: str, summary: di
         "UPDATE ingest_runs SET finished_at = %s, status = %s, summary = %s WHERE run_id = %s",
         (now, status, Json(summary), run_id),
     )
+
+
+def run_summary(cur: Cursor, run_id: str) -> dict[str, Any] | None:
+    cur.execute("SELECT summary FROM ingest_runs WHERE run_id = %s", (run_id,))
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def article_count(cur: Cursor) -> int:
+    cur.execute("SELECT count(*) FROM articles")
+    return int(cur.fetchone()[0])
+
+
+def _dicts(cur: Cursor) -> list[dict[str, Any]]:
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def quarantined_entries(cur: Cursor, include_released: bool) -> list[dict[str, Any]]:
+    """Held entries (and released ones with `include_released`): id, feed, expectations, title."""
+    cur.execute(
+        """SELECT q.id, f.url AS feed, q.first_seen_at, q.times_seen, q.released_at,
+                  (SELECT array_agg(DISTINCT r->>'expectation') FROM jsonb_array_elements(q.reasons) r)
+                      AS expectations,
+                  left(coalesce(q.article->>'title', q.entry->>'title', ''), 80) AS title
+           FROM quarantine q JOIN feeds f ON f.id = q.feed_id
+           WHERE %s OR q.released_at IS NULL ORDER BY q.id""",
+        (include_released,),
+    )
+    return _dicts(cur)
+
+
+def quarantined_entry(cur: Cursor, entry_id: int) -> dict[str, Any] | None:
+    """One quarantined entry whole: reasons, original entry, normalized form, history."""
+    cur.execute(
+        """SELECT q.id, f.url AS feed, q.run_id, q.last_run_id, q.first_seen_at, q.last_seen_at,
+                  q.times_seen, q.released_at, q.reasons, q.entry, q.article
+           FROM quarantine q JOIN feeds f ON f.id = q.feed_id WHERE q.id = %s""",
+        (entry_id,),
+    )
+    rows = _dicts(cur)
+    return rows[0] if rows else None
+
+
+def subscribed_feeds(cur: Cursor) -> list[FeedSource]:
+    cur.execute("SELECT url, title FROM feeds WHERE removed_at IS NULL ORDER BY id")
+    return [FeedSource(url, title) for url, title in cur.fetchall()]
+
+
+def remove_feed(cur: Cursor, url: str, now: datetime) -> bool:
+    """Unsubscribe (the feed's articles stay); False when it was not subscribed."""
+    cur.execute("UPDATE feeds SET removed_at = %s WHERE url = %s AND removed_at IS NULL", (now, url))
+    return cur.rowcount == 1
+
+
+def feed_health(cur: Cursor) -> list[dict[str, Any]]:
+    cur.execute("""SELECT url, source, status, error_streak, last_success_at, next_check_at, reason
+                   FROM feed_health ORDER BY url""")
+    return _dicts(cur)

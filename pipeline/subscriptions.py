@@ -31,8 +31,7 @@ def import_feeds(db_url: str, path: Path) -> int:
 
 def export_feeds(db_url: str) -> str:
     with connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT url, title FROM feeds WHERE removed_at IS NULL ORDER BY id")
-        return to_opml([FeedSource(url, title) for url, title in cur.fetchall()])
+        return to_opml(storage.subscribed_feeds(cur))
 
 
 def _feed_at(fetcher: Fetcher, url: str, now: datetime) -> tuple[str | None, bytes | None, str]:
@@ -72,14 +71,9 @@ def add_feed(db_url: str, settings: Settings, url: str, now: datetime) -> tuple[
 
 def remove_feed(db_url: str, url: str, now: datetime) -> bool:
     with connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute("UPDATE feeds SET removed_at = %s WHERE url = %s AND removed_at IS NULL",
-                    (now, url))
-        return cur.rowcount == 1
+        return storage.remove_feed(cur, url, now)
 
 
 def list_feeds(db_url: str) -> list[dict[str, Any]]:
     with connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute("""SELECT url, source, status, error_streak, last_success_at, next_check_at, reason
-                       FROM feed_health ORDER BY url""")
-        names = [d.name for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return storage.feed_health(cur)

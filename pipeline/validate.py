@@ -189,10 +189,6 @@ class Validator:
                 for old in runs[:-keep] if keep > 0 else runs:
                     shutil.rmtree(old, ignore_errors=True)
 
-    @property
-    def docs_index(self) -> Path:
-        return self.root / "uncommitted" / "data_docs" / "local_site" / "index.html"
-
 
 _validators: dict[Path, Validator] = {}
 
