@@ -82,7 +82,8 @@ def news_ingest() -> None:
     def normalize(shard: int, run_id: str | None = None) -> dict[str, Any]:
         from pipeline import stages
 
-        return stages.normalize_shard(common.db_url(common.settings()), str(run_id), shard)
+        cfg = common.settings()
+        return stages.normalize_shard(common.db_url(cfg), cfg, str(run_id), shard)
 
     @task
     def dedup(run_id: str | None = None) -> dict[str, Any]:

@@ -13,7 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
+from pipeline.dates import DEFAULT_FUTURE_TOLERANCE
 from pipeline.errors import ConfigError
+
+DEFAULT_TOLERANCE_HOURS = int(DEFAULT_FUTURE_TOLERANCE.total_seconds() // 3600)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -111,7 +114,7 @@ class Settings:
     max_undated_share: float = 0.5
     max_title_chars: int = 1000
     data_docs_keep: int = 30
-    future_tolerance_hours: int = 24
+    future_tolerance_hours: int = DEFAULT_TOLERANCE_HOURS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -148,7 +151,7 @@ class Settings:
             data_docs_keep=_int(env, "DATA_DOCS_KEEP", 30, minimum=1),
             workers=_int(env, "INGEST_WORKERS", os.cpu_count() or 1, minimum=1),
             quarantine_min_entries=_int(env, "QUARANTINE_MIN_ENTRIES", 20),
-            future_tolerance_hours=_int(env, "FUTURE_TOLERANCE_HOURS", 24),
+            future_tolerance_hours=_int(env, "FUTURE_TOLERANCE_HOURS", DEFAULT_TOLERANCE_HOURS),
         )
         return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
 

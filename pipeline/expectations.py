@@ -17,13 +17,14 @@ validation time, never frozen into the suites.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
+
+from pipeline import dates
 
 ROWS_SUITE = "articles_rows"
 FEEDS_SUITE = "articles_feeds"
 TABLE_SUITE = "articles_table"
-EARLIEST_PUBLISHED = datetime(1995, 1, 1, tzinfo=timezone.utc)
+EARLIEST_PUBLISHED = dates.EARLIEST
 MAX_TITLE_CHARS = 1_000
 MAX_TEXT_CHARS = 1_000_000
 URL_PATTERN = r"^https?://[^\s/?#@]+(?:[/?][^\s]*)?$"

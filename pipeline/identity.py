@@ -1,8 +1,15 @@
 """The identity key and the content hash: defined once, documented, versioned.
 
-Identity (v1) says which stored article an entry *is*: within one feed, the
-entry's GUID; without one, its canonical URL; without either, its content
-hash. Two entries of one feed with the same identity are the same article.
+Identity (v1) says which stored article an entry *is*. Each feed has an identity
+*rule* (`IdentityRule`), chosen by `pipeline.feed_identity` from how its GUIDs behave:
+
+* `guid` (the default): the entry's GUID; an entry without one falls back to its
+  canonical URL, then to its content hash.
+* `link`: the canonical URL, for feeds whose GUIDs are empty, repeated or unstable.
+* `link_date`: the canonical URL plus the published date as the feed wrote it, for
+  feeds that also give several entries one link.
+* `title_hash`: the content hash (title and text), when nothing else tells entries apart.
+  An edited entry is then a new article: such a feed cannot say what was edited.
 
 The content hash (v1) says whether an article's *content* changed: SHA-256
 over the normalized title and plain text. Volatile fields (dates, links,
@@ -16,9 +23,17 @@ Changing either rule means a new version prefix, never a silent change.
 from __future__ import annotations
 
 import hashlib
+from enum import Enum
 
 IDENTITY_VERSION = "v1"
 CONTENT_HASH_VERSION = "v1"
+
+
+class IdentityRule(str, Enum):
+    GUID = "guid"
+    LINK = "link"
+    LINK_DATE = "link_date"
+    TITLE_HASH = "title_hash"
 
 
 def content_hash(title: str, text: str, canonical_url: str | None) -> str:
@@ -30,8 +45,31 @@ def content_hash(title: str, text: str, canonical_url: str | None) -> str:
 
 
 def identity_key(guid: str | None, canonical_url: str | None, content_hash_value: str) -> str:
+    """The key under the `guid` rule (with its per-entry fallbacks)."""
     if guid:
         return f"{IDENTITY_VERSION}:guid:{guid}"
     if canonical_url:
         return f"{IDENTITY_VERSION}:url:{canonical_url}"
     return f"{IDENTITY_VERSION}:hash:{content_hash_value}"
+
+
+def key_for(rule: IdentityRule, guid: str | None, link: str | None, published_raw: str | None,
+            content_hash_value: str) -> str:
+    """The identity key of an entry under a feed's rule."""
+    if rule is IdentityRule.GUID:
+        return identity_key(guid, link, content_hash_value)
+    if rule is IdentityRule.LINK and link:
+        return f"{IDENTITY_VERSION}:url:{link}"
+    if rule is IdentityRule.LINK_DATE and link and published_raw:
+        return f"{IDENTITY_VERSION}:url_date:{link}|{published_raw}"
+    return f"{IDENTITY_VERSION}:hash:{content_hash_value}"
+
+
+def entry_url(link: str | None, home: str | None, key: str) -> str | None:
+    """An article URL for an entry whose link is shared with other entries (or missing):
+    the link (else the feed's home page) with an `#entry-` fragment drawn from the
+    identity key, so every article keeps a unique URL that still opens the page."""
+    base = link or home
+    if not base:
+        return None
+    return f"{base.split('#', 1)[0]}#entry-{hashlib.sha256(key.encode()).hexdigest()[:12]}"

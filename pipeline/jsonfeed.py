@@ -63,7 +63,9 @@ def _entry(item: dict[str, Any], feed: dict[str, Any]) -> dict[str, Any]:
         "title": _text(item.get("title")) or "",
         "summary": _text(item.get("summary")) or "",
         "content": [{"value": content, "type": "text/html"}] if content else [],
+        "published": _text(item.get("date_published")),  # as written, kept with the article
         "published_parsed": _date(item.get("date_published")),
+        "updated": _text(item.get("date_modified")),
         "updated_parsed": _date(item.get("date_modified")),
         "authors": _authors(item, feed),
         "tags": [{"term": _text(t)} for t in _list(item.get("tags")) if _text(t)],

@@ -30,13 +30,15 @@ _LOAD_LOCK = 715_002
 _INSERT_NEW = """
 INSERT INTO articles (feed_id, guid, identity_key, canonical_url, title, text, html,
                       published_at, published_source, authors, tags, language, content_hash,
-                      first_seen_at, updated_at, first_run_id, language_source, word_count)
+                      first_seen_at, updated_at, first_run_id, language_source, word_count,
+                      published_raw, date_issue)
 SELECT s.feed_id, a->>'guid', a->>'identity_key', a->>'canonical_url', a->>'title', a->>'text',
        a->>'html', (a->>'published_at')::timestamptz, a->>'published_source',
        ARRAY(SELECT jsonb_array_elements_text(a->'authors')),
        ARRAY(SELECT jsonb_array_elements_text(a->'tags')),
        a->>'language', a->>'content_hash', %(now)s, %(now)s, %(run)s,
-       a->>'language_source', coalesce((a->>'word_count')::int, 0)
+       a->>'language_source', coalesce((a->>'word_count')::int, 0),
+       a->>'published_raw', a->>'date_issue'
 FROM staged_entries s, LATERAL (SELECT s.article AS a) art
 WHERE s.run_id = %(run)s AND s.decision = 'new'
 ORDER BY s.feed_id, s.seq

@@ -2,24 +2,22 @@
 
 Chooses the entry's link (FeedBurner's origLink first), canonicalizes it,
 turns title and body into plain text, keeps sanitized HTML apart, picks the
-published time (published, else updated, else created, else the fetch time,
-flagged as `fetched`), and computes the identity key and content hash.
+published time by the date policy (`pipeline.dates`), and computes the identity
+key (under the default `guid` rule: the dedup stage applies each feed's rule)
+and the content hash.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timedelta
 from typing import Any
 
-from pipeline import neardup
+from pipeline import dates, neardup
 from pipeline.identity import content_hash, identity_key
 from pipeline.records import Article, ParsedEntry
 from pipeline.language import article_language
 from pipeline.text import clean_text, html_to_text, sanitize_html, word_count
 from pipeline.urls import canonical_url
-
-_DATE_SOURCES = ("published", "updated", "created")
-
 
 def _entry_link(raw: dict[str, Any]) -> str | None:
     for key in ("feedburner_origlink", "link"):
@@ -39,18 +37,6 @@ def _body_html(raw: dict[str, Any]) -> str:
     return best if len(best) >= len(summary) else summary
 
 
-def _published(raw: dict[str, Any], fetched_at: datetime) -> tuple[datetime, str]:
-    for source in _DATE_SOURCES:
-        value = raw.get(f"{source}_parsed")
-        if value:
-            try:
-                parsed = datetime.fromisoformat(value)
-            except (TypeError, ValueError):
-                continue
-            return parsed.astimezone(timezone.utc), source
-    return fetched_at.astimezone(timezone.utc), "fetched"
-
-
 def _names(items: Any, key: str) -> tuple[str, ...]:
     names: list[str] = []
     for item in items or ():
@@ -65,14 +51,15 @@ def _signature(title: str, text: str) -> str | None:
     return sig.hex() if sig is not None else None
 
 
-def normalize_entry(entry: ParsedEntry) -> Article:
+def normalize_entry(entry: ParsedEntry,
+                    future_tolerance: timedelta = dates.DEFAULT_FUTURE_TOLERANCE) -> Article:
     raw = entry.raw
     guid = clean_text(str(raw.get("id") or "")) or None
     url = canonical_url(_entry_link(raw), base=entry.feed_link)
     title = html_to_text(raw.get("title"))
     body = _body_html(raw)
     text = html_to_text(body)
-    published_at, published_source = _published(raw, entry.fetched_at)
+    published = dates.published_date(raw, entry.fetched_at, future_tolerance)
     authors = _names(raw.get("authors"), "name") or (
         (clean_text(raw["author"]),) if raw.get("author") else ()
     )
@@ -88,8 +75,10 @@ def normalize_entry(entry: ParsedEntry) -> Article:
         title=title,
         text=text,
         html=sanitize_html(body),
-        published_at=published_at,
-        published_source=published_source,
+        published_at=published.at,
+        published_source=published.source,
+        published_raw=published.raw,
+        date_issue=published.issue,
         content_hash=digest,
         language=language,
         language_source=language_source,
@@ -97,4 +86,6 @@ def normalize_entry(entry: ParsedEntry) -> Article:
         signature=_signature(title, text),
         authors=authors,
         tags=_names(raw.get("tags"), "term"),
+        link=url,
+        feed_link=entry.feed_link,
     )

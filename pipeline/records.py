@@ -126,6 +126,11 @@ class Article:
     language_source: str | None = None  # "entry" | "feed" | "detected"
     word_count: int = 0
     signature: str | None = None  # MinHash for near-duplicate detection, hex (pipeline.neardup)
+    link: str | None = None  # the entry's own link, canonical; `canonical_url` may add a fragment
+    published_raw: str | None = None  # the date as the feed wrote it (of `published_source`)
+    date_issue: str | None = None  # why a date field was not used (pipeline.dates)
+    identity_rule: str = "guid"  # the feed's rule the identity key follows (pipeline.identity)
+    feed_link: str | None = None  # the feed's home page
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -162,3 +167,4 @@ class StoredArticleKey:
     identity_key: str
     canonical_url: str
     content_hash: str
+    guid: str | None = None

@@ -20,12 +20,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Sequence
 
-from pipeline import dedup, fetch, load, normalize, parse, storage, validate
+from pipeline import dedup, feed_identity, fetch, load, normalize, parse, storage, validate
 from pipeline.config import Settings
 from pipeline.database import connect
 from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
 from pipeline.records import (
+    Article,
     Decision,
     FeedSource,
     FeedState,
@@ -138,10 +139,11 @@ def parse_shard(db_url: str, settings: Settings, run_id: str, shard: int) -> dic
     return summary
 
 
-def normalize_shard(db_url: str, run_id: str, shard: int) -> dict[str, Any]:
+def normalize_shard(db_url: str, settings: Settings, run_id: str, shard: int) -> dict[str, Any]:
+    tolerance = timedelta(hours=settings.future_tolerance_hours)
     with connect(db_url) as conn, conn.cursor() as cur:
         entries = storage.staged_raw_entries(cur, run_id, shard)
-        articles = [normalize.normalize_entry(e) for e in entries]
+        articles = [normalize.normalize_entry(e, tolerance) for e in entries]
         storage.set_articles(cur, run_id, articles)
     undated = sum(a.published_source == "fetched" for a in articles)
     summary = {"shard": shard, "articles": len(articles), "undated": undated}
@@ -150,16 +152,41 @@ def normalize_shard(db_url: str, run_id: str, shard: int) -> dict[str, Any]:
 
 
 def dedup_run(db_url: str, run_id: str) -> dict[str, Any]:
+    """Apply each feed's identity rule (re-chosen from this fetch, except for release runs,
+    which hold only some of a feed's entries), then decide new / update / duplicate."""
     with connect(db_url) as conn, conn.cursor() as cur:
         articles = storage.staged_articles(cur, run_id)
+        articles, changes = _apply_identity_rules(cur, run_id, articles)
+        storage.set_articles(cur, run_id, articles)
         index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))
         verdicts = dedup.decide(articles, index)
         storage.set_decisions(cur, run_id, articles, verdicts)
     counts = Counter(v.decision.value for v in verdicts)
     rules = Counter(v.rule.value for v in verdicts if v.decision is Decision.DUPLICATE and v.rule)
-    summary = {"articles": len(articles), **counts, "duplicate_rules": dict(rules)}
+    summary = {"articles": len(articles), **counts, "duplicate_rules": dict(rules),
+               "identity_rule_changes": changes}
     log.info("dedup: %s", summary)
     return summary
+
+
+def _apply_identity_rules(cur: Any, run_id: str, articles: list[Article]) -> tuple[list[Article], int]:
+    by_feed: dict[int, list[Article]] = {}
+    for article in articles:
+        by_feed.setdefault(article.feed_id, []).append(article)
+    current = storage.identity_rules(cur, list(by_feed))
+    changes = {}
+    if storage.run_state(cur, run_id)["kind"] != "release":
+        stored = storage.stored_guids_by_link(cur, articles)
+        for feed_id, batch in by_feed.items():
+            guids = {link: guid for (fid, link), guid in stored.items() if fid == feed_id}
+            choice = feed_identity.choose(batch, current[feed_id], guids)
+            if choice.rule is not current[feed_id]:
+                log.warning("feed_id=%s: identity rule %s -> %s (%s)", feed_id,
+                            current[feed_id].value, choice.rule.value, choice.reason)
+                changes[feed_id] = (current[feed_id], choice.rule, choice.reason or "")
+                current[feed_id] = choice.rule
+        storage.change_identity_rules(cur, run_id, changes, utcnow())
+    return [feed_identity.apply(a, current[a.feed_id]) for a in articles], len(changes)
 
 
 def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
@@ -293,7 +320,7 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
 
 def _parse_and_normalize(db_url: str, settings: Settings, run_id: str, shard: int) -> None:
     parse_shard(db_url, settings, run_id, shard)
-    normalize_shard(db_url, run_id, shard)
+    normalize_shard(db_url, settings, run_id, shard)
 
 
 class _ShardProcessor:

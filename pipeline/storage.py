@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 
+from pipeline.identity import IdentityRule
 from pipeline.records import (
     Article,
     DedupVerdict,
@@ -402,7 +403,7 @@ def staged_articles(cur: Cursor, run_id: str, decisions: Sequence[str] | None = 
 def stored_keys(cur: Cursor, articles: Sequence[Article]) -> list[StoredArticleKey]:
     """Stored articles sharing an identity, canonical URL or content hash with the batch."""
     cur.execute(
-        """SELECT id, feed_id, identity_key, canonical_url, content_hash FROM articles
+        """SELECT id, feed_id, identity_key, canonical_url, content_hash, guid FROM articles
            WHERE identity_key = ANY(%s) OR canonical_url = ANY(%s) OR content_hash = ANY(%s)""",
         (
             list({a.identity_key for a in articles}),
@@ -411,6 +412,36 @@ def stored_keys(cur: Cursor, articles: Sequence[Article]) -> list[StoredArticleK
         ),
     )
     return [StoredArticleKey(*row) for row in cur.fetchall()]
+
+
+def identity_rules(cur: Cursor, feed_ids: Sequence[int]) -> dict[int, IdentityRule]:
+    cur.execute("SELECT id, identity_rule FROM feeds WHERE id = ANY(%s)", (list(feed_ids),))
+    return {feed_id: IdentityRule(rule) for feed_id, rule in cur.fetchall()}
+
+
+def stored_guids_by_link(cur: Cursor, articles: Sequence[Article]) -> dict[tuple[int, str], str | None]:
+    """(feed, link) -> the GUID the feed's article at that link was stored with."""
+    cur.execute(
+        "SELECT feed_id, canonical_url, guid FROM articles WHERE canonical_url = ANY(%s)",
+        (list({a.link for a in articles if a.link}),),
+    )
+    return {(feed_id, url): guid for feed_id, url, guid in cur.fetchall()}
+
+
+def change_identity_rules(cur: Cursor, run_id: str, changes: dict[int, tuple[IdentityRule, IdentityRule, str]],
+                          now: datetime) -> None:
+    """Record each feed's new identity rule on its row and in `feed_identity_changes`."""
+    for feed_id, (old, new, reason) in changes.items():
+        cur.execute(
+            """UPDATE feeds SET identity_rule = %s, identity_rule_reason = %s,
+                   identity_rule_changed_at = %s WHERE id = %s""",
+            (new.value, reason, now, feed_id),
+        )
+        cur.execute(
+            """INSERT INTO feed_identity_changes (feed_id, run_id, old_rule, new_rule, reason, changed_at)
+               VALUES (%s, %s, %s, %s, %s, %s)""",
+            (feed_id, run_id, old.value, new.value, reason, now),
+        )
 
 
 def set_decisions(

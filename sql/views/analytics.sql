@@ -42,7 +42,9 @@ SELECT f.id AS feed_id,
        f.redirect_url AS pending_redirect,
        f.redirect_count AS pending_redirect_count,
        (SELECT count(*) FROM articles a WHERE a.feed_id = f.id) AS articles,
-       (SELECT count(*) FROM quarantine q WHERE q.feed_id = f.id AND q.released_at IS NULL) AS quarantined
+       (SELECT count(*) FROM quarantine q WHERE q.feed_id = f.id AND q.released_at IS NULL) AS quarantined,
+       f.identity_rule,          -- guid, or the fallback for broken GUIDs (link, link_date, title_hash)
+       f.identity_rule_reason
 FROM feeds f
 WHERE f.removed_at IS NULL;
 

@@ -1,0 +1,99 @@
+"""Per-feed identity rules: detect broken GUIDs and fall back, per feed. Pure.
+
+A feed's GUIDs are broken when, in one fetch,
+
+* any entry has none (`empty`),
+* at least half the entries share their GUID with an entry of other content (`repeated`), or
+* most entries already stored under the same link come back with another GUID
+  (`changing`; needs at least `MIN_EVIDENCE` such entries).
+
+A feed with broken GUIDs uses the first rule its entries support: `link` when every
+entry has a link of its own, `link_date` when links are shared but link and date
+tell entries apart, else `title_hash`. A feed whose GUIDs look sound keeps its rule,
+and goes back to `guid` only on evidence: `MIN_EVIDENCE` stored entries seen again
+under the same GUID. One exact duplicate inside a feed (same content twice) is not
+evidence of anything.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Callable, Hashable, Mapping, Sequence
+
+from pipeline.identity import IdentityRule, entry_url, key_for
+from pipeline.records import Article
+
+MIN_EVIDENCE = 2
+
+
+@dataclass(frozen=True)
+class RuleChoice:
+    rule: IdentityRule
+    reason: str | None  # why this rule, when it is not a plain `guid`
+
+
+def _shared(articles: Sequence[Article], key: Callable[[Article], Hashable]) -> int:
+    """How many articles share their key with an article of other content."""
+    hashes: dict[Hashable, set[str]] = defaultdict(set)
+    counts: dict[Hashable, int] = defaultdict(int)
+    for a in articles:
+        hashes[key(a)].add(a.content_hash)
+        counts[key(a)] += 1
+    return sum(counts[k] for k, h in hashes.items() if len(h) > 1)
+
+
+def guid_problem(articles: Sequence[Article], stored_guid_by_link: Mapping[str, str | None]) -> str | None:
+    n = len(articles)
+    empty = sum(not a.guid for a in articles)
+    if empty:
+        return f"empty GUIDs: {empty} of {n} entries have none"
+    repeated = _shared(articles, lambda a: a.guid)
+    if repeated * 2 >= n and repeated:
+        return f"repeated GUIDs: {repeated} of {n} entries share one with another story"
+    changed, seen = _guid_changes(articles, stored_guid_by_link)
+    if seen >= MIN_EVIDENCE and changed * 2 > seen:
+        return f"changing GUIDs: {changed} of {seen} stored entries came back with a new GUID"
+    return None
+
+
+def _guid_changes(articles: Sequence[Article], stored_guid_by_link: Mapping[str, str | None]) -> tuple[int, int]:
+    pairs = [(a.guid, stored_guid_by_link[a.link]) for a in articles
+             if a.link and a.guid and stored_guid_by_link.get(a.link)]
+    return sum(new != old for new, old in pairs), len(pairs)
+
+
+def fallback(articles: Sequence[Article]) -> tuple[IdentityRule, str]:
+    """The first rule after `guid` that tells this feed's entries apart."""
+    if all(a.link for a in articles) and not _shared(articles, lambda a: a.link):
+        return IdentityRule.LINK, "links are unique"
+    if all(a.link and a.published_raw for a in articles) and not _shared(
+            articles, lambda a: (a.link, a.published_raw)):
+        return IdentityRule.LINK_DATE, "links are shared, link and date are unique"
+    return IdentityRule.TITLE_HASH, "links and dates do not tell entries apart"
+
+
+def choose(articles: Sequence[Article], current: IdentityRule,
+           stored_guid_by_link: Mapping[str, str | None]) -> RuleChoice:
+    """The identity rule for one feed's batch, given its current rule and, for each link of
+    the batch already stored for this feed, the GUID it was stored with."""
+    if not articles:
+        return RuleChoice(current, None)
+    problem = guid_problem(articles, stored_guid_by_link)
+    if problem is not None:
+        rule, why = fallback(articles)
+        return RuleChoice(rule, f"{problem}; {why}")
+    if current is not IdentityRule.GUID:
+        changed, seen = _guid_changes(articles, stored_guid_by_link)
+        if seen >= MIN_EVIDENCE and changed == 0:
+            return RuleChoice(IdentityRule.GUID, f"GUIDs stable again on {seen} stored entries")
+    return RuleChoice(current, None)
+
+
+def apply(article: Article, rule: IdentityRule) -> Article:
+    """The article under its feed's rule: its identity key and, when links do not tell its
+    feed's entries apart, a URL made unique with an `#entry-` fragment."""
+    key = key_for(rule, article.guid, article.link, article.published_raw, article.content_hash)
+    url = article.link if rule in (IdentityRule.GUID, IdentityRule.LINK) else entry_url(
+        article.link, article.feed_link, key)
+    return replace(article, identity_key=key, canonical_url=url, identity_rule=rule.value)
