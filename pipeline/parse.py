@@ -3,7 +3,8 @@
 feedparser is kept behind this adapter: it is always handed bytes (a string
 could make it fetch a URL), and its output (dicts with aliased keys and
 `time.struct_time` values) is turned into JSON-safe dicts at once. A
-malformed ("bozo") feed keeps every entry that parsed.
+malformed ("bozo") feed keeps every entry that parsed. A body meant as UTF-8 with
+stray windows-1252 bytes is repaired first (`pipeline.encoding`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from pipeline import jsonfeed
+from pipeline import encoding, jsonfeed
 from pipeline.records import ParsedFeed
 
 # A body that opens like a feed but yields nothing is a broken feed, not some other document.
@@ -44,6 +45,9 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
         return jsonfeed.parse_json_feed(body)
     import feedparser
 
+    repaired = encoding.repair_utf8(body, content_type)
+    if repaired is not None:
+        body = repaired
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
@@ -54,6 +58,8 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
         resolve_relative_uris=True,
     )
     bozo_reason = str(result.get("bozo_exception")) if result.get("bozo") else None
+    if repaired is not None:
+        bozo_reason = "; ".join(filter(None, ["windows-1252 bytes in a UTF-8 body, repaired", bozo_reason]))
     entries = tuple(to_json_safe(entry) for entry in result.entries)
     feed_info = result.get("feed", {})
     # An empty feed is a feed; a broken one that yields nothing is a parse error.
