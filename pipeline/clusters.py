@@ -3,6 +3,10 @@
 Runs inside the load transaction (under its lock), so runs and parallel workers see
 each other's articles. Only the decision (which candidate, which cluster) is Python,
 in `pipeline.neardup`; candidates come from the indexed `article_bands` table.
+
+A cluster is one story across outlets: candidates from the article's own feed are not
+linked. Near-identical entries within one feed are recurring templates (a weekly
+calendar, show notes, a market wrap) or the feed's own re-posts, not syndication.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def _store(cur: Cursor, signatures: dict[int, bytes], bands: dict[int, list[tupl
 def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
     """Store signatures and bands of the run's new and updated articles; cluster the new ones."""
     cur.execute(
-        """SELECT a.id, s.article->>'signature', s.decision
+        """SELECT a.id, s.article->>'signature', s.decision, a.feed_id
            FROM staged_entries s
            JOIN articles a ON a.canonical_url = s.article->>'canonical_url'
                           OR (s.decision = 'update' AND a.id = s.matched_article_id)
@@ -40,7 +44,10 @@ def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
            ORDER BY a.id""",
         (run_id,),
     )
-    rows = {article_id: (bytes.fromhex(sig), decision) for article_id, sig, decision in cur.fetchall()}
+    rows, feed_of = {}, {}
+    for article_id, sig, decision, feed_id in cur.fetchall():
+        rows[article_id] = (bytes.fromhex(sig), decision)
+        feed_of[article_id] = feed_id
     if not rows:
         return {"signed": 0, "linked": 0}
     band_keys = {i: neardup.bands(sig) for i, (sig, _) in rows.items()}
@@ -57,14 +64,19 @@ def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
     for article_id, candidate in cur.fetchall():
         candidates.setdefault(article_id, []).append(candidate)
     wanted = sorted({c for cs in candidates.values() for c in cs})
-    cur.execute("SELECT article_id, signature FROM article_signatures WHERE article_id = ANY(%s)", (wanted,))
-    signatures = {i: bytes(sig) for i, sig in cur.fetchall()}
+    cur.execute("""SELECT s.article_id, s.signature, a.feed_id FROM article_signatures s
+                   JOIN articles a ON a.id = s.article_id WHERE s.article_id = ANY(%s)""", (wanted,))
+    signatures = {}
+    for candidate, sig, feed_id in cur.fetchall():
+        signatures[candidate] = bytes(sig)
+        feed_of[candidate] = feed_id
     cur.execute("SELECT article_id, cluster_id FROM article_clusters WHERE article_id = ANY(%s)", (wanted,))
     cluster_of = dict(cur.fetchall())
     links: list[tuple[int, int, float, str, datetime]] = []
     for article_id in sorted(candidates):
-        match = neardup.best_match(rows[article_id][0],
-                                   [(c, signatures[c]) for c in candidates[article_id] if c in signatures])
+        match = neardup.best_match(rows[article_id][0], [
+            (c, signatures[c]) for c in candidates[article_id]
+            if c in signatures and feed_of[c] != feed_of[article_id]])
         if match is None:
             continue
         other, score = match

@@ -7,9 +7,10 @@ A feed's GUIDs are broken when, in one fetch,
 * most entries already stored under the same link come back with another GUID
   (`changing`; needs at least `MIN_EVIDENCE` such entries).
 
-A feed with broken GUIDs uses the first rule its entries support: `link` when every
-entry has a link of its own, `link_date` when links are shared but link and date
-tell entries apart, else `title_hash`. A feed whose GUIDs look sound keeps its rule,
+A feed with broken GUIDs uses the first rule its entries support: `link` when (nearly)
+every entry has a link of its own, `link_date` when links are shared but link and date
+tell entries apart, else `title_hash`. Entries with no title, text or link are left
+out of the judgement (the data contract holds them anyway). A feed whose GUIDs look sound keeps its rule,
 and goes back to `guid` only on evidence: `MIN_EVIDENCE` stored entries seen again
 under the same GUID. One exact duplicate inside a feed (same content twice) is not
 evidence of anything.
@@ -25,6 +26,7 @@ from pipeline.identity import IdentityRule, entry_url, key_for
 from pipeline.records import Article
 
 MIN_EVIDENCE = 2
+LINKED_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ def _shared(articles: Sequence[Article], key: Callable[[Article], Hashable]) -> 
 
 
 def guid_problem(articles: Sequence[Article], stored_guid_by_link: Mapping[str, str | None]) -> str | None:
+    articles = [a for a in articles if a.title or a.text or a.link]  # empty entries say nothing
     n = len(articles)
     empty = sum(not a.guid for a in articles)
     if empty:
@@ -64,12 +67,15 @@ def _guid_changes(articles: Sequence[Article], stored_guid_by_link: Mapping[str,
 
 
 def fallback(articles: Sequence[Article]) -> tuple[IdentityRule, str]:
-    """The first rule after `guid` that tells this feed's entries apart."""
-    if all(a.link for a in articles) and not _shared(articles, lambda a: a.link):
-        return IdentityRule.LINK, "links are unique"
-    if all(a.link and a.published_raw for a in articles) and not _shared(
-            articles, lambda a: (a.link, a.published_raw)):
-        return IdentityRule.LINK_DATE, "links are shared, link and date are unique"
+    """The first rule after `guid` that tells this feed's entries apart. Links need not be
+    on every entry (`LINKED_SHARE`): one without is held by the data contract as before,
+    rather than costing every other entry its real URL."""
+    linked = [a for a in articles if a.link]
+    if len(linked) >= LINKED_SHARE * len(articles):
+        if not _shared(linked, lambda a: a.link):
+            return IdentityRule.LINK, "links are unique"
+        if all(a.published_raw for a in linked) and not _shared(linked, lambda a: (a.link, a.published_raw)):
+            return IdentityRule.LINK_DATE, "links are shared, link and date are unique"
     return IdentityRule.TITLE_HASH, "links and dates do not tell entries apart"
 
 
@@ -77,6 +83,7 @@ def choose(articles: Sequence[Article], current: IdentityRule,
            stored_guid_by_link: Mapping[str, str | None]) -> RuleChoice:
     """The identity rule for one feed's batch, given its current rule and, for each link of
     the batch already stored for this feed, the GUID it was stored with."""
+    articles = [a for a in articles if a.title or a.text or a.link]
     if not articles:
         return RuleChoice(current, None)
     problem = guid_problem(articles, stored_guid_by_link)

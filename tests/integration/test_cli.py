@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from pipeline import database
 from pipeline.demo import demo_feed_list, serve_demo
 from pipeline.feedserver import CONTENT_TYPES, FeedServer, Route
-from tests.helpers import scalar
+from tests.helpers import query, scalar
 
 
 def cli(db_url: str, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -101,6 +102,25 @@ def test_real_news_feeds_go_through_without_a_crash_and_counts_add_up(db_url, sh
     assert totals["entries"] == totals["new"] + totals["updated"] + totals["duplicates"] + totals["quarantined"]
     assert scalar(db_url, "SELECT count(*) FROM articles") == totals["new"] + 0
     assert scalar(db_url, "SELECT count(*) FROM quarantine") == totals["quarantined"]
+    assert_no_different_stories_merged(db_url)
+
+
+def assert_no_different_stories_merged(db_url):
+    """Each story-cluster member is the same story as the article it was linked to, judged
+    apart from the text similarity that linked them: the same headline, or a shared link to
+    the same source article (Google News' RSS and Atom editions cover one story with
+    different lead headlines)."""
+    rows = query(db_url, """SELECT c.cluster_id, a.title, a.html FROM article_clusters c
+                            JOIN articles a ON a.id = c.article_id ORDER BY c.cluster_id, a.id""")
+    clusters = {}
+    for cluster_id, title, html in rows:
+        clusters.setdefault(cluster_id, []).append((title, set(re.findall(r'href="([^"]+)"', html))))
+    assert clusters, "the Google News editions share stories: some clusters must form"
+    for members in clusters.values():
+        (title, links), *others = members
+        for other_title, other_links in others:
+            same_headline = other_title.split(" - ")[0] == title.split(" - ")[0]
+            assert same_headline or links & other_links, (title, other_title)
 
 
 def test_json_feeds_go_through_without_a_crash_and_counts_add_up(db_url, shared_dir, tmp_path):
