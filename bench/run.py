@@ -2,7 +2,10 @@
 
 Prints entries per second end to end, where the time went by stage, peak memory,
 feedparser's parse-only rate on the same bytes (so the pipeline's overhead reads as
-a ratio), and the cost of a second run in which nothing changed (all 304).
+a ratio), and the cost of a second run in which nothing changed (all 304). With
+`../shared` present it also runs the labelled near-duplicate evaluation
+(bench.syndication: pair precision and recall) and measures the dedup cost per article
+against 10,000 and 200,000 stored articles (bench.dedup_cost).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+from bench import dedup_cost, syndication
 from bench.corpus import build_corpus
 from pipeline import database, fetch, stages
 from pipeline.config import PROJECT_ROOT, Settings
@@ -70,6 +74,10 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.0, help="server latency per response (s)")
     parser.add_argument("--latency", type=float, default=0.05,
                         help="server latency for the separate fetch-only measurement (s)")
+    parser.add_argument("--eval-pairs", type=int, default=300,
+                        help="same-topic story pairs in the near-duplicate evaluation (0: skip)")
+    parser.add_argument("--cost-sizes", default="10000,200000",
+                        help="stored-article counts for the dedup cost measurement ('': skip)")
     args = parser.parse_args()
 
     # Every bench feed is on one loopback host: open loopback, lift the per-host limit to the
@@ -118,6 +126,14 @@ def main() -> int:
         f"fetch_only_{len(bodies)}_feeds_at_{int(args.latency * 1000)}ms_latency_seconds": round(latency_seconds, 2),
         "fetch_concurrency": settings.fetch_concurrency,
     }
+    if SHARED.is_dir() and args.eval_pairs:
+        pairs = syndication.same_topic_pairs(syndication.pool(SHARED), args.eval_pairs)
+        results["neardup_evaluation"] = syndication.evaluate(
+            fresh_database(settings, "news_bench_eval"), settings, pairs, variants_per_story=4)
+    if SHARED.is_dir() and args.cost_sizes:
+        sizes = tuple(int(n) for n in args.cost_sizes.split(","))
+        results["dedup_cost_per_article"] = dedup_cost.measure(
+            fresh_database(settings, "news_bench_cost"), settings, SHARED, sizes)
     out = PROJECT_ROOT / ".data" / "bench" / "last.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

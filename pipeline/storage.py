@@ -401,12 +401,20 @@ def staged_articles(cur: Cursor, run_id: str, decisions: Sequence[str] | None = 
 
 
 def stored_keys(cur: Cursor, articles: Sequence[Article]) -> list[StoredArticleKey]:
-    """Stored articles sharing an identity, canonical URL or content hash with the batch."""
+    """Stored articles sharing an identity (within its feed), canonical URL or content hash
+    with the batch. Three index lookups, so the cost follows the batch, not the archive."""
     cur.execute(
         """SELECT id, feed_id, identity_key, canonical_url, content_hash, guid FROM articles
-           WHERE identity_key = ANY(%s) OR canonical_url = ANY(%s) OR content_hash = ANY(%s)""",
+           WHERE (feed_id, identity_key) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))
+           UNION
+           SELECT id, feed_id, identity_key, canonical_url, content_hash, guid FROM articles
+           WHERE canonical_url = ANY(%s)
+           UNION
+           SELECT id, feed_id, identity_key, canonical_url, content_hash, guid FROM articles
+           WHERE content_hash = ANY(%s)""",
         (
-            list({a.identity_key for a in articles}),
+            [a.feed_id for a in articles],
+            [a.identity_key for a in articles],
             list({a.canonical_url for a in articles if a.canonical_url}),
             list({a.content_hash for a in articles}),
         ),
