@@ -286,4 +286,8 @@ def evaluate(db_url: str, settings: Settings, pairs: list[tuple[Article, Article
     totals = summary["totals"]
     scores.update(loaded=totals["new"], exact_duplicates=totals["duplicates"], quarantined=totals["quarantined"])
     scores["same_topic_pairs"] = len(pairs)
+    # The margin: how similar the closest two distinct stories of one topic look to MinHash.
+    scores["max_same_topic_similarity"] = max(
+        (neardup.similarity(bytes.fromhex(a.signature), bytes.fromhex(b.signature))
+         for a, b in pairs if a.signature and b.signature), default=0.0)
     return scores

@@ -102,6 +102,8 @@ def test_real_news_feeds_go_through_without_a_crash_and_counts_add_up(db_url, sh
     assert totals["entries"] == totals["new"] + totals["updated"] + totals["duplicates"] + totals["quarantined"]
     assert scalar(db_url, "SELECT count(*) FROM articles") == totals["new"] + 0
     assert scalar(db_url, "SELECT count(*) FROM quarantine") == totals["quarantined"]
+    # Several encodings, one undeclared windows-1252: none leaves a replacement character.
+    assert scalar(db_url, "SELECT count(*) FROM articles WHERE strpos(title || text, chr(65533)) > 0") == 0
     assert_no_different_stories_merged(db_url)
 
 
