@@ -2,7 +2,7 @@
 
 A feed's GUIDs are broken when, in one fetch,
 
-* any entry has none (`empty`),
+* more than `EMPTY_SHARE` of the entries have none (`empty`),
 * at least half the entries share their GUID with an entry of other content (`repeated`), or
 * most entries already stored under the same link come back with another GUID
   (`changing`; needs at least `MIN_EVIDENCE` such entries).
@@ -27,6 +27,7 @@ from pipeline.records import Article
 
 MIN_EVIDENCE = 2
 LINKED_SHARE = 0.9
+EMPTY_SHARE = 0.1  # a rare entry without a GUID falls back alone (see pipeline.identity)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def guid_problem(articles: Sequence[Article], stored_guid_by_link: Mapping[str, 
     articles = [a for a in articles if a.title or a.text or a.link]  # empty entries say nothing
     n = len(articles)
     empty = sum(not a.guid for a in articles)
-    if empty:
+    if empty > EMPTY_SHARE * n:
         return f"empty GUIDs: {empty} of {n} entries have none"
     repeated = _shared(articles, lambda a: a.guid)
     if repeated * 2 >= n and repeated:

@@ -156,8 +156,9 @@ def dedup_run(db_url: str, run_id: str) -> dict[str, Any]:
     which hold only some of a feed's entries), then decide new / update / duplicate."""
     with connect(db_url) as conn, conn.cursor() as cur:
         articles = storage.staged_articles(cur, run_id)
-        articles, changes = _apply_identity_rules(cur, run_id, articles)
-        storage.set_articles(cur, run_id, articles)
+        keyed, changes = _apply_identity_rules(cur, run_id, articles)
+        storage.set_articles(cur, run_id, [new for old, new in zip(articles, keyed) if new != old])
+        articles = keyed
         index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))
         verdicts = dedup.decide(articles, index)
         storage.set_decisions(cur, run_id, articles, verdicts)
