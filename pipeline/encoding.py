@@ -1,12 +1,20 @@
-"""Bodies that say UTF-8 but carry windows-1252 bytes: repaired before feedparser sees them.
+"""Bodies meant as UTF-8 that are not: turned into UTF-8 before feedparser sees them.
 
-A CMS that pastes text from a word processor into a UTF-8 page produces bytes such as
-0x92 (') or 0x93/0x94 (" ") inside otherwise valid UTF-8. Decoding the whole body as
-windows-1252 (feedparser's fallback) would garble every real UTF-8 character in it, and
-decoding it as UTF-8 with replacement would lose the quotes. Here each byte that is not
-valid UTF-8 is read as windows-1252 (the five bytes it leaves undefined as Latin-1), and
-everything else stays UTF-8. Bodies declaring another encoding are left alone, as are
-double-encoded characters (`â€™`), which `pipeline.text` repairs in the decoded text.
+A body declaring UTF-8 (HTTP charset or XML declaration), or declaring nothing (XML's
+default is UTF-8), that does not decode as UTF-8 is one of two things:
+
+* UTF-8 with stray windows-1252 bytes: a CMS pasting from a word processor leaves 0x92
+  (') or 0x93/0x94 (" ") in otherwise valid UTF-8. Decoding the whole body as
+  windows-1252 (feedparser's fallback) would garble every real UTF-8 character in it;
+  replacement characters would lose the quotes. Each invalid byte is read as
+  windows-1252 (the five it leaves undefined as Latin-1); everything else stays UTF-8.
+* An undeclared legacy encoding (more invalid bytes than valid UTF-8 characters). For a
+  non-Latin script (Cyrillic, Greek, CJK, ...) charset-normalizer's detection is used;
+  for Latin text it guesses among too many look-alikes on short bodies, so
+  windows-1252 (what browsers assume) is used, byte by byte as above.
+
+Bodies declaring another encoding are left to feedparser; double-encoded characters
+(`â€™`) are repaired in the decoded text (`pipeline.text`).
 """
 
 from __future__ import annotations
@@ -42,9 +50,9 @@ def declared_encoding(body: bytes, content_type: str | None) -> str | None:
     return match.group(1).decode("ascii").lower() if match else None
 
 
-def repair_utf8(body: bytes, content_type: str | None = None) -> bytes | None:
-    """The body with its stray windows-1252 bytes re-encoded as UTF-8, when it is meant as
-    UTF-8 (declared so, or undeclared) and is not valid UTF-8; else None."""
+def repair_utf8(body: bytes, content_type: str | None = None) -> tuple[bytes, str] | None:
+    """(body as UTF-8, how it was read) for a body meant as UTF-8 that is not valid UTF-8;
+    None for any other body."""
     declared = declared_encoding(body, content_type)
     if declared is not None and declared not in _UTF8_NAMES:
         return None
@@ -54,4 +62,34 @@ def repair_utf8(body: bytes, content_type: str | None = None) -> bytes | None:
         body.decode("utf-8")
         return None
     except UnicodeDecodeError:
-        return body.decode("utf-8", errors=_HANDLER).encode("utf-8")
+        pass
+    if declared is None and _mostly_legacy(body):
+        detected = _non_latin_encoding(body)
+        if detected is not None:
+            return body.decode(detected, errors=_HANDLER).encode("utf-8"), f"undeclared {detected}, detected"
+    return body.decode("utf-8", errors=_HANDLER).encode("utf-8"), "windows-1252 bytes in a UTF-8 body, repaired"
+
+
+def _mostly_legacy(body: bytes) -> bool:
+    """More invalid bytes than valid multi-byte UTF-8 characters."""
+    text = body.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd") - body.count("\ufffd".encode())
+    valid = sum(1 for c in text if c > "\x7f") - text.count("\ufffd")
+    return invalid > valid
+
+
+def _non_latin_encoding(body: bytes) -> str | None:
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(body).best()
+    if best is None or all(_is_latin(alphabet) for alphabet in best.alphabets):
+        return None
+    return best.encoding
+
+
+def _is_latin(alphabet: str) -> bool:
+    return "Latin" in alphabet or alphabet in _LATIN_COMPANIONS
+
+
+_LATIN_COMPANIONS = frozenset({"General Punctuation", "Control character", "Currency Symbols",
+                               "Letterlike Symbols", "Number Forms", "Spacing Modifier Letters"})

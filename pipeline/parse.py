@@ -4,7 +4,8 @@ feedparser is kept behind this adapter: it is always handed bytes (a string
 could make it fetch a URL), and its output (dicts with aliased keys and
 `time.struct_time` values) is turned into JSON-safe dicts at once. A
 malformed ("bozo") feed keeps every entry that parsed. A body meant as UTF-8 with
-stray windows-1252 bytes is repaired first (`pipeline.encoding`).
+stray windows-1252 bytes, or undeclared and in a legacy encoding, is turned into
+UTF-8 first (`pipeline.encoding`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
 
     repaired = encoding.repair_utf8(body, content_type)
     if repaired is not None:
-        body = repaired
+        body = repaired[0]
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
@@ -59,7 +60,7 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     )
     bozo_reason = str(result.get("bozo_exception")) if result.get("bozo") else None
     if repaired is not None:
-        bozo_reason = "; ".join(filter(None, ["windows-1252 bytes in a UTF-8 body, repaired", bozo_reason]))
+        bozo_reason = "; ".join(filter(None, [repaired[1], bozo_reason]))
     entries = tuple(to_json_safe(entry) for entry in result.entries)
     feed_info = result.get("feed", {})
     # An empty feed is a feed; a broken one that yields nothing is a parse error.

@@ -52,3 +52,15 @@ def test_the_http_charset_wins_over_a_wrong_declaration():
 def test_a_repaired_body_is_reported():
     parsed = parse_feed(feed(b"Don\x92t"), "https://news.example/feed.xml")
     assert "windows-1252 bytes in a UTF-8 body, repaired" in (parsed.bozo_reason or "")
+
+
+@pytest.mark.parametrize("text, codec", [
+    ("\u041c\u043e\u0441\u043a\u0432\u0430 - \u0441\u0442\u043e\u043b\u0438\u0446\u0430 \u0420\u043e\u0441\u0441\u0438\u0438, "
+     "\u043a\u0440\u0443\u043f\u043d\u0435\u0439\u0448\u0438\u0439 \u0433\u043e\u0440\u043e\u0434", "koi8-r"),
+    ("\u0397 \u0391\u03b8\u03ae\u03bd\u03b1 \u03b5\u03af\u03bd\u03b1\u03b9 \u03b7 \u03c0\u03c1\u03c9\u03c4\u03b5\u03cd"
+     "\u03bf\u03c5\u03c3\u03b1 \u03c4\u03b7\u03c2 \u0395\u03bb\u03bb\u03ac\u03b4\u03b1\u03c2", "iso-8859-7"),
+    ("\u6771\u4eac\u90fd\u306f\u65e5\u672c\u306e\u9996\u90fd\u3067\u3042\u308b\u3002", "shift_jis"),
+    ("Promotoria abre inqu\u00e9rito para apurar suspeita de improbidade, a\u00e7\u00e3o", "cp1252"),
+])
+def test_an_undeclared_legacy_encoding_is_read_correctly(text, codec):
+    assert title_of(feed(text.encode(codec), b'<?xml version="1.0"?>')) == text
