@@ -182,9 +182,11 @@ def run_feeds(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps(feeds, default=str, indent=2))
         else:
             for feed in feeds:
+                identity = ("" if feed["identity_rule"] == "guid" else
+                            f"; identity by {feed['identity_rule']}: {feed['identity_rule_reason']}")
                 print(f"{feed['status']:<14} {feed['url']}  (errors: {feed['error_streak']}, "
                       f"next check: {feed['next_check_at'] or 'now'}"
-                      f"{', ' + feed['reason'] if feed['reason'] else ''})")
+                      f"{', ' + feed['reason'] if feed['reason'] else ''}{identity})")
     return EXIT_OK
 
 

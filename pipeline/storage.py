@@ -655,6 +655,7 @@ def remove_feed(cur: Cursor, url: str, now: datetime) -> bool:
 
 
 def feed_health(cur: Cursor) -> list[dict[str, Any]]:
-    cur.execute("""SELECT url, source, status, error_streak, last_success_at, next_check_at, reason
+    cur.execute("""SELECT url, source, status, error_streak, last_success_at, next_check_at, reason,
+                          identity_rule, identity_rule_reason
                    FROM feed_health ORDER BY url""")
     return _dicts(cur)

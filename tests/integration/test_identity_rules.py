@@ -7,6 +7,7 @@ import logging
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
 from tests.helpers import item, query, rss, scalar
+from tests.integration.test_cli import cli
 from tests.integration.test_ingest import assert_counts_add_up, run
 
 
@@ -55,6 +56,7 @@ def test_one_guid_for_every_entry_keeps_every_story(db_url, settings):
     assert summaries[1]["totals"]["duplicates"] == 5 and summaries[1]["totals"]["new"] == 0
     rule, reason = feed_rule(db_url)
     assert rule == "link" and reason.startswith("repeated GUIDs: 5 of 5")
+    assert "identity by link: repeated GUIDs: 5 of 5" in cli(db_url, "feeds", "list").stdout
 
 
 def test_no_guids_and_one_link_fall_back_to_link_and_date(db_url, settings):
