@@ -295,6 +295,7 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
         summary = build_summary(storage.run_feed_outcomes(cur, run_id), state["started_at"], now)
         summary["totals"]["not_due"] = state["not_due"]
         summary["attention"] = storage.feeds_needing_attention(cur)
+        summary["identity_rule_changes"] = storage.identity_rule_changes(cur, run_id)
         totals = summary["totals"]
         systemic = state["kind"] == "fetch" and totals["feeds"] > totals["disabled"] and (
             totals["failed"] == totals["feeds"] - totals["disabled"])

@@ -452,6 +452,13 @@ def change_identity_rules(cur: Cursor, run_id: str, changes: dict[int, tuple[Ide
         )
 
 
+def identity_rule_changes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:
+    """The feeds whose identity rule this run changed, with why."""
+    cur.execute("""SELECT f.url, c.old_rule, c.new_rule, c.reason FROM feed_identity_changes c
+                   JOIN feeds f ON f.id = c.feed_id WHERE c.run_id = %s ORDER BY f.url""", (run_id,))
+    return _dicts(cur)
+
+
 def set_decisions(
     cur: Cursor, run_id: str, articles: Sequence[Article], verdicts: Sequence[DedupVerdict]
 ) -> None:

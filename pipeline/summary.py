@@ -49,6 +49,11 @@ def render_summary(summary: dict[str, Any], console: Any, max_feed_rows: int = 4
         console.print(f"[yellow]{len(attention)} feeds need attention[/yellow] (see the feed_health view):")
         for feed in attention[:10]:
             console.print(f"  {feed['status']}: {feed['url']} ({feed['error_streak']} errors): {feed['reason']}")
+    changes = summary.get("identity_rule_changes") or []
+    if changes:
+        console.print(f"[yellow]{len(changes)} feeds changed their identity rule[/yellow] (broken GUIDs):")
+        for change in changes[:10]:
+            console.print(f"  {change['url']}: {change['old_rule']} -> {change['new_rule']} ({change['reason']})")
     if summary.get("validation_warning"):
         console.print(f"[yellow]validation warning:[/yellow] {summary['validation_warning']}")
     if summary.get("data_docs"):

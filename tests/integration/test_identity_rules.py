@@ -53,6 +53,8 @@ def test_guids_changing_on_every_fetch_fall_back_to_the_link(db_url, settings, c
 def test_one_guid_for_every_entry_keeps_every_story(db_url, settings):
     summaries = serve_runs(db_url, settings, [rss([item(i, guid="https://news.example/") for i in range(5)])] * 2)
     assert summaries[0]["totals"]["new"] == 5 and summaries[0]["totals"]["quarantined"] == 0
+    [change] = summaries[0]["identity_rule_changes"]  # the run summary names the change once
+    assert (change["old_rule"], change["new_rule"]) == ("guid", "link") and not summaries[1]["identity_rule_changes"]
     assert summaries[1]["totals"]["duplicates"] == 5 and summaries[1]["totals"]["new"] == 0
     rule, reason = feed_rule(db_url)
     assert rule == "link" and reason.startswith("repeated GUIDs: 5 of 5")
