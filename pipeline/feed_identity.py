@@ -46,8 +46,9 @@ def _shared(articles: Sequence[Article], key: Callable[[Article], Hashable]) -> 
     return sum(counts[k] for k, h in hashes.items() if len(h) > 1)
 
 
-def guid_problem(articles: Sequence[Article], stored_guid_by_link: Mapping[str, str | None]) -> str | None:
-    articles = [a for a in articles if a.title or a.text or a.link]  # empty entries say nothing
+def guid_problem(articles: Sequence[Article], changed: int, seen: int) -> str | None:
+    """What is wrong with the batch's GUIDs, if anything; `changed` of the `seen` entries
+    already stored at their link came back with another GUID."""
     n = len(articles)
     empty = sum(not a.guid for a in articles)
     if empty > EMPTY_SHARE * n:
@@ -55,7 +56,6 @@ def guid_problem(articles: Sequence[Article], stored_guid_by_link: Mapping[str, 
     repeated = _shared(articles, lambda a: a.guid)
     if repeated * 2 >= n and repeated:
         return f"repeated GUIDs: {repeated} of {n} entries share one with another story"
-    changed, seen = _guid_changes(articles, stored_guid_by_link)
     if seen >= MIN_EVIDENCE and changed * 2 > seen:
         return f"changing GUIDs: {changed} of {seen} stored entries came back with a new GUID"
     return None
@@ -84,17 +84,16 @@ def choose(articles: Sequence[Article], current: IdentityRule,
            stored_guid_by_link: Mapping[str, str | None]) -> RuleChoice:
     """The identity rule for one feed's batch, given its current rule and, for each link of
     the batch already stored for this feed, the GUID it was stored with."""
-    articles = [a for a in articles if a.title or a.text or a.link]
+    articles = [a for a in articles if a.title or a.text or a.link]  # empty entries say nothing
     if not articles:
         return RuleChoice(current, None)
-    problem = guid_problem(articles, stored_guid_by_link)
+    changed, seen = _guid_changes(articles, stored_guid_by_link)
+    problem = guid_problem(articles, changed, seen)
     if problem is not None:
         rule, why = fallback(articles)
         return RuleChoice(rule, f"{problem}; {why}")
-    if current is not IdentityRule.GUID:
-        changed, seen = _guid_changes(articles, stored_guid_by_link)
-        if seen >= MIN_EVIDENCE and changed == 0:
-            return RuleChoice(IdentityRule.GUID, f"GUIDs stable again on {seen} stored entries")
+    if current is not IdentityRule.GUID and seen >= MIN_EVIDENCE and changed == 0:
+        return RuleChoice(IdentityRule.GUID, f"GUIDs stable again on {seen} stored entries")
     return RuleChoice(current, None)
 
 
@@ -104,4 +103,4 @@ def apply(article: Article, rule: IdentityRule) -> Article:
     key = key_for(rule, article.guid, article.link, article.published_raw, article.content_hash)
     url = article.link if rule in (IdentityRule.GUID, IdentityRule.LINK) else entry_url(
         article.link, article.feed_link, key)
-    return replace(article, identity_key=key, canonical_url=url, identity_rule=rule.value)
+    return replace(article, identity_key=key, canonical_url=url)

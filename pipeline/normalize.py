@@ -19,6 +19,7 @@ from pipeline.language import article_language
 from pipeline.text import clean_text, html_to_text, sanitize_html, word_count
 from pipeline.urls import canonical_url
 
+
 def _entry_link(raw: dict[str, Any]) -> str | None:
     for key in ("feedburner_origlink", "link"):
         if raw.get(key):

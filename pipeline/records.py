@@ -129,7 +129,6 @@ class Article:
     link: str | None = None  # the entry's own link, canonical; `canonical_url` may add a fragment
     published_raw: str | None = None  # the date as the feed wrote it (of `published_source`)
     date_issue: str | None = None  # why a date field was not used (pipeline.dates)
-    identity_rule: str = "guid"  # the feed's rule the identity key follows (pipeline.identity)
     feed_link: str | None = None  # the feed's home page
 
     def to_json(self) -> dict[str, Any]:
@@ -167,4 +166,3 @@ class StoredArticleKey:
     identity_key: str
     canonical_url: str
     content_hash: str
-    guid: str | None = None

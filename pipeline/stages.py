@@ -179,8 +179,7 @@ def _apply_identity_rules(cur: Any, run_id: str, articles: list[Article]) -> tup
     if storage.run_state(cur, run_id)["kind"] != "release":
         stored = storage.stored_guids_by_link(cur, articles)
         for feed_id, batch in by_feed.items():
-            guids = {link: guid for (fid, link), guid in stored.items() if fid == feed_id}
-            choice = feed_identity.choose(batch, current[feed_id], guids)
+            choice = feed_identity.choose(batch, current[feed_id], stored.get(feed_id, {}))
             if choice.rule is not current[feed_id]:
                 log.warning("feed_id=%s: identity rule %s -> %s (%s)", feed_id,
                             current[feed_id].value, choice.rule.value, choice.reason)

@@ -404,13 +404,13 @@ def stored_keys(cur: Cursor, articles: Sequence[Article]) -> list[StoredArticleK
     """Stored articles sharing an identity (within its feed), canonical URL or content hash
     with the batch. Three index lookups, so the cost follows the batch, not the archive."""
     cur.execute(
-        """SELECT id, feed_id, identity_key, canonical_url, content_hash, guid FROM articles
+        """SELECT id, feed_id, identity_key, canonical_url, content_hash FROM articles
            WHERE (feed_id, identity_key) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))
            UNION
-           SELECT id, feed_id, identity_key, canonical_url, content_hash, guid FROM articles
+           SELECT id, feed_id, identity_key, canonical_url, content_hash FROM articles
            WHERE canonical_url = ANY(%s)
            UNION
-           SELECT id, feed_id, identity_key, canonical_url, content_hash, guid FROM articles
+           SELECT id, feed_id, identity_key, canonical_url, content_hash FROM articles
            WHERE content_hash = ANY(%s)""",
         (
             [a.feed_id for a in articles],
@@ -427,13 +427,16 @@ def identity_rules(cur: Cursor, feed_ids: Sequence[int]) -> dict[int, IdentityRu
     return {feed_id: IdentityRule(rule) for feed_id, rule in cur.fetchall()}
 
 
-def stored_guids_by_link(cur: Cursor, articles: Sequence[Article]) -> dict[tuple[int, str], str | None]:
-    """(feed, link) -> the GUID the feed's article at that link was stored with."""
+def stored_guids_by_link(cur: Cursor, articles: Sequence[Article]) -> dict[int, dict[str, str | None]]:
+    """feed -> {link: the GUID the feed's article at that link was stored with}."""
     cur.execute(
         "SELECT feed_id, canonical_url, guid FROM articles WHERE canonical_url = ANY(%s)",
         (list({a.link for a in articles if a.link}),),
     )
-    return {(feed_id, url): guid for feed_id, url, guid in cur.fetchall()}
+    by_feed: dict[int, dict[str, str | None]] = {}
+    for feed_id, url, guid in cur.fetchall():
+        by_feed.setdefault(feed_id, {})[url] = guid
+    return by_feed
 
 
 def change_identity_rules(cur: Cursor, run_id: str, changes: dict[int, tuple[IdentityRule, IdentityRule, str]],

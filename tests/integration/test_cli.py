@@ -5,9 +5,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
-
-import pytest
 
 from pipeline import database
 from pipeline.demo import demo_feed_list, serve_demo
