@@ -130,6 +130,8 @@ def main() -> int:
         pairs = syndication.same_topic_pairs(syndication.pool(SHARED), args.eval_pairs)
         results["neardup_evaluation"] = syndication.evaluate(
             fresh_database(settings, "news_bench_eval"), settings, pairs, variants_per_story=4)
+        results["news_feeds_ingested_together"] = syndication.news_feeds_together(
+            fresh_database(settings, "news_bench_news"), settings, SHARED)
     if SHARED.is_dir() and args.cost_sizes:
         sizes = tuple(int(n) for n in args.cost_sizes.split(","))
         results["dedup_cost_per_article"] = dedup_cost.measure(

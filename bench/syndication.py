@@ -291,3 +291,42 @@ def evaluate(db_url: str, settings: Settings, pairs: list[tuple[Article, Article
         (neardup.similarity(bytes.fromhex(a.signature), bytes.fromhex(b.signature))
          for a, b in pairs if a.signature and b.signature), default=0.0)
     return scores
+
+
+# --- real feeds ingested together ------------------------------------------------------
+
+_HREF = re.compile(r'href="([^"]+)"')
+
+
+def cluster_links(db_url: str) -> tuple[int, list[tuple[str, str]]]:
+    """(links, wrong merges) of the stored story clusters, judged apart from the text
+    similarity that linked them: a member is the same story as its cluster's first article
+    when it has the same headline (before an outlet suffix " - ..."), or links to one of the
+    same source articles (Google News' RSS and Atom editions cover one story with
+    different lead headlines)."""
+    with database.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT c.cluster_id, a.title, a.html FROM article_clusters c
+                       JOIN articles a ON a.id = c.article_id ORDER BY c.cluster_id, a.id""")
+        rows = cur.fetchall()
+    clusters: dict[int, list[tuple[str, set[str]]]] = defaultdict(list)
+    for cluster_id, title, markup in rows:
+        clusters[cluster_id].append((title, set(_HREF.findall(markup))))
+    links, wrong = 0, []
+    for (title, sources), *others in clusters.values():
+        for other_title, other_sources in others:
+            links += 1
+            if other_title.split(" - ")[0] != title.split(" - ")[0] and not sources & other_sources:
+                wrong.append((title, other_title))
+    return links, wrong
+
+
+def news_feeds_together(db_url: str, settings: Settings, shared: Path) -> dict[str, Any]:
+    """The real news feeds of ../shared ingested together in one run: their cluster links."""
+    corpus = shared / "corpora" / "news-feeds"
+    routes = {f"/{p.relative_to(corpus)}": Route(p.read_bytes()) for p in sorted(corpus.rglob("*.xml"))}
+    with FeedServer(routes) as server:
+        stages.ingest(db_url, settings, [FeedSource(server.url(path)) for path in routes],
+                      f"news-{uuid.uuid4().hex[:8]}", force=True)
+    links, wrong = cluster_links(db_url)
+    return {"feeds": len(routes), "cluster_links": links, "wrong_merges": len(wrong)}
+
