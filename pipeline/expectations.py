@@ -27,6 +27,8 @@ TABLE_SUITE = "articles_table"
 EARLIEST_PUBLISHED = dates.EARLIEST
 MAX_TITLE_CHARS = 1_000
 MAX_TEXT_CHARS = 1_000_000
+# In UTF-8 bytes (the row frame measures them): under B-tree's limit of about 2,700.
+MAX_KEY_BYTES = 2000
 URL_PATTERN = r"^https?://[^\s/?#@]+(?:[/?][^\s]*)?$"
 ROW_ID = "row_id"
 
@@ -62,6 +64,10 @@ def row_expectations(gx: Any) -> list[Any]:
         e.ExpectColumnValuesToNotBeNull(column="canonical_url"),
         # ...and be a web address (no javascript:, data:, mailto: or relative leftovers).
         e.ExpectColumnValuesToMatchRegex(column="canonical_url", regex=URL_PATTERN),
+        # URLs and identities are unique-indexed: a B-tree entry holds at most about 2,700
+        # bytes, so a longer one would make the whole load fail, not just this row.
+        e.ExpectColumnValuesToBeBetween(column="canonical_url_bytes", max_value=MAX_KEY_BYTES),
+        e.ExpectColumnValuesToBeBetween(column="identity_key_bytes", max_value=MAX_KEY_BYTES),
         # An article with neither title nor text carries nothing to read.
         e.ExpectColumnValuesToBeBetween(column="content_chars", min_value=1),
         # A title is a line, not a body: longer ones are markup or feed bugs.

@@ -12,6 +12,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from pipeline.containment import Scrubber, describe, failed_entry
 from pipeline.records import ParsedFeed
 
 
@@ -25,11 +26,11 @@ def _date(value: Any) -> str | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc).isoformat()
+    except (ValueError, OverflowError):  # not ISO 8601, or out of range once in UTC (year 1)
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).isoformat()
 
 
 def _authors(item: dict[str, Any], feed: dict[str, Any]) -> list[dict[str, str]]:
@@ -74,12 +75,20 @@ def _entry(item: dict[str, Any], feed: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if v not in (None, [], "")}
 
 
-def parse_json_feed(body: bytes) -> ParsedFeed:
-    """Parse a JSON Feed. Never raises: anything that is not one is `is_feed=False`."""
+def _number(text: str) -> int | str:
+    """JSON integers as int, except absurd ones (past Python's 4,300-digit limit): kept as text."""
+    return int(text) if len(text) <= 100 else text
+
+
+def parse_json_feed(body: bytes, max_entries: int = 500, scrub: Scrubber | None = None) -> ParsedFeed:
+    """Parse a JSON Feed, keeping at most `max_entries` items. Anything that is not one is
+    `is_feed=False`; an item that cannot be read is kept as a failed entry (quarantined
+    by the normalize stage) and the others go on."""
+    scrub = scrub or Scrubber()
     try:
-        document = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return ParsedFeed(entries=(), is_feed=False, bozo_reason=f"invalid JSON: {exc}",
+        document = json.loads(body.decode("utf-8-sig"), parse_int=_number)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        return ParsedFeed(entries=(), is_feed=False, bozo_reason=f"invalid JSON: {describe(exc)}",
                           failure="parse_error")
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         return ParsedFeed(entries=(), is_feed=False, bozo_reason="JSON without an items list",
@@ -92,12 +101,27 @@ def parse_json_feed(body: bytes) -> ParsedFeed:
     else:
         reason = None
     items = [i for i in document["items"] if isinstance(i, dict)]
+    kept = items[:max_entries]
     return ParsedFeed(
-        entries=tuple(_entry(item, document) for item in items),
+        entries=tuple(_safe_entry(item, document, scrub) for item in kept),
         is_feed=True,
         bozo_reason=reason,
         version="json" + version.rsplit("/", 1)[-1].replace(".", ""),
-        language=_text(document.get("language")),
-        link=_text(document.get("home_page_url")) or _text(document.get("feed_url")),
-        title=_text(document.get("title")),
+        language=scrub.value(_text(document.get("language"))),
+        link=scrub.value(_text(document.get("home_page_url")) or _text(document.get("feed_url"))),
+        title=scrub.value(_text(document.get("title"))),
+        entries_over_cap=len(items) - len(kept),
+        nuls_removed=scrub.nuls_removed,
     )
+
+
+def _safe_entry(item: dict[str, Any], feed: dict[str, Any], scrub: Scrubber) -> dict[str, Any]:
+    try:
+        return scrub.value(_entry(item, feed))
+    except Exception as exc:  # noqa: BLE001 - the boundary: this item's failure is its data
+        original: Any
+        try:
+            original = json.loads(json.dumps(item, default=str))
+        except (ValueError, RecursionError):
+            original = repr(item)[:2000]
+        return failed_entry(exc, original, scrub)

@@ -1,22 +1,33 @@
 """Parse stage: feed bytes -> entries, through feedparser, with no network I/O.
 
-feedparser is kept behind this adapter: it is always handed bytes (a string
-could make it fetch a URL), and its output (dicts with aliased keys and
-`time.struct_time` values) is turned into JSON-safe dicts at once. A
-malformed ("bozo") feed keeps every entry that parsed. A body meant as UTF-8 with
-stray windows-1252 bytes, or undeclared and in a legacy encoding, is turned into
-UTF-8 first (`pipeline.encoding`).
+feedparser is kept behind this adapter: it is always handed a file-like object
+over the fetched bytes (given bytes or a string, it first tries them as a file
+path or a URL), and its output (dicts with aliased keys and `time.struct_time`
+values) is turned into JSON-safe dicts at once, with NUL removed and lone
+surrogates replaced (`pipeline.containment`). A malformed ("bozo") feed keeps
+every entry that parsed. A body meant as UTF-8 with stray windows-1252 bytes, or
+undeclared and in a legacy encoding, is turned into UTF-8 first
+(`pipeline.encoding`). Entries past the cap are cut from the bytes before
+feedparser sees them (`pipeline.entry_cap`). Character references that make
+feedparser raise (surrogates) are neutralized first; an entry that cannot be
+turned into JSON is kept as a failed entry, which the normalize stage quarantines.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from datetime import datetime, timezone
 from typing import Any
 
 from pipeline import encoding, jsonfeed
+from pipeline.containment import Scrubber, describe, failed_entry
+from pipeline.entry_cap import cap_entries
 from pipeline.records import ParsedFeed
+
+DEFAULT_MAX_ENTRIES = 500
+MAX_TTL_MINUTES = 366 * 24 * 60
 
 # A body that opens like a feed but yields nothing is a broken feed, not some other document.
 _FEED_ROOT = re.compile(rb"<(?:rss|feed|rdf:RDF|channel)\b", re.IGNORECASE)
@@ -39,30 +50,55 @@ def to_json_safe(value: Any) -> Any:
     return str(value)
 
 
-def parse_feed(body: bytes, url: str, content_type: str | None = None) -> ParsedFeed:
-    """Parse one fetched body (RSS, Atom, RDF, or JSON Feed). Never raises: an unreadable
-    body is `is_feed=False`."""
+# A numeric character reference feedparser cannot turn into text (it raises on surrogates).
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,16})|([0-9]{1,20}));")
+
+
+def _neutralize_char_refs(body: bytes) -> bytes:
+    """`&#xD800;`, `&#0;` and references past U+10FFFF become `&#xFFFD;` (one linear pass)."""
+    if b"&#" not in body:
+        return body
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        hexa, decimal = match.groups()
+        code = int(hexa, 16) if hexa else int(decimal)
+        if code == 0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+            return b"&#xFFFD;"
+        return match.group()
+
+    return _CHAR_REF.sub(replace, body)
+
+
+def parse_feed(body: bytes, url: str, content_type: str | None = None,
+               max_entries: int = DEFAULT_MAX_ENTRIES) -> ParsedFeed:
+    """Parse one fetched body (RSS, Atom, RDF, or JSON Feed), keeping at most `max_entries`
+    entries. An unreadable body is `is_feed=False`; an exception raised inside is the
+    caller's to contain (`pipeline.stages`)."""
+    scrub = Scrubber()
     if jsonfeed.looks_like_json(body, content_type):
-        return jsonfeed.parse_json_feed(body)
+        return jsonfeed.parse_json_feed(body, max_entries, scrub)
     import feedparser
 
     repaired = encoding.repair_utf8(body, content_type)
     if repaired is not None:
         body = repaired[0]
+    capped = cap_entries(body, max_entries)
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
     result = feedparser.parse(
-        body,
+        io.BytesIO(_neutralize_char_refs(capped.body)),  # never a path or a URL
         response_headers=headers,
         sanitize_html=False,  # pipeline.text sanitizes with nh3, once, on the chosen content
         resolve_relative_uris=True,
     )
-    bozo_reason = str(result.get("bozo_exception")) if result.get("bozo") else None
+    bozo_reason = scrub.text(str(result.get("bozo_exception"))) if result.get("bozo") else None
     if repaired is not None:
         bozo_reason = "; ".join(filter(None, [repaired[1], bozo_reason]))
-    entries = tuple(to_json_safe(entry) for entry in result.entries)
-    feed_info = result.get("feed", {})
+    kept = result.entries[:max_entries]
+    entries = tuple(_json_entry(entry, scrub) for entry in kept)
+    over_cap = capped.over_cap + len(result.entries) - len(kept)
+    feed_info = scrub.value(to_json_safe(result.get("feed", {})))
     # An empty feed is a feed; a broken one that yields nothing is a parse error.
     is_feed = bool(entries) or (bool(result.get("version")) and not result.get("bozo"))
     broken = bool(result.get("version")) or _FEED_ROOT.search(body[:2048]) is not None
@@ -76,12 +112,24 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
         link=feed_info.get("link") or None,
         title=feed_info.get("title") or None,
         ttl_minutes=_ttl(feed_info.get("ttl")),
+        entries_over_cap=over_cap,
+        nuls_removed=scrub.nuls_removed,
     )
 
 
-def _ttl(value: Any) -> int | None:
+def _json_entry(entry: Any, scrub: Scrubber) -> dict[str, Any]:
+    """One feedparser entry as a JSON-safe dict; one that cannot be converted is kept as a
+    failed entry with what could be read of it."""
     try:
-        minutes = int(str(value).strip())
-    except (TypeError, ValueError):
+        return scrub.value(to_json_safe(entry))
+    except Exception as exc:  # noqa: BLE001 - the boundary: any failure is this entry's data
+        return failed_entry(exc, repr(entry)[:2000], scrub)
+
+
+def _ttl(value: Any) -> int | None:
+    """RSS `<ttl>` in minutes, within a year (a larger one means "rarely", not an overflow)."""
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
         return None
-    return minutes if minutes > 0 else None
+    minutes = int(text)
+    return min(minutes, MAX_TTL_MINUTES) if minutes > 0 else None

@@ -103,6 +103,8 @@ class ParsedFeed:
     title: str | None = None
     ttl_minutes: int | None = None  # RSS <ttl>: how long the publisher says to cache
     failure: str | None = None  # when not a feed: "parse_error" (a broken feed) or "not_a_feed"
+    entries_over_cap: int = 0  # entries past FETCH_MAX_ENTRIES: counted, never built
+    nuls_removed: int = 0  # NUL characters dropped from the entries' text (PostgreSQL rejects them)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from pipeline import dedup, feed_identity, fetch, load, normalize, parse, storage, validate
 from pipeline.config import Settings
+from pipeline.containment import FAILED_ENTRY, describe, exception_reason
 from pipeline.database import connect
 from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
@@ -37,6 +38,9 @@ from pipeline.records import (
 from pipeline.summary import build_summary
 
 log = logging.getLogger(__name__)
+
+# Failures of a feed's content, not of the network: they never make a run systemic.
+CONTENT_ERRORS = frozenset({"parse_error", "not_a_feed", "normalize_error", "internal_error"})
 
 
 def utcnow() -> datetime:
@@ -105,72 +109,121 @@ def fetch_shard(
 
 
 def parse_shard(db_url: str, settings: Settings, run_id: str, shard: int) -> dict[str, Any]:
+    """Parse each fetched body of a shard and stage its entries. A body that breaks the
+    parser or the staging is its feed's error (`fetch_log`); the other feeds go on."""
     with connect(db_url) as conn, conn.cursor() as cur:
         bodies = storage.staged_bodies(cur, run_id, shard)
-        entries = not_feeds = bozo = dropped = 0
+        counts: Counter[str] = Counter()
         for feed_id, url, body, content_type, fetched_at in bodies:
-            parsed = parse.parse_feed(body, url, content_type)
-            if not parsed.is_feed:
-                not_feeds += 1
-                kind = parsed.failure or "not_a_feed"
-                storage.mark_parse_failure(
-                    cur, run_id, feed_id, kind,
-                    f"{kind.replace('_', ' ')}: {parsed.bozo_reason or 'no entries'}")
-                continue
-            bozo += parsed.bozo_reason is not None
-            kept = parsed.entries[: settings.max_entries_per_feed]
-            staged = [
-                ParsedEntry(feed_id, seq, raw, fetched_at, parsed.language, parsed.link or url)
-                for seq, raw in enumerate(kept)
-            ]
-            storage.stage_entries(cur, run_id, feed_id, staged)
-            over_cap = len(parsed.entries) - len(kept)
-            if over_cap:
-                log.warning("feed_id=%s: %d entries over the cap of %d not staged",
-                            feed_id, over_cap, settings.max_entries_per_feed)
-            storage.apply_feed_hints(cur, run_id, feed_id, parsed.ttl_minutes, over_cap,
-                                     settings.max_interval_s, parsed.title)
-            entries += len(staged)
-            dropped += over_cap
-    summary = {"shard": shard, "feeds": len(bodies), "entries": entries,
-               "malformed_feeds_kept": bozo, "not_feeds": not_feeds,
-               "entries_over_cap": dropped}
+            counts.update(_parse_feed(cur, settings, run_id, feed_id, url, body, content_type, fetched_at))
+    summary = {"shard": shard, "feeds": len(bodies), "entries": counts["entries"],
+               "malformed_feeds_kept": counts["bozo"], "not_feeds": counts["not_feeds"],
+               "failed_feeds": counts["failed"], "entries_over_cap": counts["over_cap"],
+               "nuls_removed": counts["nuls_removed"]}
     log.info("parse shard %s: %s", shard, summary)
     return summary
 
 
+def _parse_feed(cur: Any, settings: Settings, run_id: str, feed_id: int, url: str, body: bytes,
+                content_type: str | None, fetched_at: datetime) -> Counter[str]:
+    try:
+        parsed = parse.parse_feed(body, url, content_type, settings.max_entries_per_feed)
+    except Exception as exc:  # noqa: BLE001 - the boundary: a body that breaks the parser is data
+        return _feed_failed(cur, run_id, feed_id, url, "parse_error", f"parser raised {describe(exc)}")
+    if not parsed.is_feed:
+        kind = parsed.failure or "not_a_feed"
+        storage.mark_parse_failure(
+            cur, run_id, feed_id, kind, f"{kind.replace('_', ' ')}: {parsed.bozo_reason or 'no entries'}")
+        return Counter(not_feeds=1)
+    staged = [
+        ParsedEntry(feed_id, seq, raw, fetched_at, parsed.language, parsed.link or url)
+        for seq, raw in enumerate(parsed.entries)
+    ]
+    if parsed.entries_over_cap:
+        log.warning("feed_url=%s: %d entries over the cap of %d counted, not staged",
+                    url, parsed.entries_over_cap, settings.max_entries_per_feed)
+    try:
+        with storage.savepoint(cur):
+            storage.stage_entries(cur, run_id, feed_id, staged)
+            storage.apply_feed_hints(cur, run_id, feed_id, parsed.ttl_minutes, parsed.entries_over_cap,
+                                     settings.max_interval_s, parsed.title, parsed.nuls_removed)
+    except Exception as exc:  # noqa: BLE001 - a row PostgreSQL refuses fails its feed only
+        if storage.is_connection_error(exc):
+            raise
+        return _feed_failed(cur, run_id, feed_id, url, "internal_error", f"staging failed: {describe(exc)}")
+    return Counter(entries=len(staged), bozo=parsed.bozo_reason is not None,
+                   over_cap=parsed.entries_over_cap, nuls_removed=parsed.nuls_removed)
+
+
+def _feed_failed(cur: Any, run_id: str, feed_id: int, url: str, kind: str, message: str) -> Counter[str]:
+    log.warning("feed_url=%s run_id=%s error_kind=%s error=%s", url, run_id, kind, message)
+    storage.mark_parse_failure(cur, run_id, feed_id, kind, message)
+    return Counter(failed=1)
+
+
 def normalize_shard(db_url: str, settings: Settings, run_id: str, shard: int) -> dict[str, Any]:
+    """Normalize a shard's staged entries. An entry that cannot be normalized (or that the
+    parser could not read) is quarantined with the exception as its reason."""
     tolerance = timedelta(hours=settings.future_tolerance_hours)
     with connect(db_url) as conn, conn.cursor() as cur:
         entries = storage.staged_raw_entries(cur, run_id, shard)
-        articles = [normalize.normalize_entry(e, tolerance) for e in entries]
-        storage.set_articles(cur, run_id, articles)
+        articles: list[Article] = []
+        failures: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        for entry in entries:
+            outcome = _normalize_entry(entry, tolerance)
+            if isinstance(outcome, Article):
+                articles.append(outcome)
+            else:
+                failures[(entry.feed_id, entry.seq)] = [outcome]
+        failures.update(storage.set_articles(cur, run_id, articles))
+        storage.set_quarantined(cur, run_id, failures)
+    for (feed_id, seq), reasons in failures.items():
+        log.warning("run_id=%s feed_id=%s entry=%s quarantined: %s", run_id, feed_id, seq,
+                    reasons[0]["observed"])
     undated = sum(a.published_source == "fetched" for a in articles)
-    summary = {"shard": shard, "articles": len(articles), "undated": undated}
+    summary = {"shard": shard, "articles": len(articles) - len(failures),
+               "undated": undated, "failed_entries": len(failures)}
     log.info("normalize shard %s: %s", shard, summary)
     return summary
 
 
+def _normalize_entry(entry: ParsedEntry, tolerance: timedelta) -> Article | dict[str, Any]:
+    """The entry's article, or the quarantine reason why there is none."""
+    if FAILED_ENTRY in entry.raw:
+        return {"expectation": "exception", "column": "parse",
+                "observed": f"exception: {entry.raw[FAILED_ENTRY]}"}
+    try:
+        return normalize.normalize_entry(entry, tolerance)
+    except Exception as exc:  # noqa: BLE001 - the boundary: one bad entry is that entry's data
+        return exception_reason(exc, "normalize")
+
+
 def dedup_run(db_url: str, run_id: str) -> dict[str, Any]:
     """Apply each feed's identity rule (re-chosen from this fetch, except for release runs,
-    which hold only some of a feed's entries), then decide new / update / duplicate."""
+    which hold only some of a feed's entries), then decide new / update / duplicate. An
+    entry whose identity cannot be computed is quarantined with the exception."""
     with connect(db_url) as conn, conn.cursor() as cur:
         articles = storage.staged_articles(cur, run_id)
-        keyed, changes = _apply_identity_rules(cur, run_id, articles)
-        storage.set_articles(cur, run_id, [new for old, new in zip(articles, keyed) if new != old])
-        articles = keyed
+        keyed, failures, changes = _apply_identity_rules(cur, run_id, articles)
+        storage.set_quarantined(cur, run_id, failures)
+        refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new != old])
+        storage.set_quarantined(cur, run_id, refused)
+        articles = [new for _, new in keyed if (new.feed_id, new.seq) not in refused]
         index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))
         verdicts = dedup.decide(articles, index)
         storage.set_decisions(cur, run_id, articles, verdicts)
     counts = Counter(v.decision.value for v in verdicts)
     rules = Counter(v.rule.value for v in verdicts if v.decision is Decision.DUPLICATE and v.rule)
     summary = {"articles": len(articles), **counts, "duplicate_rules": dict(rules),
-               "identity_rule_changes": changes}
+               "identity_rule_changes": changes, "failed_entries": len(failures) + len(refused)}
     log.info("dedup: %s", summary)
     return summary
 
 
-def _apply_identity_rules(cur: Any, run_id: str, articles: list[Article]) -> tuple[list[Article], int]:
+def _apply_identity_rules(
+    cur: Any, run_id: str, articles: list[Article]
+) -> tuple[list[tuple[Article, Article]], dict[tuple[int, int], list[dict[str, Any]]], int]:
+    """(each article before and after its feed's rule, the entries that failed, rule changes)."""
     by_feed: dict[int, list[Article]] = {}
     for article in articles:
         by_feed.setdefault(article.feed_id, []).append(article)
@@ -179,14 +232,24 @@ def _apply_identity_rules(cur: Any, run_id: str, articles: list[Article]) -> tup
     if storage.run_state(cur, run_id)["kind"] != "release":
         stored = storage.stored_guids_by_link(cur, articles)
         for feed_id, batch in by_feed.items():
-            choice = feed_identity.choose(batch, current[feed_id], stored.get(feed_id, {}))
+            try:
+                choice = feed_identity.choose(batch, current[feed_id], stored.get(feed_id, {}))
+            except Exception as exc:  # noqa: BLE001 - keep the feed's rule; its entries go on
+                log.warning("feed_id=%s: identity rule kept, choice failed: %s", feed_id, describe(exc))
+                continue
             if choice.rule is not current[feed_id]:
                 log.warning("feed_id=%s: identity rule %s -> %s (%s)", feed_id,
                             current[feed_id].value, choice.rule.value, choice.reason)
                 changes[feed_id] = (current[feed_id], choice.rule, choice.reason or "")
                 current[feed_id] = choice.rule
         storage.change_identity_rules(cur, run_id, changes, utcnow())
-    return [feed_identity.apply(a, current[a.feed_id]) for a in articles], len(changes)
+    keyed, failures = [], {}
+    for article in articles:
+        try:
+            keyed.append((article, feed_identity.apply(article, current[article.feed_id])))
+        except Exception as exc:  # noqa: BLE001 - the boundary: this entry's failure is its data
+            failures[(article.feed_id, article.seq)] = [exception_reason(exc, "identity")]
+    return keyed, failures, len(changes)
 
 
 def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
@@ -296,8 +359,10 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
         summary["attention"] = storage.feeds_needing_attention(cur)
         summary["identity_rule_changes"] = storage.identity_rule_changes(cur, run_id)
         totals = summary["totals"]
+        fetch_failures = sum(f["outcome"] == "error" and f["error_kind"] not in CONTENT_ERRORS
+                             for f in summary["feeds"])
         systemic = state["kind"] == "fetch" and totals["feeds"] > totals["disabled"] and (
-            totals["failed"] == totals["feeds"] - totals["disabled"])
+            fetch_failures == totals["feeds"] - totals["disabled"])
         if systemic:
             status = "systemic_failure"
         elif validation_error:

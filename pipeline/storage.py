@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import zlib
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
+import psycopg2
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 
+from pipeline.containment import Scrubber, exception_reason
 from pipeline.identity import IdentityRule
 from pipeline.records import (
     Article,
@@ -47,6 +50,10 @@ def upsert_feeds(cur: Cursor, sources: Sequence[FeedSource], source: str = "list
     ids = dict(cur.fetchall())
     fresh = [s for s in sources if s.url not in ids]
     if fresh:
+        # Existing rows locked in id order first, as every writer of many feed rows does,
+        # so a run preparing while another records its fetches cannot deadlock with it.
+        cur.execute("SELECT 1 FROM feeds WHERE url = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+                    ([s.url for s in fresh],))
         rows = execute_values(
             cur,
             """INSERT INTO feeds (url, title, source) VALUES %s
@@ -143,9 +150,11 @@ def prune_archive(cur: Cursor, now: datetime, retention_days: int) -> int:
 
 
 def shard_feeds(cur: Cursor, run_id: str, shard: int) -> list[FeedState]:
+    """The shard's feeds as the fetcher needs them. The error streak is the one before this
+    run, so a retried shard backs off from the same streak as its first attempt."""
     cur.execute(
         """SELECT f.id, f.url, f.etag, f.last_modified, f.enabled, f.disabled_reason,
-                  f.body_hash, f.consecutive_errors
+                  f.body_hash, feed_error_streak(f.id, r.run_id)
            FROM run_feeds r JOIN feeds f ON f.id = r.feed_id
            WHERE r.run_id = %s AND r.shard = %s ORDER BY f.id""",
         (run_id, shard),
@@ -156,8 +165,33 @@ def shard_feeds(cur: Cursor, run_id: str, shard: int) -> list[FeedState]:
 # --- fetch --------------------------------------------------------------------------
 
 
+# Politeness, recorded with each fetch's outcome (so it holds whatever fails later: parse,
+# validate, load or a crash) when the fetch is the feed's newest: the error and its
+# streak (derived from fetch_log: a retried shard counts once), the next check of a
+# failed fetch (Retry-After, backoff), 410 Gone disabling the feed. A successful fetch's
+# next check, its validators and body hash wait for the load, with the entries.
+_RECORD_POLITENESS = """
+UPDATE feeds f
+SET last_fetched_at = l.fetched_at, last_status = l.status,
+    last_error_kind = CASE WHEN l.outcome = 'error' THEN l.error_kind END,
+    last_error = CASE WHEN l.outcome = 'error' THEN l.error END,
+    consecutive_errors = feed_error_streak(f.id),
+    next_check_at = CASE WHEN l.outcome = 'error' THEN coalesce(l.next_check_at, f.next_check_at)
+                         ELSE f.next_check_at END,
+    enabled = CASE WHEN l.error_kind = 'gone' THEN false ELSE f.enabled END,
+    disabled_reason = CASE WHEN l.error_kind = 'gone'
+                           THEN 'HTTP 410 Gone on ' || to_char(l.fetched_at, 'YYYY-MM-DD')
+                           ELSE f.disabled_reason END,
+    updated_at = greatest(f.updated_at, l.fetched_at)
+FROM fetch_log l
+WHERE l.run_id = %(run)s AND l.feed_id = ANY(%(feeds)s) AND f.id = l.feed_id
+  AND l.outcome <> 'disabled' AND l.fetched_at >= coalesce(f.last_fetched_at, '-infinity')
+"""
+
+
 def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> None:
-    """Write each fetch's outcome to fetch_log and stage the bodies (idempotent per run)."""
+    """Write each fetch's outcome to fetch_log with the feeds' politeness state, and stage
+    the bodies (idempotent per run: a retried shard replaces its rows)."""
     results = list(results)
     if not results:
         return
@@ -185,6 +219,9 @@ def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> 
         ],
         page_size=PAGE,
     )
+    feed_ids = sorted(r.feed_id for r in results)
+    cur.execute("SELECT 1 FROM feeds WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (feed_ids,))
+    cur.execute(_RECORD_POLITENESS, {"run": run_id, "feeds": feed_ids})
     archive_bodies(cur, results)
     cur.execute(
         "DELETE FROM staged_fetches WHERE run_id = %s AND feed_id = ANY(%s)",
@@ -204,13 +241,15 @@ def archive_bodies(cur: Cursor, results: Sequence[FetchResult]) -> None:
     """Keep every fetched body, compressed, once per content hash; a body still served
     (unchanged, or answered by 304) has its retention clock reset."""
     still_served = [r.feed_id for r in results if r.outcome is FetchOutcome.NOT_MODIFIED]
-    if still_served:
+    if still_served:  # rows locked in hash order: runs fetching the same bodies at once
         cur.execute(
-            """UPDATE raw_bodies r SET last_fetched_at = %s FROM feeds f
-               WHERE f.id = ANY(%s) AND r.body_hash = f.body_hash""",
+            """UPDATE raw_bodies SET last_fetched_at = %s WHERE body_hash IN (
+                   SELECT r.body_hash FROM raw_bodies r JOIN feeds f ON r.body_hash = f.body_hash
+                   WHERE f.id = ANY(%s) ORDER BY r.body_hash FOR NO KEY UPDATE OF r)""",
             (results[0].fetched_at, still_served),
         )
-    fetched = {r.body_hash: r for r in results if r.body_hash and r.body is not None}
+    fetched = {r.body_hash: r for r in sorted(results, key=lambda r: r.body_hash or "")
+               if r.body_hash and r.body is not None}
     if not fetched:
         return
     execute_values(
@@ -267,18 +306,30 @@ def stage_archived(
     )
 
 
+CLAIM_TIMEOUT = timedelta(hours=1)
+
+
 def stage_held(cur: Cursor, run_id: str, now: datetime, ids: Sequence[int] | None) -> list[int]:
-    """Stage held (unreleased) quarantined entries for a release run, as parsed entries whose
-    position is their quarantine id. Returns the feeds they belong to."""
+    """Claim held (unreleased) quarantined entries for a release run and stage them, as
+    parsed entries whose position is their quarantine id. Returns the feeds they belong to.
+
+    The claim is atomic: rows another release claimed (and has not loaded, within
+    `CLAIM_TIMEOUT`) or is claiming right now are skipped, so two releases at once never
+    stage the same entry. The run's load ends its claims."""
     cur.execute(
-        """SELECT q.id, q.feed_id, f.url, q.entry, coalesce(q.fetched_at, q.first_seen_at),
-                  q.feed_language, q.feed_link
-           FROM quarantine q JOIN feeds f ON f.id = q.feed_id
-           WHERE q.released_at IS NULL AND (%s::bigint[] IS NULL OR q.id = ANY(%s::bigint[]))
-           ORDER BY q.id""",
-        (list(ids) if ids is not None else None, list(ids) if ids is not None else None),
+        """UPDATE quarantine q SET claimed_run_id = %(run)s, claimed_at = %(now)s
+           FROM feeds f
+           WHERE f.id = q.feed_id AND q.id IN (
+               SELECT id FROM quarantine
+               WHERE released_at IS NULL AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+                 AND (claimed_run_id IS NULL OR claimed_at < %(stale)s)
+               ORDER BY id FOR NO KEY UPDATE SKIP LOCKED)
+           RETURNING q.id, q.feed_id, f.url, q.entry, coalesce(q.fetched_at, q.first_seen_at),
+                     q.feed_language, q.feed_link""",
+        {"run": run_id, "now": now, "stale": now - CLAIM_TIMEOUT,
+         "ids": list(ids) if ids is not None else None},
     )
-    held = cur.fetchall()
+    held = sorted(cur.fetchall(), key=lambda row: row[0])
     feeds = {fid: url for _, fid, url, _, _, _, _ in held}
     execute_values(
         cur,
@@ -316,32 +367,55 @@ def staged_bodies(cur: Cursor, run_id: str, shard: int) -> list[tuple[int, str, 
 
 
 def mark_parse_failure(cur: Cursor, run_id: str, feed_id: int, kind: str, message: str) -> None:
-    """A body that is no (readable) feed turns the feed's outcome into an error; its
-    validators and body hash are not kept, so the next fetch parses again."""
+    """A body that is no (readable) feed, or that broke a step, turns the feed's outcome into
+    an error and unstages its entries; its validators and body hash are not kept, so the
+    next fetch parses again."""
+    cur.execute("DELETE FROM staged_entries WHERE run_id = %s AND feed_id = %s", (run_id, feed_id))
     cur.execute(
-        """UPDATE fetch_log SET outcome = 'error', error_kind = %s, error = %s
+        """UPDATE fetch_log SET outcome = 'error', error_kind = %s, error = %s, entries = 0
            WHERE run_id = %s AND feed_id = %s""",
         (kind, message, run_id, feed_id),
     )
+
+
+@contextmanager
+def savepoint(cur: Cursor) -> Iterator[None]:
+    """A sub-transaction: on an exception, what ran inside is undone and the rest kept."""
+    cur.execute("SAVEPOINT contained")
+    try:
+        yield
+    except BaseException:
+        if not cur.connection.closed:
+            cur.execute("ROLLBACK TO SAVEPOINT contained")
+        raise
+    cur.execute("RELEASE SAVEPOINT contained")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """A lost or shut-down server (transient: the stage fails and is retried), as opposed to
+    a row the server refuses (data: that row or feed fails)."""
+    return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
 
 
 # --- parse and normalize ------------------------------------------------------------
 
 
 def apply_feed_hints(cur: Cursor, run_id: str, feed_id: int, ttl_minutes: int | None,
-                     dropped: int, max_interval_s: int, title: str | None = None) -> None:
+                     dropped: int, max_interval_s: int, title: str | None = None,
+                     nuls_removed: int = 0) -> None:
     """What only the parsed feed knows: its `<ttl>` (pushes the next check), entries over the
-    cap, and its title (kept when the feed list gave none)."""
+    cap, NULs removed from its text, and its title (kept when the feed list gave none)."""
     if title:
         cur.execute("UPDATE feeds SET title = %s WHERE id = %s AND title IS NULL", (title[:500], feed_id))
     cur.execute(
-        """UPDATE fetch_log SET entries_dropped = %(dropped)s,
+        """UPDATE fetch_log SET entries_dropped = %(dropped)s, nuls_removed = %(nuls)s,
                next_check_at = CASE WHEN %(ttl)s::int IS NULL THEN next_check_at
                    ELSE GREATEST(next_check_at, LEAST(fetched_at + make_interval(mins => %(ttl)s::int),
                                                       fetched_at + make_interval(secs => %(max)s)))
                    END
            WHERE run_id = %(run)s AND feed_id = %(feed)s""",
-        {"dropped": dropped, "ttl": ttl_minutes, "max": max_interval_s, "run": run_id, "feed": feed_id},
+        {"dropped": dropped, "ttl": ttl_minutes, "max": max_interval_s, "run": run_id, "feed": feed_id,
+         "nuls": nuls_removed},
     )
 
 
@@ -374,16 +448,34 @@ def staged_raw_entries(cur: Cursor, run_id: str, shard: int) -> list[ParsedEntry
     return [ParsedEntry(fid, seq, raw, at, lang, link) for fid, seq, raw, at, lang, link in cur]
 
 
-def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]) -> None:
-    execute_values(
-        cur,
-        """UPDATE staged_entries s SET article = v.article::jsonb
-           FROM (VALUES %s) AS v(run_id, feed_id, seq, article)
-           WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq""",
-        [(run_id, a.feed_id, a.seq, json.dumps(a.to_json())) for a in articles],
-        template="(%s, %s::bigint, %s::int, %s)",
-        page_size=PAGE,
-    )
+_SET_ARTICLES = """UPDATE staged_entries s SET article = v.article::jsonb
+                   FROM (VALUES %s) AS v(run_id, feed_id, seq, article)
+                   WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq"""
+
+
+def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]
+                 ) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """Stage the normalized articles. Should PostgreSQL refuse the batch, each article is
+    staged alone: those it refuses are returned, with the reason, to be quarantined."""
+    rows = [(run_id, a.feed_id, a.seq, json.dumps(Scrubber().value(a.to_json()))) for a in articles]
+    try:
+        with savepoint(cur):
+            execute_values(cur, _SET_ARTICLES, rows, template="(%s, %s::bigint, %s::int, %s)",
+                           page_size=PAGE)
+        return {}
+    except Exception as exc:  # noqa: BLE001 - find the rows refused, keep the others
+        if is_connection_error(exc):
+            raise
+    refused: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        try:
+            with savepoint(cur):
+                execute_values(cur, _SET_ARTICLES, [row], template="(%s, %s::bigint, %s::int, %s)")
+        except Exception as exc:  # noqa: BLE001
+            if is_connection_error(exc):
+                raise
+            refused[(row[1], row[2])] = [exception_reason(exc, "staging")]
+    return refused
 
 
 # --- dedup and validate ------------------------------------------------------------

@@ -209,6 +209,8 @@ def article_frame(articles: Sequence[Article]) -> Any:
             "feed_id": [a.feed_id for a in articles],
             "identity_key": [a.identity_key for a in articles],
             "canonical_url": [a.canonical_url for a in articles],
+            "canonical_url_bytes": [len((a.canonical_url or "").encode()) for a in articles],
+            "identity_key_bytes": [len(a.identity_key.encode()) for a in articles],
             "title": [a.title for a in articles],
             "text": [a.text for a in articles],
             "content_chars": [len(a.title) + len(a.text) for a in articles],

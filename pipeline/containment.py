@@ -1,0 +1,77 @@
+"""Containment: a bad feed or a bad entry becomes data, never an exception that escapes.
+
+Every per-feed and per-entry step of a run (parse, normalize, identity, keys,
+staging) is called through this module's boundary. What it turns an exception
+into:
+
+* for a feed: outcome `error` in `fetch_log`, with a kind (`parse_error`,
+  `normalize_error`, `internal_error`) and `<type>: <message>`;
+* for one entry: a quarantine reason `exception: <type>: <message>`, held with the
+  original entry like any entry that failed an expectation.
+
+It also makes text safe for PostgreSQL: NUL (which `text` and `jsonb` reject) is
+removed and counted, and a lone surrogate (which no UTF-8 can carry) becomes U+FFFD.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MAX_MESSAGE = 300
+# An entry the parser could not turn into JSON is staged as {FAILED_ENTRY: why,
+# ORIGINAL_ENTRY: what could be read of it}; the normalize stage quarantines it.
+FAILED_ENTRY = "_exception"
+ORIGINAL_ENTRY = "_original"
+
+# One character class over the text: linear, and a no-op (no copy) on clean text.
+_UNSAFE = re.compile("[\x00\ud800-\udfff]")
+
+
+def describe(exc: BaseException) -> str:
+    """`<type>: <first line of the message>`, bounded: what a log line or a row keeps."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "..."
+    return f"{type(exc).__name__}: {safe_text(message)[0]}" if message else type(exc).__name__
+
+
+def exception_reason(exc: BaseException, stage: str) -> dict[str, Any]:
+    """A quarantine reason for an entry whose `stage` raised."""
+    text = f"exception: {describe(exc)}"
+    return {"expectation": "exception", "column": stage, "observed": text}
+
+
+def safe_text(text: str) -> tuple[str, int]:
+    """(text without NUL and with lone surrogates replaced, NULs removed)."""
+    if not _UNSAFE.search(text):
+        return text, 0
+    nuls = text.count("\x00")
+    return _UNSAFE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", text), nuls
+
+
+@dataclass
+class Scrubber:
+    """Makes JSON-shaped values safe for PostgreSQL, counting the NULs it removed."""
+
+    nuls_removed: int = 0
+
+    def text(self, value: str) -> str:
+        clean, nuls = safe_text(value)
+        self.nuls_removed += nuls
+        return clean
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.value(v) for v in value]
+        return value
+
+
+def failed_entry(exc: BaseException, original: Any, scrub: Scrubber) -> dict[str, Any]:
+    """The stand-in for an entry that could not be read: why, and the original."""
+    return {FAILED_ENTRY: describe(exc), ORIGINAL_ENTRY: scrub.value(original)}

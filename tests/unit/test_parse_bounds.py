@@ -1,0 +1,66 @@
+"""The parse stage's bounds: feedparser never opens a path, and entries past the cap are
+counted, never built, so a body of a million tiny entries costs what 500 do."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+from pipeline import parse
+from pipeline.entry_cap import cap_entries
+
+SECRET_FEED = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>local</title>'
+               b"<item><title>secret local file</title><link>https://local.example/1</link></item>"
+               b"</channel></rss>")
+
+
+def test_a_body_that_is_a_path_is_not_opened(tmp_path):
+    local = tmp_path / "feed.xml"
+    local.write_bytes(SECRET_FEED)
+    for body in (str(local).encode(), b"/dev/zero", b"file://" + str(local).encode()):
+        started = time.monotonic()
+        parsed = parse.parse_feed(body, "https://publisher.example/feed")
+        assert time.monotonic() - started < 2
+        assert not parsed.is_feed and parsed.entries == ()
+
+
+def test_a_body_of_a_million_tiny_entries_is_capped_before_it_is_built():
+    body = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>' + (
+        b"<item><title>x</title></item>" * 360_000) + b"</channel></rss>"
+    assert len(body) > 10_000_000
+    tracemalloc.start()
+    started = time.monotonic()
+    parsed = parse.parse_feed(body, "https://publisher.example/feed", "application/rss+xml", max_entries=500)
+    seconds = time.monotonic() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(parsed.entries) == 500 and parsed.entries_over_cap == 359_500
+    assert parsed.bozo_reason is None  # the capped document is still well-formed
+    assert peak < 300 * 1024 * 1024 and seconds < 10, (peak, seconds)
+
+
+def test_the_cap_keeps_the_document_well_formed_for_each_format():
+    atom = (b'<feed xmlns="http://www.w3.org/2005/Atom"><title>a</title>'
+            + b"".join(b"<entry><id>%d</id><title>e%d</title></entry>" % (n, n) for n in range(5)) + b"</feed>")
+    rdf = (b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/">'
+           b"<channel><title>r</title></channel>"
+           + b"".join(b'<item rdf:about="https://r.example/%d"><title>r%d</title></item>' % (n, n) for n in range(5))
+           + b"</rdf:RDF>")
+    for body in (atom, rdf):
+        capped = cap_entries(body, 3)
+        assert capped.over_cap == 2
+        parsed = parse.parse_feed(body, "https://publisher.example/", "application/xml", max_entries=3)
+        assert [e["title"] for e in parsed.entries] == [e["title"] for e in
+                                                        parse.parse_feed(body, "https://publisher.example/").entries][:3]
+        assert parsed.bozo_reason is None and parsed.entries_over_cap == 2
+
+
+def test_an_unreadable_document_is_cut_textually():
+    body = b"<rss><channel>" + b"".join(b"<item><title>t%d &nbsp;</title></item>" % n for n in range(10))
+    capped = cap_entries(body, 4)
+    assert capped.over_cap == 6 and capped.body.count(b"<item>") == 4
+
+
+def test_entries_within_the_cap_are_untouched():
+    body = b"<rss><channel>" + b"<item><title>t</title></item>" * 3 + b"</channel></rss>"
+    assert cap_entries(body, 3).body is body
