@@ -1,4 +1,5 @@
-"""What the news DAGs share: the articles asset and how tasks find settings and the database.
+"""What the news DAGs share: the articles asset, how tasks find settings and the
+database, which errors are worth a retry, and when a run must show failed.
 
 Imported by the DAG files (Airflow puts the DAG folder on sys.path); holds no DAG itself.
 """
@@ -9,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow.sdk import Asset
+from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 
 # Emitted by news_ingest's load task; news_table_checks runs when it is updated.
 ARTICLES = Asset(name="news_articles", uri="news://news_db/public/articles")
@@ -36,3 +38,38 @@ def db_url(current: Any) -> str:
         return normalize_db_url(Connection.get("news_db").get_uri())
     except AirflowNotFoundException:
         return database_url(current)
+
+
+class TerminalErrors(RetryPolicy):
+    """Fail a task at once on the pipeline's terminal errors (a `PipelineError` that is not
+    `transient`: a breached quality threshold, bad settings), which a retry would only
+    repeat. Anything else keeps the task's retries."""
+
+    def evaluate(self, exception: BaseException, try_number: int, max_tries: int,
+                 context: Any = None) -> RetryDecision:
+        from pipeline.errors import PipelineError
+
+        if isinstance(exception, PipelineError) and not exception.transient:
+            return RetryDecision.fail(f"{type(exception).__name__} is terminal: a retry repeats it")
+        return RetryDecision.default()
+
+
+def failed_tasks(ti: Any) -> list[str]:
+    """The other tasks of this run that failed (`task` or `task_<map index>`), read through
+    the Task SDK (a task has no access to the metadata database)."""
+    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+    return sorted(task for task, state in states.items()
+                  if state == "failed" and task != ti.task_id)
+
+
+def run_failure(summary: dict[str, Any], failed: list[str]) -> str | None:
+    """Why a run must end failed, or None: its recorded status is not `ok` (validation past
+    the fail level, or nothing loaded) or one of its tasks failed. A warning is no failure."""
+    reasons = []
+    if summary["status"] == "validation_failed":
+        reasons.append(f"validation failed: {summary['validation_error']}")
+    elif summary["status"] != "ok":
+        reasons.append(f"run {summary['status']}: the batch was not loaded")
+    if failed:
+        reasons.append("failed tasks: " + ", ".join(failed))
+    return "; ".join(reasons) or None

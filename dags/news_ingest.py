@@ -10,7 +10,14 @@ validates (Great Expectations) and loads the entries into the news database.
 * **fetch** (mapped, one task per shard, in the `feed_fetch` pool): HTTP with
   conditional GET; each feed's outcome goes to `fetch_log`.
 * **parse**, **normalize** (mapped per shard), **dedup**, **validate**, **load**.
-* **report**: the run summary; fails when every feed failed (a systemic fault).
+* **report**: the run summary, and the run's verdict. It runs whatever happened upstream
+  and, being the only leaf, sets the run's state: it fails, naming the reason in its log,
+  when validation failed past the fail level, when the batch was not loaded, when every
+  feed failed (a systemic fault) or when any task failed; a validation warning is logged
+  and returned, and the run stays green.
+
+Errors the pipeline marks terminal (a breached threshold, bad settings) fail their task
+at once (`TerminalErrors`); other failures are retried first.
 
 Tasks pass only shard numbers and counts through XCom; the data moves
 through staging tables keyed by the run id. The code lives in `pipeline/`.
@@ -42,6 +49,7 @@ FETCH_POOL = "feed_fetch"
         "retry_delay": timedelta(seconds=20),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
+        "retry_policy": common.TerminalErrors(),
     },
     tags=["news"],
     doc_md=__doc__,
@@ -93,14 +101,11 @@ def news_ingest() -> None:
 
     @task
     def validate(run_id: str | None = None) -> dict[str, Any]:
+        """Past the fail level it raises ValidationThresholdExceeded (terminal: no retry)."""
         from pipeline import stages
-        from pipeline.errors import ValidationThresholdExceeded
 
         cfg = common.settings()
-        try:
-            result = stages.validate_run(common.db_url(cfg), cfg, str(run_id), common.now())
-        except ValidationThresholdExceeded as exc:  # terminal: retrying gives the same answer
-            raise AirflowFailException(str(exc)) from exc
+        result = stages.validate_run(common.db_url(cfg), cfg, str(run_id), common.now())
         print(f"Data Docs: {result['data_docs']}")
         return result
 
@@ -113,7 +118,7 @@ def news_ingest() -> None:
         return stages.load_run(common.db_url(cfg), cfg, str(run_id), common.now())
 
     @task(trigger_rule="all_done", retries=0)
-    def report(run_id: str | None = None) -> dict[str, Any]:
+    def report(run_id: str | None = None, ti: Any = None) -> dict[str, Any]:
         from pipeline import stages
         from pipeline.errors import SystemicFetchFailure
 
@@ -131,7 +136,11 @@ def news_ingest() -> None:
             print(f"validation warning: {summary['validation_warning']}")
         print(f"Data Docs: {summary.get('data_docs')}")
         print(f"run {run_id} {summary['status']}: {summary['totals']}")
-        return summary["totals"]
+        failure = common.run_failure(summary, common.failed_tasks(ti))
+        if failure:
+            raise AirflowFailException(failure)  # terminal, and this leaf sets the run's state
+        return {"status": summary["status"], "totals": summary["totals"],
+                "validation_warning": summary.get("validation_warning")}
 
     shards = prepare()
     fetched = fetch.expand(shard=shards)

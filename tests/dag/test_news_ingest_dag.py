@@ -11,13 +11,6 @@ from tests.helpers import query, scalar
 pytestmark = pytest.mark.dag
 
 
-@pytest.fixture(scope="module")
-def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
-
-
 def test_dagbag_imports_without_errors(dagbag):
     assert dagbag.import_errors == {}
     assert "news_ingest" in dagbag.dags
