@@ -46,6 +46,7 @@ def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str 
                force: bool = False) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
 
     sources = read_feed_list(feeds_file)
     url = _db_url(settings)
@@ -68,10 +69,10 @@ def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str 
         try:
             summary = stages.ingest(url, settings, sources, run_id, on_fetched=advance, force=force)
         except ValidationThresholdExceeded as exc:
-            console.print(f"[red]validation failed:[/red] {exc}")
+            console.print(Text.assemble(("validation failed: ", "red"), str(exc)))
             code = EXIT_VALIDATION
         except SystemicFetchFailure as exc:
-            console.print(f"[red]systemic failure:[/red] {exc}")
+            console.print(Text.assemble(("systemic failure: ", "red"), str(exc)))
             code = EXIT_SYSTEMIC
     if summary is None:
         summary = _query(url, storage.run_summary, run_id)

@@ -28,9 +28,15 @@ def build_summary(feeds: Sequence[dict[str, Any]], started_at: datetime, now: da
 
 
 def render_summary(summary: dict[str, Any], console: Any, max_feed_rows: int = 40) -> None:
-    """Print the summary as rich tables: totals, then feeds (failures first)."""
-    from rich.table import Table
+    """Print the summary as rich tables: totals, then feeds (failures first).
 
+    Whatever a feed or a server provided (URLs, errors, reasons) is printed as rich `Text`,
+    never parsed as markup: a reason phrase such as `HTTP 500 [/oops]` prints as written.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    line = Text.assemble  # strings stay literal (no markup); (text, style) pairs are styled
     totals = summary["totals"]
     table = Table(title=f"Run summary: {summary.get('status', '?')}", show_header=False)
     table.add_column("what")
@@ -46,29 +52,32 @@ def render_summary(summary: dict[str, Any], console: Any, max_feed_rows: int = 4
         console.print(f"{totals['not_due']} subscribed feeds are not due yet (use --force to fetch them now)")
     attention = summary.get("attention") or []
     if attention:
-        console.print(f"[yellow]{len(attention)} feeds need attention[/yellow] (see the feed_health view):")
+        console.print(line((f"{len(attention)} feeds need attention", "yellow"),
+                           " (see the feed_health view):"))
         for feed in attention[:10]:
-            console.print(f"  {feed['status']}: {feed['url']} ({feed['error_streak']} errors): {feed['reason']}")
+            console.print(line(f"  {feed['status']}: {feed['url']} "
+                               f"({feed['error_streak']} errors): {feed['reason']}"))
     changes = summary.get("identity_rule_changes") or []
     if changes:
-        console.print(f"[yellow]{len(changes)} feeds changed their identity rule[/yellow] (broken GUIDs):")
+        console.print(line((f"{len(changes)} feeds changed their identity rule", "yellow"),
+                           " (broken GUIDs):"))
         for change in changes[:10]:
-            console.print(f"  {change['url']}: {change['old_rule']} -> {change['new_rule']} ({change['reason']})")
+            console.print(line(f"  {change['url']}: {change['old_rule']} -> {change['new_rule']} "
+                               f"({change['reason']})"))
     if summary.get("validation_warning"):
-        console.print(f"[yellow]validation warning:[/yellow] {summary['validation_warning']}")
+        console.print(line(("validation warning: ", "yellow"), str(summary["validation_warning"])))
     if summary.get("data_docs"):
-        console.print(f"Data Docs: {summary['data_docs']}")
+        console.print(line(f"Data Docs: {summary['data_docs']}"))
     if summary.get("validation_error"):
-        console.print(f"[red]validation:[/red] {summary['validation_error']}")
+        console.print(line(("validation: ", "red"), str(summary["validation_error"])))
     feeds = Table(show_header=True, title="Feeds")
     for column in ("outcome", "url", "entries", "new", "updated", "dup", "quar", "error"):
         feeds.add_column(column, overflow="fold")
     for feed in summary["feeds"][:max_feed_rows]:
-        feeds.add_row(
-            feed["outcome"], feed["url"], str(feed["entries"]), str(feed["new"]),
-            str(feed["updated"]), str(feed["duplicates"]), str(feed["quarantined"]),
-            (feed.get("error") or "")[:120],
-        )
+        feeds.add_row(*(Text(str(value)) for value in (
+            feed["outcome"], feed["url"], feed["entries"], feed["new"], feed["updated"],
+            feed["duplicates"], feed["quarantined"], (feed.get("error") or "")[:120],
+        )))
     if len(summary["feeds"]) > max_feed_rows:
         feeds.caption = f"... and {len(summary['feeds']) - max_feed_rows} more feeds (use --json)"
     console.print(feeds)

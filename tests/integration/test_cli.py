@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench import syndication
 from pipeline import database
@@ -48,6 +50,70 @@ def test_ingest_table_summary_and_opml_feed_list(db_url, tmp_path):
         server.stop()
     assert done.returncode == 0, done.stderr
     assert "Run summary: ok" in done.stdout and "quarantined" in done.stdout
+
+
+MARKUP_FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>[bold]x[/bold]</title>
+<link>http://127.0.0.1/</link><item><title>[/]</title><link>http://127.0.0.1/a</link>
+<guid>a</guid><description>[red]not red[/red]</description></item></channel></rss>"""
+
+
+class MarkupHandler(BaseHTTPRequestHandler):
+    """Answers /oops with `HTTP/1.1 500 [/oops]`, anything else with a feed full of rich markup."""
+
+    def do_GET(self) -> None:
+        if self.path == "/oops":
+            self.send_response(500, "[/oops]")
+            body = b"oops"
+        else:
+            self.send_response(200)
+            body = MARKUP_FEED
+        self.send_header("Content-Type", "application/rss+xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve_markup(paths: list[str]) -> tuple[ThreadingHTTPServer, list[str]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MarkupHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, [f"http://127.0.0.1:{server.server_address[1]}{path}" for path in paths]
+
+
+def test_table_summary_prints_server_and_feed_text_literally(db_url, tmp_path):
+    """Reason phrases, URLs and errors are text, not rich markup: `[/oops]` once crashed the
+    table after the load had landed."""
+    server, urls = serve_markup(["/oops", "/[bold]x[/bold].xml"])
+    try:
+        feeds = tmp_path / "feeds.txt"
+        feeds.write_text("\n".join(urls) + "\n")
+        done = cli(db_url, "ingest", "--feeds", str(feeds), env={"COLUMNS": "300"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr
+    assert "Run summary: ok" in done.stdout
+    # In the feeds table's error column and in the attention list.
+    assert done.stdout.count("HTTP 500 [/oops]") == 2
+    assert urls[1] in done.stdout and "/[bold]x[/bold].xml" in done.stdout
+    assert scalar(db_url, "SELECT title FROM articles") == "[/]"
+
+
+def test_systemic_failure_message_prints_server_text_literally(db_url, tmp_path):
+    server, urls = serve_markup(["/oops"])
+    try:
+        feeds = tmp_path / "feeds.txt"
+        feeds.write_text(urls[0] + "\n")
+        done = cli(db_url, "ingest", "--feeds", str(feeds), env={"COLUMNS": "300"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 4, done.stderr
+    assert "systemic failure: all 1 feeds failed" in done.stdout
+    assert "first error: HTTP 500 [/oops]" in done.stdout
+    assert "Run summary: systemic_failure" in done.stdout
 
 
 def test_no_network_is_reported_as_a_systemic_fault(db_url, tmp_path):
