@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.fetch import fetch_all
 from pipeline.feedserver import FeedServer, Route
+from pipeline.fetch import fetch_all
 from pipeline.records import FeedState, FetchOutcome
 from tests.helpers import item, rss
 
@@ -71,6 +71,30 @@ def test_gzip_bomb_is_stopped_by_the_decompressed_cap(settings, server):
     result = fetch_one(settings, server.url("/bomb.xml"))
     assert (result.outcome, result.error_kind) == (FetchOutcome.ERROR, "too_large")
     assert time.monotonic() - started < 5
+
+
+def test_a_gzip_body_of_several_members_is_read_whole(settings, server):
+    first, second = rss([item(1)])[:200], rss([item(1)])[200:]
+    server.routes["/members.xml"] = Route(gzip.compress(first) + gzip.compress(second),
+                                          headers={"Content-Encoding": "gzip"}, validators=False)
+    result = fetch_one(settings, server.url("/members.xml"))
+    assert result.outcome is FetchOutcome.OK and result.body == rss([item(1)])
+
+
+def test_zero_bytes_padding_a_gzip_body_are_ignored(settings, server):
+    server.routes["/padded.xml"] = Route(gzip.compress(rss([item(1)])) + b"\0" * 64,
+                                         headers={"Content-Encoding": "gzip"}, validators=False)
+    result = fetch_one(settings, server.url("/padded.xml"))
+    assert result.outcome is FetchOutcome.OK and result.body == rss([item(1)])
+
+
+def test_a_gzip_bomb_split_over_members_is_stopped_by_the_cap_on_their_sum(settings, server):
+    member = gzip.compress(b"\0" * (settings.max_body_bytes // 2))  # each member alone is within the cap
+    server.routes["/bombs.xml"] = Route(member * 200, headers={"Content-Encoding": "gzip"}, validators=False)
+    started = time.monotonic()
+    result = fetch_one(settings, server.url("/bombs.xml"))
+    assert (result.outcome, result.error_kind) == (FetchOutcome.ERROR, "too_large")
+    assert "decompressed" in result.error and time.monotonic() - started < 5
 
 
 def test_slow_server_times_out_within_the_bound(settings, server):

@@ -1,10 +1,6 @@
-import ipaddress
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from pipeline.discover import alternate_feeds
-from pipeline.netguard import AddressPolicy, parse_networks
 from pipeline.schedule import Bounds, cache_until, next_check, retry_after
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -35,20 +31,6 @@ def test_errors_back_off_exponentially_up_to_the_maximum():
     waits = [next_check(NOW, BOUNDS, error_streak=n) - NOW for n in (1, 2, 3, 4, 20)]
     assert waits == [timedelta(minutes=10), timedelta(minutes=20), timedelta(minutes=40),
                      timedelta(minutes=80), timedelta(hours=24)]
-
-
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.169.254",
-                                     "100.64.0.1", "0.0.0.0", "::1", "fd00:ec2::254", "fe80::1",
-                                     "::ffff:127.0.0.1", "224.0.0.1"])
-def test_non_public_addresses_are_refused_by_default(address):
-    assert not AddressPolicy().allows(ipaddress.ip_address(address))
-
-
-def test_public_addresses_pass_and_the_allow_list_opens_ranges():
-    assert AddressPolicy().allows(ipaddress.ip_address("93.184.216.34"))
-    policy = AddressPolicy(parse_networks("127.0.0.0/8, 10.0.0.0/8"))
-    assert policy.allows(ipaddress.ip_address("127.0.0.1")) and policy.allows(ipaddress.ip_address("10.9.9.9"))
-    assert not policy.allows(ipaddress.ip_address("192.168.1.1"))
 
 
 def test_discovery_finds_alternate_feed_links():
