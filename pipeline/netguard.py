@@ -171,6 +171,12 @@ def _step(step: str, clamped: bool) -> Iterator[None]:
         raise
 
 
+# Lookups abandoned at a deadline run on until the system resolver gives up: at most this
+# many at once in a process, so a resolver that never answers cannot pile up threads.
+MAX_PENDING_LOOKUPS = 64
+_LOOKUPS = threading.BoundedSemaphore(MAX_PENDING_LOOKUPS)
+
+
 def resolve(host: str, port: int, timeout: float | None = None,
             lookup: Lookup = socket.getaddrinfo) -> list[IPAddress]:
     """The host's addresses, in the resolver's order. Raises `ResolutionFailed`, or
@@ -181,6 +187,8 @@ def resolve(host: str, port: int, timeout: float | None = None,
         pass
     answer: list[Any] = []
     done = threading.Event()
+    if not _LOOKUPS.acquire(timeout=timeout if timeout is not None else -1):
+        raise httpcore.ConnectTimeout(f"{MAX_PENDING_LOOKUPS} DNS lookups pending: none for {host}")
 
     def ask() -> None:
         try:
@@ -188,6 +196,7 @@ def resolve(host: str, port: int, timeout: float | None = None,
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             answer.append(exc)
         finally:
+            _LOOKUPS.release()
             done.set()
 
     threading.Thread(target=ask, name=f"resolve-{host}", daemon=True).start()
