@@ -29,3 +29,9 @@ class SystemicFetchFailure(PipelineError):
     """Every feed in a run failed: the network or the resolver is down, not the feeds."""
 
     transient = True
+
+
+class RunNotLoadable(PipelineError):
+    """A run's batch cannot be loaded (not validated, undecided entries, staging lost):
+    terminal, since a retry of the load meets the same state. Nothing is loaded, so its
+    feeds' validators stay put and the next run fetches them again."""

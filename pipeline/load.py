@@ -3,14 +3,24 @@
 One transaction per run's batch, under an advisory lock, straight from the
 staging table (no round trip of article data through Python):
 
-* new articles are inserted (`ON CONFLICT DO NOTHING`); a row another writer
-  inserted meanwhile is re-labelled a duplicate, so the accounting holds;
+* new articles are inserted (`ON CONFLICT DO NOTHING`, and not over a stored copy of the
+  same content); a row another writer inserted meanwhile is re-labelled a duplicate, or
+  an update when it is the same feed's entry with other content, so the accounting holds;
 * updates rewrite the article's content (never its published time), the previous
   content kept in `article_versions` with what changed (capped per feed per run);
+* order holds when runs overlap (a CLI ingest and a DAG run, a replay, a release): each
+  article keeps the `fetched_at` of the content it holds, and an update from an older
+  fetch, or one another run already made, becomes a duplicate (counted in
+  `stale_updates`); a duplicate from a newer fetch moves `fetched_at` forward;
 * new articles are linked to their near-duplicate story clusters (pipeline.clusters);
 * duplicates and quarantined rows are upserted, bumping `times_seen`;
-* the feeds' fetch state and HTTP validators advance only here, so a run that
-  fails before loading re-fetches next time instead of losing entries;
+* the feeds' HTTP validators, body hash and redirect count advance only here, and only
+  from a fetch newer than the one they describe, so a run that fails before loading
+  re-fetches next time instead of losing entries, and an older run loading late never
+  moves them back. Politeness (error streak, backoff, Retry-After, 410) is recorded at
+  fetch time already (storage.record_fetches); the load completes it with what only
+  parsing knew (a body that is no feed);
+* a release run's claims on held quarantine rows end here;
 * `ingest_runs.loaded_at` marks the run loaded: a retried load is a no-op;
 * a run whose validation did not complete is refused.
 """
@@ -24,6 +34,7 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
 
 from pipeline import clusters
+from pipeline.errors import RunNotLoadable
 
 _LOAD_LOCK = 715_002
 
@@ -31,33 +42,63 @@ _INSERT_NEW = """
 INSERT INTO articles (feed_id, guid, identity_key, canonical_url, title, text, html,
                       published_at, published_source, authors, tags, language, content_hash,
                       first_seen_at, updated_at, first_run_id, language_source, word_count,
-                      published_raw, date_issue)
+                      published_raw, date_issue, fetched_at)
 SELECT s.feed_id, a->>'guid', a->>'identity_key', a->>'canonical_url', a->>'title', a->>'text',
        a->>'html', (a->>'published_at')::timestamptz, a->>'published_source',
        ARRAY(SELECT jsonb_array_elements_text(a->'authors')),
        ARRAY(SELECT jsonb_array_elements_text(a->'tags')),
        a->>'language', a->>'content_hash', %(now)s, %(now)s, %(run)s,
        a->>'language_source', coalesce((a->>'word_count')::int, 0),
-       a->>'published_raw', a->>'date_issue'
+       a->>'published_raw', a->>'date_issue', s.fetched_at
 FROM staged_entries s, LATERAL (SELECT s.article AS a) art
 WHERE s.run_id = %(run)s AND s.decision = 'new'
+  -- the decider's content rule, against what other runs loaded since this run's dedup
+  AND NOT EXISTS (SELECT 1 FROM articles x WHERE x.content_hash = a->>'content_hash')
 ORDER BY s.feed_id, s.seq
 ON CONFLICT DO NOTHING
 RETURNING feed_id, identity_key
 """
 
-# Rows planned as new that were not inserted: another writer got there first.
+# Rows planned as new that were not inserted: another run loaded the entry (or a copy of
+# its content) after this run's dedup. Each is matched as the decider would have matched
+# it (same feed and identity, else canonical URL, else content); the same feed's entry
+# with other content becomes an update (applied or not by its fetch time, below), any
+# other a duplicate.
 _RELABEL_LOST_RACES = """
+WITH lost AS (
+    SELECT DISTINCT ON (t.feed_id, t.seq) t.feed_id, t.seq, a.id, a.canonical_url,
+           a.feed_id AS article_feed, a.content_hash,
+           CASE WHEN a.feed_id = t.feed_id AND a.identity_key = t.article->>'identity_key'
+                THEN 'feed_guid'
+                WHEN a.canonical_url = t.article->>'canonical_url' THEN 'canonical_url'
+                ELSE 'content_hash' END AS rule
+    FROM staged_entries t
+    JOIN articles a ON a.first_run_id IS DISTINCT FROM %(run)s
+     AND ((a.feed_id = t.feed_id AND a.identity_key = t.article->>'identity_key')
+          OR a.canonical_url = t.article->>'canonical_url'
+          OR a.content_hash = t.article->>'content_hash')
+    WHERE t.run_id = %(run)s AND t.decision = 'new'
+    ORDER BY t.feed_id, t.seq,
+             (a.feed_id = t.feed_id AND a.identity_key = t.article->>'identity_key') DESC,
+             (a.canonical_url = t.article->>'canonical_url') DESC, a.id
+)
 UPDATE staged_entries s
-SET decision = 'duplicate',
-    rule = CASE WHEN m.feed_id = s.feed_id AND m.identity_key = s.article->>'identity_key'
-                THEN 'feed_guid' ELSE 'canonical_url' END,
-    matched_article_id = m.id, matched_url = m.canonical_url
-FROM articles m
-WHERE s.run_id = %(run)s AND s.decision = 'new'
-  AND (m.first_run_id IS DISTINCT FROM %(run)s)
-  AND ((m.feed_id = s.feed_id AND m.identity_key = s.article->>'identity_key')
-       OR m.canonical_url = s.article->>'canonical_url')
+SET decision = CASE WHEN m.rule <> 'content_hash' AND m.article_feed = s.feed_id
+                         AND m.content_hash <> s.article->>'content_hash'
+                    THEN 'update' ELSE 'duplicate' END,
+    rule = m.rule, matched_article_id = m.id, matched_url = m.canonical_url
+FROM lost m
+WHERE s.run_id = %(run)s AND s.feed_id = m.feed_id AND s.seq = m.seq
+"""
+
+# Updates that must not apply: the article holds content from a newer fetch (this run
+# fetched before another run that loaded first), or already holds this content (another
+# run made the same update). Each is a duplicate of the article it matched.
+_RELABEL_STALE_UPDATES = """
+UPDATE staged_entries s SET decision = 'duplicate'
+FROM articles a
+WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id
+  AND (a.fetched_at > s.fetched_at OR a.content_hash = s.article->>'content_hash')
 """
 
 # Before an update, keep the previous content with what changed; at most
@@ -99,10 +140,21 @@ SET title = s.article->>'title', text = s.article->>'text', html = s.article->>'
     language_source = CASE WHEN s.article->>'language' IS NULL THEN a.language_source
                            ELSE s.article->>'language_source' END,
     word_count = coalesce((s.article->>'word_count')::int, a.word_count),
-    version = a.version + 1, updated_at = %(now)s
+    version = a.version + 1, updated_at = %(now)s, fetched_at = s.fetched_at
 FROM staged_entries s
 WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id
-  AND a.content_hash <> s.article->>'content_hash'
+  AND a.content_hash <> s.article->>'content_hash' AND a.fetched_at <= s.fetched_at
+"""
+
+# The same feed serving an article's content unchanged in a newer fetch: the content is
+# that fetch's now, so an update from a fetch between the two (a late-loading run) is
+# older and does not apply. (Touches no column the search vector reads.)
+_CONFIRM_CONTENT = """
+UPDATE articles a SET fetched_at = s.fetched_at
+FROM staged_entries s
+WHERE s.run_id = %(run)s AND s.decision = 'duplicate' AND a.id = s.matched_article_id
+  AND a.feed_id = s.feed_id AND a.content_hash = s.article->>'content_hash'
+  AND a.fetched_at < s.fetched_at
 """
 
 _UPSERT_DUPLICATES = """
@@ -165,36 +217,56 @@ FROM (SELECT feed_id,
 WHERE l.run_id = %(run)s AND l.feed_id = c.feed_id
 """
 
-# Fetch state advances with the load, and only for real fetches (not replays):
-# validators and the body hash only for feeds whose body was used; 410 disables the
-# feed; a permanent redirect is counted until it is confirmed (see _MOVE_CONFIRMED).
+# Fetch state completed by the load, for real fetches only (not replays or releases).
+# Politeness was recorded at fetch time (storage.record_fetches); what the load adds:
+# * the outcome as parsing left it (a body that is no feed is an error), and the error
+#   streak re-derived with it, when this run's fetch is the feed's newest (`newest`);
+# * validators and the body hash only for feeds whose body was used, and the permanent
+#   redirect count, only from a fetch newer than the one the row's validators came from
+#   (`advancing`): an older run loading late moves nothing back.
+_LOCK_FEEDS = """
+SELECT 1 FROM feeds WHERE id IN (SELECT feed_id FROM fetch_log WHERE run_id = %(run)s)
+ORDER BY id FOR NO KEY UPDATE
+"""
+
 _FEED_STATE = """
 UPDATE feeds f
-SET last_fetched_at = l.fetched_at, last_status = l.status,
-    last_error_kind = CASE WHEN l.outcome = 'error' THEN l.error_kind END,
-    last_error = CASE WHEN l.outcome = 'error' THEN l.error END,
-    consecutive_errors = CASE WHEN l.outcome = 'error' THEN f.consecutive_errors + 1 ELSE 0 END,
-    last_success_at = CASE WHEN l.outcome IN ('ok', 'not_modified') THEN l.fetched_at
-                           ELSE f.last_success_at END,
-    etag = CASE WHEN l.outcome = 'ok' THEN l.etag
+SET last_fetched_at = greatest(f.last_fetched_at, l.fetched_at),
+    last_status = CASE WHEN v.newest THEN l.status ELSE f.last_status END,
+    last_error_kind = CASE WHEN NOT v.newest THEN f.last_error_kind
+                           WHEN l.outcome = 'error' THEN l.error_kind END,
+    last_error = CASE WHEN NOT v.newest THEN f.last_error WHEN l.outcome = 'error' THEN l.error END,
+    consecutive_errors = feed_error_streak(f.id),
+    last_success_at = CASE WHEN l.outcome IN ('ok', 'not_modified')
+                           THEN greatest(f.last_success_at, l.fetched_at) ELSE f.last_success_at END,
+    next_check_at = CASE WHEN v.newest THEN coalesce(l.next_check_at, f.next_check_at)
+                         ELSE f.next_check_at END,
+    etag = CASE WHEN NOT v.advancing THEN f.etag
+                WHEN l.outcome = 'ok' THEN l.etag
                 WHEN l.outcome = 'not_modified' THEN coalesce(l.etag, f.etag) ELSE f.etag END,
-    last_modified = CASE WHEN l.outcome = 'ok' THEN l.last_modified
+    last_modified = CASE WHEN NOT v.advancing THEN f.last_modified
+                         WHEN l.outcome = 'ok' THEN l.last_modified
                          WHEN l.outcome = 'not_modified' THEN coalesce(l.last_modified, f.last_modified)
                          ELSE f.last_modified END,
-    body_hash = CASE WHEN l.outcome = 'ok' THEN l.body_hash ELSE f.body_hash END,
-    next_check_at = coalesce(l.next_check_at, f.next_check_at),
-    enabled = CASE WHEN l.error_kind = 'gone' THEN false ELSE f.enabled END,
-    disabled_reason = CASE WHEN l.error_kind = 'gone'
-                           THEN 'HTTP 410 Gone on ' || to_char(l.fetched_at, 'YYYY-MM-DD')
-                           ELSE f.disabled_reason END,
-    redirect_url = l.permanent_redirect,
-    redirect_count = CASE WHEN l.permanent_redirect IS NULL THEN 0
+    body_hash = CASE WHEN v.advancing AND l.outcome = 'ok' THEN l.body_hash ELSE f.body_hash END,
+    redirect_url = CASE WHEN v.advancing THEN l.permanent_redirect ELSE f.redirect_url END,
+    redirect_count = CASE WHEN NOT v.advancing THEN f.redirect_count
+                          WHEN l.permanent_redirect IS NULL THEN 0
                           WHEN l.permanent_redirect = f.redirect_url THEN f.redirect_count + 1
                           ELSE 1 END,
+    loaded_fetched_at = CASE WHEN v.advancing THEN l.fetched_at ELSE f.loaded_fetched_at END,
     updated_at = %(now)s
 FROM fetch_log l
 JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind = 'fetch'
+JOIN feeds g ON g.id = l.feed_id,
+LATERAL (SELECT l.fetched_at >= coalesce(g.last_fetched_at, '-infinity') AS newest,
+                l.fetched_at >= coalesce(g.loaded_fetched_at, '-infinity') AS advancing) v
 WHERE l.run_id = %(run)s AND f.id = l.feed_id AND l.outcome <> 'disabled'
+"""
+
+# A release run's claims on the held rows it staged end with its load (released or not).
+_END_CLAIMS = """
+UPDATE quarantine SET claimed_run_id = NULL, claimed_at = NULL WHERE claimed_run_id = %(run)s
 """
 
 # A permanent redirect seen on enough consecutive fetches moves the feed's URL; the old
@@ -213,6 +285,16 @@ WITH moving AS (
 )
 UPDATE feeds f SET url = m.new_url, redirect_url = NULL, redirect_count = 0
 FROM moving m WHERE f.id = m.id
+"""
+
+# A real fetch's body stays in staged_fetches until this transaction deletes it: an 'ok'
+# fetch without it lost its staged data (pruned as abandoned, or emptied by a crash while
+# staging was unlogged). Loading would advance the feed's validators past entries that
+# were never stored, so the run is refused and the next run fetches the body again.
+_UNSTAGED_BODIES = """
+SELECT count(*) FROM fetch_log l JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind = 'fetch'
+WHERE l.run_id = %(run)s AND l.outcome = 'ok'
+  AND NOT EXISTS (SELECT 1 FROM staged_fetches s WHERE s.run_id = l.run_id AND s.feed_id = l.feed_id)
 """
 
 _COUNTS = """
@@ -243,26 +325,35 @@ def load_run(
     if row[0] is not None:
         return dict(row[1] or {}, already_loaded=True)
     if row[2] is None:
-        raise RuntimeError(f"run {run_id} was not validated: nothing is loaded unvalidated")
-    cur.execute(_COUNTS, params)
-    counts = dict(zip([d.name for d in cur.description], cur.fetchone()))
+        raise RunNotLoadable(f"run {run_id} was not validated: nothing is loaded unvalidated")
+    counts = _counts(cur, params)
     if counts.pop("undecided"):
-        raise RuntimeError(f"run {run_id} has entries without a decision: dedup/validate did not run")
+        raise RunNotLoadable(f"run {run_id} has entries without a decision: dedup/validate did not run")
+    cur.execute(_UNSTAGED_BODIES, params)
+    if cur.fetchone()[0]:
+        raise RunNotLoadable(f"run {run_id} lost staged bodies: not loaded, so its feeds fetch them again")
     cur.execute(_INSERT_NEW, params)
-    inserted = cur.rowcount
-    if inserted != counts["new"]:
+    relabelled = 0
+    if cur.rowcount != counts["new"]:
         cur.execute(_RELABEL_LOST_RACES, params)
-        cur.execute(_COUNTS, params)
-        counts = dict(zip([d.name for d in cur.description], cur.fetchone()))
+        relabelled = cur.rowcount
+    cur.execute(_RELABEL_STALE_UPDATES, params)
+    stale = cur.rowcount
+    if relabelled or stale:
+        counts = _counts(cur, params)
         counts.pop("undecided")
+    counts["stale_updates"] = stale
     cur.execute(_KEEP_VERSIONS, params)
     counts["versions_kept"] = cur.rowcount
     cur.execute(_UPDATE_CHANGED, params)
+    cur.execute(_CONFIRM_CONTENT, params)
     counts["clustered"] = clusters.cluster_run(cur, run_id, now)["linked"]
     cur.execute(_UPSERT_DUPLICATES, params)
     cur.execute(_UPSERT_QUARANTINE, params)
     cur.execute(_MARK_RELEASED, params)
+    cur.execute(_END_CLAIMS, params)
     cur.execute(_FEED_COUNTS, params)
+    cur.execute(_LOCK_FEEDS, params)
     cur.execute(_FEED_STATE, params)
     cur.execute(_MOVE_CONFIRMED, params)
     cur.execute(
@@ -272,3 +363,8 @@ def load_run(
     cur.execute("DELETE FROM staged_fetches WHERE run_id = %s", (run_id,))
     cur.execute("DELETE FROM staged_entries WHERE run_id = %s", (run_id,))
     return counts
+
+
+def _counts(cur: Cursor, params: dict[str, Any]) -> dict[str, Any]:
+    cur.execute(_COUNTS, params)
+    return dict(zip([d.name for d in cur.description], cur.fetchone()))

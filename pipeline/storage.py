@@ -154,7 +154,8 @@ def shard_feeds(cur: Cursor, run_id: str, shard: int) -> list[FeedState]:
     run, so a retried shard backs off from the same streak as its first attempt."""
     cur.execute(
         """SELECT f.id, f.url, f.etag, f.last_modified, f.enabled, f.disabled_reason,
-                  f.body_hash, feed_error_streak(f.id, r.run_id)
+                  f.body_hash,
+                  CASE WHEN f.enabled THEN feed_error_streak(f.id, r.run_id) ELSE 0 END
            FROM run_feeds r JOIN feeds f ON f.id = r.feed_id
            WHERE r.run_id = %s AND r.shard = %s ORDER BY f.id""",
         (run_id, shard),

@@ -260,3 +260,57 @@ def test_a_broken_feed_is_a_parse_error_not_just_not_a_feed(db_url, settings, se
     ingest(db_url, settings, server, "/f.xml")
     row = feed_row(db_url, server.url("/f.xml"))
     assert (row["last_error_kind"], row["consecutive_errors"]) == ("parse_error", 1)
+
+
+def test_politeness_is_recorded_at_fetch_time_and_holds_when_the_run_dies_after_fetching(
+        db_url, settings, server):
+    """A 503 with Retry-After, a 503 without, a 410: the run dies after its fetch task (which
+    Airflow ran twice). The next run does not hit them; the healthy feed's entries still load."""
+    settings = replace(settings, min_interval_s=600, max_interval_s=86_400)
+    server.routes["/busy.xml"] = Route(b"busy", "text/plain", status=503, headers={"Retry-After": "7200"})
+    server.routes["/down.xml"] = Route(b"down", "text/plain", status=503)
+    server.routes["/gone.xml"] = Route(b"gone", "text/plain", status=410)
+    paths = ("/busy.xml", "/down.xml", "/gone.xml", "/ok.xml")
+    sources = [FeedSource(server.url(p)) for p in paths]
+    now = datetime.now(timezone.utc)
+    shards = stages.prepare_run(db_url, settings, "dies-after-fetch", sources, now)
+    for attempt in range(2):  # the fetch task retried: the streak and backoff count it once
+        for shard in shards:
+            stages.fetch_shard(db_url, settings, "dies-after-fetch", shard, now + timedelta(seconds=attempt))
+    busy, down, gone, ok = (feed_row(db_url, server.url(p)) for p in paths)
+    assert (busy["last_error_kind"], busy["consecutive_errors"]) == ("unavailable", 1)
+    assert busy["next_check_at"] == pytest.approx(now + timedelta(seconds=7201), abs=timedelta(seconds=2))
+    assert down["consecutive_errors"] == 1  # backoff from a streak of 1 (600 s), not 2 (1200 s)
+    assert down["next_check_at"] == pytest.approx(now + timedelta(seconds=601), abs=timedelta(seconds=2))
+    assert gone["enabled"] is False and "410" in gone["disabled_reason"]
+    assert (ok["etag"], ok["body_hash"], ok["consecutive_errors"]) == (None, None, 0)  # waits for a load
+
+    requests_before = len(server.requests)
+    summary = stages.ingest(db_url, settings, sources, "next-run")  # not forced
+    fetched = [path for path, _ in server.requests[requests_before:]]
+    assert fetched == ["/ok.xml"]  # the failed run's success left its feed due: nothing is lost
+    assert summary["totals"]["not_due"] == 2 and outcome(summary, server, "/gone.xml")["outcome"] == "disabled"
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 1
+    assert feed_row(db_url, server.url("/ok.xml"))["etag"] == server.routes["/ok.xml"].etag
+    after = {p: feed_row(db_url, server.url(p)) for p in paths[:3]}
+    assert [after[p]["consecutive_errors"] for p in paths[:3]] == [1, 1, 1]  # the load counted nothing again
+    assert after["/busy.xml"]["next_check_at"] == busy["next_check_at"]
+
+
+def test_a_fetch_recorded_late_does_not_overwrite_a_newer_one(db_url, settings, server):
+    """Two runs fetch the same feed; the older one records (and loads) last: the feed's row
+    keeps the newer outcome and the streak follows fetch order, not recording order."""
+    server.routes["/f.xml"] = Route(b"down", "text/plain", status=503)
+    sources = [FeedSource(server.url("/f.xml")), FeedSource(server.url("/ok.xml"))]
+    older_at = datetime.now(timezone.utc)
+    older = stages.prepare_run(db_url, settings, "older", sources, older_at, force=True)
+    newer = stages.prepare_run(db_url, settings, "newer", sources, older_at, force=True)
+    server.routes["/f.xml"] = Route(FEED)
+    for shard in newer:
+        stages.fetch_shard(db_url, settings, "newer", shard, older_at + timedelta(seconds=5))
+    server.routes["/f.xml"] = Route(b"down", "text/plain", status=503)
+    for shard in older:
+        stages.fetch_shard(db_url, settings, "older", shard, older_at)
+    row = feed_row(db_url, server.url("/f.xml"))
+    assert (row["consecutive_errors"], row["last_error_kind"]) == (0, None)
+    assert row["last_fetched_at"] == older_at + timedelta(seconds=5)
