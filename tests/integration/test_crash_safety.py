@@ -35,6 +35,7 @@ from psycopg2 import sql
 
 from pipeline import database, stages
 from pipeline.config import Settings
+from pipeline.errors import RunNotLoadable
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
 from tests.crashable_server import CrashableServer, find_bin_dir
@@ -374,7 +375,7 @@ def test_a_run_whose_staging_was_pruned_is_not_loaded(
                                       stages.utcnow() + timedelta(days=3), force=True)
     assert scalar(crash_db, "SELECT count(*) FROM staged_entries WHERE run_id = 'run-1'") == 0
 
-    with pytest.raises(RuntimeError, match="staged"):
+    with pytest.raises(RunNotLoadable, match="staged"):
         stale.stage("load")
     assert_validators_not_ahead(crash_db, srv, served=2)
     assert_feeds_describe(crash_db, srv, 0)
