@@ -5,7 +5,8 @@ feedparser's parse-only rate on the same bytes (so the pipeline's overhead reads
 a ratio), and the cost of a second run in which nothing changed (all 304). With
 `../shared` present it also runs the labelled near-duplicate evaluation
 (bench.syndication: pair precision and recall) and measures the dedup cost per article
-against 10,000 and 200,000 stored articles (bench.dedup_cost).
+against 10,000 and 200,000 stored articles (bench.dedup_cost). Last, it times the normalize
+stage on a 10 MB entry of each kind of hostile markup (bench.adversarial).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from bench import dedup_cost, syndication
+from bench import adversarial, dedup_cost, syndication
 from bench.corpus import build_corpus
 from pipeline import database, fetch, stages
 from pipeline.config import PROJECT_ROOT, Settings
@@ -78,6 +79,8 @@ def main() -> int:
                         help="same-topic story pairs in the near-duplicate evaluation (0: skip)")
     parser.add_argument("--cost-sizes", default="10000,200000",
                         help="stored-article counts for the dedup cost measurement ('': skip)")
+    parser.add_argument("--adversarial-mb", type=float, default=10.0,
+                        help="size of each hostile entry timed by bench.adversarial (0: skip)")
     args = parser.parse_args()
 
     # Every bench feed is on one loopback host: open loopback, lift the per-host limit to the
@@ -136,12 +139,15 @@ def main() -> int:
         sizes = tuple(int(n) for n in args.cost_sizes.split(","))
         results["dedup_cost_per_article"] = dedup_cost.measure(
             fresh_database(settings, "news_bench_cost"), settings, SHARED, sizes)
+    hostile = adversarial.table(int(args.adversarial_mb * 2**20)) if args.adversarial_mb else []
     out = PROJECT_ROOT / ".data" / "bench" / "last.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    out.write_text(json.dumps({**results, "adversarial_normalize": hostile}, indent=2))
     width = max(map(len, results))
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
+    if hostile:
+        adversarial.print_table(hostile)
     print(f"(saved to {out})")
     assert t["entries"] == t["new"] + t["updated"] + t["duplicates"] + t["quarantined"]
     return 0

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 EARLIEST = datetime(1995, 1, 1, tzinfo=timezone.utc)  # before web feeds: a broken date
+MAX_RAW_CHARS = 256  # a date as written is kept up to this (real ones: under 40 characters)
 FIELDS = ("published", "updated", "created")
 FETCHED = "fetched"
 DEFAULT_FUTURE_TOLERANCE = timedelta(hours=24)  # clocks and time zones drift; beyond: a bad date
@@ -39,15 +40,16 @@ class PublishedDate:
 
 
 def _parsed(value: Any) -> datetime | None:
-    if not value:
+    """An ISO 8601 string (what the parsers write) or a datetime, in UTC; else None."""
+    if not isinstance(value, (str, datetime)) or not value or len(str(value)) > MAX_RAW_CHARS:
         return None
     try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
+        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # not ISO 8601, or out of range once in UTC (year 1)
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 def published_date(entry: dict[str, Any], fetched_at: datetime,
@@ -58,7 +60,7 @@ def published_date(entry: dict[str, Any], fetched_at: datetime,
     first_raw: str | None = None
     for field in FIELDS:
         raw = entry.get(field)
-        raw = str(raw).strip() if raw not in (None, "") else None
+        raw = str(raw).strip()[:MAX_RAW_CHARS] if raw not in (None, "") else None
         parsed = _parsed(entry.get(f"{field}_parsed"))
         first_raw = first_raw or raw
         if parsed is None:

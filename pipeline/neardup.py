@@ -9,7 +9,10 @@ and above 0.98 at 0.75. Stored bands (table `article_bands`, indexed) make the l
 cost per article independent of the archive's size.
 
 Texts shorter than `MIN_WORDS` get no signature: one-line summaries of different
-stories share too many phrases to be compared safely. Versioned like the content hash.
+stories share too many phrases to be compared safely. The signature reads the first
+`MAX_WORDS` words: MinHash costs ~7 us and 550 bytes a shingle, and the first 20,000
+words say whether two stories are the same (of the corpora's 9,394 entries, one is
+longer: 38,438 words). Versioned like the content hash.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ BANDS, ROWS = 16, 4
 SHINGLE_WORDS = 4
 MIN_WORDS = 40
 THRESHOLD = 0.5
+MAX_WORDS = 20_000
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -37,7 +41,8 @@ def _template() -> Any:
 
 
 def shingles(text: str) -> set[bytes]:
-    words = _WORD.findall(text.lower())
+    """The 4-word shingles of the first MAX_WORDS words."""
+    words = _WORD.findall(text.lower())[:MAX_WORDS]
     return {" ".join(words[i:i + SHINGLE_WORDS]).encode() for i in range(len(words) - SHINGLE_WORDS + 1)}
 
 

@@ -4,7 +4,9 @@ Relative links are resolved against the feed's link; scheme and host are
 lower-cased; default ports, fragments and tracking parameters are removed;
 the query is sorted and percent-encoding normalized (w3lib). Links that are
 not http(s) are returned resolved but otherwise untouched, so validation can
-name them.
+name them. A link that is no URL at all (a port that is not a number or out of
+range, a broken IPv6 host, a lone surrogate) or longer than `MAX_LINK_CHARS` has
+no canonical form: None, never an exception.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ TRACKING_PARAMETERS = frozenset(
     }
 )
 _TRACKING_PREFIXES = ("utm_",)
+# Longer links are not canonicalized (w3lib takes ~0.5 s a MB): validation rejects a
+# canonical URL over 2,000 bytes anyway; real links are under 500 characters.
+MAX_LINK_CHARS = 1 << 15
 
 
 def _is_tracking(name: str) -> bool:
@@ -32,10 +37,17 @@ def _is_tracking(name: str) -> bool:
 
 
 def canonical_url(link: str | None, base: str | None = None) -> str | None:
-    """The canonical form of `link`, resolved against `base`; None when there is no link."""
-    if not link or not link.strip():
+    """The canonical form of `link`, resolved against `base`; None when there is no link
+    or it cannot be read as a URL."""
+    if not isinstance(link, str) or not link.strip() or len(link) > MAX_LINK_CHARS:
         return None
-    link = link.strip()
+    try:
+        return _canonical(link.strip(), base if isinstance(base, str) else None)
+    except (ValueError, UnicodeError):  # urllib: bad port or IPv6 host; w3lib: surrogates
+        return None
+
+
+def _canonical(link: str, base: str | None) -> str:
     resolved = urljoin(base, link) if base else link
     parts = urlsplit(resolved)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
@@ -47,6 +59,8 @@ def canonical_url(link: str | None, base: str | None = None) -> str | None:
     canonical = canonicalize_url(resolved, keep_fragments=False)
     parts = urlsplit(canonical)
     host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     port = parts.port
     default_port = {"http": 80, "https": 443}[parts.scheme]
     netloc = host if port in (None, default_port) else f"{host}:{port}"

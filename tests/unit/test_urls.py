@@ -31,3 +31,31 @@ def test_missing_link_is_none_and_non_web_links_are_kept_for_validation():
     assert canonical_url(None) is None
     assert canonical_url("   ") is None
     assert canonical_url("javascript:alert(1)") == "javascript:alert(1)"
+
+
+@pytest.mark.parametrize("link", [
+    "http://example.com:abc/story",  # a port that is not a number
+    "http://example.com:99999/story",  # a port out of range
+    "http://example.com:-1/story",
+    "http://[::1/story",  # a broken IPv6 host
+    "http://example.com/\ud800",  # a lone surrogate (JSON can carry one)
+    "https://example.com/" + "a" * 40_000,  # longer than MAX_LINK_CHARS
+])
+def test_a_link_that_is_no_url_has_no_canonical_form_and_never_raises(link):
+    assert canonical_url(link) is None
+
+
+def test_a_relative_link_against_a_broken_base_has_no_canonical_form():
+    assert canonical_url("/story", "http://[::1/") is None
+    assert canonical_url("/story", "http://example.com:abc/") is None
+
+
+def test_non_text_links_and_bases_are_no_links():
+    assert canonical_url(42) is None  # type: ignore[arg-type]
+    base: object = ["https://example.com/"]
+    assert canonical_url("/story", base) == "/story"  # type: ignore[arg-type]
+
+
+def test_an_ipv6_host_keeps_its_brackets():
+    assert canonical_url("http://[2001:DB8::1]:8080/a#x") == "http://[2001:db8::1]:8080/a"
+    assert canonical_url("https://[::1]:443/") == "https://[::1]/"
