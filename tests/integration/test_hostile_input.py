@@ -24,6 +24,15 @@ from tests.helpers import query, scalar
 from tests.hostile_feeds import HOSTILE_SAMPLES, any_body, atom_feed, json_feed, rdf_feed, rss_feed
 
 _paths = itertools.count()
+# What the hostile runs covered, printed at the end of the module (pytest -s shows it).
+TALLY = {"runs": 0, "bodies": 0, "entries": 0, "failed_feeds": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_tally():
+    yield
+    print(f"\nhostile input: {TALLY['runs']} runs completed, {TALLY['bodies']} bodies, "
+          f"{TALLY['entries']} entries accounted for, {TALLY['failed_feeds']} feeds failed with a reason")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +69,10 @@ def ingest_and_check(db_url, settings, sources) -> str:
             assert entries == 0
     assert scalar(db_url, "SELECT count(*) FROM staged_entries WHERE run_id = %s", (run_id,)) == 0
     new_total = sum(r[5] for r in rows)
+    TALLY["runs"] += 1
+    TALLY["bodies"] += len(rows)
+    TALLY["entries"] += sum(r[4] for r in rows)
+    TALLY["failed_feeds"] += sum(r[1] == "error" for r in rows)
     assert scalar(db_url, "SELECT count(*) FROM articles WHERE first_run_id = %s", (run_id,)) == new_total
     return run_id
 
