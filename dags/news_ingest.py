@@ -120,11 +120,11 @@ def news_ingest() -> None:
     @task(trigger_rule="all_done", retries=0)
     def report(run_id: str | None = None, ti: Any = None) -> dict[str, Any]:
         from pipeline import stages
-        from pipeline.errors import SystemicFetchFailure
+        from pipeline.errors import EveryFeedFailed
 
         try:
             summary = stages.report_run(common.db_url(common.settings()), str(run_id), common.now())
-        except SystemicFetchFailure as exc:
+        except EveryFeedFailed as exc:  # systemic (network down) or every body broken
             raise AirflowFailException(str(exc)) from exc
         for feed in summary["feeds"]:
             if feed["outcome"] in ("error", "disabled"):

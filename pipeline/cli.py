@@ -24,7 +24,13 @@ from typing import Any, Callable, Sequence
 from pipeline import database, stages, storage
 from pipeline.config import Settings
 from pipeline.demo import DEFAULT_DEMO_PORT
-from pipeline.errors import ConfigError, PipelineError, SystemicFetchFailure, ValidationThresholdExceeded
+from pipeline.errors import (
+    ConfigError,
+    EveryFeedFailed,
+    PipelineError,
+    SystemicFetchFailure,
+    ValidationThresholdExceeded,
+)
 from pipeline.feedlist import read_feed_list
 from pipeline.records import FetchResult
 from pipeline.summary import render_summary
@@ -73,6 +79,9 @@ def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str 
             code = EXIT_VALIDATION
         except SystemicFetchFailure as exc:
             console.print(Text.assemble(("systemic failure: ", "red"), str(exc)))
+            code = EXIT_SYSTEMIC
+        except EveryFeedFailed as exc:
+            console.print(Text.assemble(("every feed failed: ", "red"), str(exc)))
             code = EXIT_SYSTEMIC
     if summary is None:
         summary = _query(url, storage.run_summary, run_id)

@@ -25,8 +25,12 @@ class ValidationThresholdExceeded(PipelineError):
     """Too large a share of a batch failed validation: the run must fail loudly."""
 
 
-class SystemicFetchFailure(PipelineError):
-    """Every feed in a run failed: the network or the resolver is down, not the feeds."""
+class EveryFeedFailed(PipelineError):
+    """Every feed of a run failed (at fetch or in its content): nothing could be loaded."""
+
+
+class SystemicFetchFailure(EveryFeedFailed):
+    """Every feed in a run failed to fetch: the network or the resolver is down, not the feeds."""
 
     transient = True
 

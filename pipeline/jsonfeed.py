@@ -75,6 +75,13 @@ def _entry(item: dict[str, Any], feed: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if v not in (None, [], "")}
 
 
+# json.loads builds every object before the entry cap can drop one: a 10 MB body of `{}`
+# would be 3 million dicts (about 300 MB). A real feed of 500 entries holds a few thousand
+# objects and arrays (braces in its text count too, so this is an upper bound): a body
+# with more is refused whole, as its feed's parse error, before anything is built.
+MAX_CONTAINERS = 200_000
+
+
 def _number(text: str) -> int | str:
     """JSON integers as int, except absurd ones (past Python's 4,300-digit limit): kept as text."""
     return int(text) if len(text) <= 100 else text
@@ -85,8 +92,13 @@ def parse_json_feed(body: bytes, max_entries: int = 500, scrub: Scrubber | None 
     `is_feed=False`; an item that cannot be read is kept as a failed entry (quarantined
     by the normalize stage) and the others go on."""
     scrub = scrub or Scrubber()
+    containers = body.count(b"{") + body.count(b"[")
+    if containers > MAX_CONTAINERS:
+        return ParsedFeed(entries=(), is_feed=False, failure="parse_error", bozo_reason=(
+            f"{containers} JSON objects and arrays: more than a feed of {max_entries} entries "
+            f"holds (at most {MAX_CONTAINERS} are read)"))
     try:
-        document = json.loads(body.decode("utf-8-sig"), parse_int=_number)
+        document = json.loads(body.decode("utf-8-sig"), parse_int=_number, parse_constant=str)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         return ParsedFeed(entries=(), is_feed=False, bozo_reason=f"invalid JSON: {describe(exc)}",
                           failure="parse_error")

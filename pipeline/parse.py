@@ -38,7 +38,10 @@ _ALIASES = {"guidislink", "title_detail", "summary_detail", "author_detail", "su
 def to_json_safe(value: Any) -> Any:
     """feedparser values -> JSON: struct_time becomes ISO 8601 UTC, unknowns become text."""
     if isinstance(value, time.struct_time):
-        return datetime(*value[:6], tzinfo=timezone.utc).isoformat()
+        try:
+            return datetime(*value[:6], tzinfo=timezone.utc).isoformat()
+        except (ValueError, OverflowError):  # year 0, or out of range once in UTC: no date
+            return None
     if isinstance(value, dict):
         return {str(k): to_json_safe(v) for k, v in value.items() if k not in _ALIASES}
     if isinstance(value, (list, tuple)):

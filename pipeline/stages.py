@@ -24,7 +24,7 @@ from pipeline import dedup, feed_identity, fetch, load, normalize, parse, storag
 from pipeline.config import Settings
 from pipeline.containment import FAILED_ENTRY, describe, exception_reason
 from pipeline.database import connect
-from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
+from pipeline.errors import EveryFeedFailed, SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
 from pipeline.records import (
     Article,
@@ -175,13 +175,14 @@ def normalize_shard(db_url: str, settings: Settings, run_id: str, shard: int) ->
                 articles.append(outcome)
             else:
                 failures[(entry.feed_id, entry.seq)] = [outcome]
-        failures.update(storage.set_articles(cur, run_id, articles))
+        refused = storage.set_articles(cur, run_id, articles)
+        failures.update(refused)
         storage.set_quarantined(cur, run_id, failures)
     for (feed_id, seq), reasons in failures.items():
         log.warning("run_id=%s feed_id=%s entry=%s quarantined: %s", run_id, feed_id, seq,
                     reasons[0]["observed"])
     undated = sum(a.published_source == "fetched" for a in articles)
-    summary = {"shard": shard, "articles": len(articles) - len(failures),
+    summary = {"shard": shard, "articles": len(articles) - len(refused),
                "undated": undated, "failed_entries": len(failures)}
     log.info("normalize shard %s: %s", shard, summary)
     return summary
@@ -363,8 +364,12 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
                              for f in summary["feeds"])
         systemic = state["kind"] == "fetch" and totals["feeds"] > totals["disabled"] and (
             fetch_failures == totals["feeds"] - totals["disabled"])
+        every_feed_failed = state["kind"] == "fetch" and totals["failed"] > 0 and (
+            totals["failed"] == totals["feeds"] - totals["disabled"])
         if systemic:
             status = "systemic_failure"
+        elif every_feed_failed:
+            status = "every_feed_failed"
         elif validation_error:
             status = "validation_failed"
         else:
@@ -381,6 +386,10 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
             f"all {totals['failed']} feeds failed to fetch: a systemic fault (network, DNS or "
             f"proxy down?), not a feed problem; first error: {summary['feeds'][0]['error']}"
         )
+    if every_feed_failed:
+        raise EveryFeedFailed(
+            f"all {totals['failed']} feeds failed (at fetch or in their content), so nothing was "
+            f"loaded; first error: {summary['feeds'][0]['error_kind']}: {summary['feeds'][0]['error']}")
     return summary
 
 

@@ -175,6 +175,11 @@ HOSTILE_SAMPLES: dict[str, tuple[bytes, str]] = {
                                  f"<description>many {n}</description></item>" for n in range(900))),
                      "application/rss+xml"),
     "unclosed_img": (rss(rss_item_xml(8, description="&lt;img " * 20_000)), "application/rss+xml"),
+    "feed_date_year_zero": (
+        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>A</title>'
+        b"<updated>0000-01-01T00:00:00Z</updated><entry><id>z1</id><title>Zero year feed</title>"
+        b'<link href="https://hostile.example/z1"/><updated>2026-11-16T10:00:00Z</updated>'
+        b"<content>fine</content></entry></feed>", "application/atom+xml"),
     "random_bytes": (bytes(range(256)) * 40, "application/octet-stream"),
     "body_is_a_path": (b"/etc/passwd", "application/rss+xml"),
 }

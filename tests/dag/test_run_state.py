@@ -144,6 +144,20 @@ def test_every_feed_failing_fails_the_run(ingest, db_url, capfd):
     assert "AirflowFailException: all 2 feeds failed to fetch: a systemic fault" in out
 
 
+def test_every_feed_serving_a_broken_body_fails_the_run(ingest, db_url, capfd):
+    """Not a network fault, but nothing to load either: the run is red, not a green no-op."""
+    server = FeedServer({"/page.html": Route(b"<html><body>not a feed</body></html>", "text/html"),
+                         "/cut.xml": Route(b'<?xml version="1.0"?><rss version="2.0"><chan')}).start()
+    try:
+        dr = ingest([server.url("/page.html"), server.url("/cut.xml")])
+    finally:
+        server.stop()
+    assert dr.state == "failed"
+    assert task_states(dr)["report"] == "failed"
+    assert recorded(db_url, dr)[0] == "every_feed_failed"
+    assert "AirflowFailException: all 2 feeds failed (at fetch or in their content)" in capfd.readouterr().out
+
+
 def test_a_warning_level_run_is_green_and_says_so(ingest, serve, db_url, capfd):
     one_bad = GOOD + [item(99, link="javascript:x()")]  # 1 of 11: past 5 %, not past 50 %
     dr = ingest(serve({"/f.xml": one_bad}), QUARANTINE_WARN_RATIO="0.05")
