@@ -2,7 +2,9 @@
 
 Prints entries per second end to end, where the time went by stage, peak memory,
 feedparser's parse-only rate on the same bytes (so the pipeline's overhead reads as
-a ratio), and the cost of a second run in which nothing changed (all 304). With
+a ratio), the parse-only rates of both parse paths (the lxml fast path and feedparser,
+bench.parse_rate) with the share of bodies each took, and the cost of a second run in
+which nothing changed (all 304). With
 `../shared` present it also runs the labelled near-duplicate evaluation
 (bench.syndication: pair precision and recall) and measures the dedup cost per article
 against 10,000 and 200,000 stored articles (bench.dedup_cost). Last, it times the normalize
@@ -128,6 +130,8 @@ def main() -> int:
         "server_delay_s": args.delay,
         f"fetch_only_{len(bodies)}_feeds_at_{int(args.latency * 1000)}ms_latency_seconds": round(latency_seconds, 2),
         "fetch_concurrency": settings.fetch_concurrency,
+        "feed_parser_setting": settings.feed_parser,
+        "parse_paths": parse_rate.measure(bodies),
     }
     if SHARED.is_dir() and args.eval_pairs:
         pairs = syndication.same_topic_pairs(syndication.pool(SHARED), args.eval_pairs)

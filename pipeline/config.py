@@ -52,6 +52,13 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _networks(env: Mapping[str, str], name: str) -> tuple:
     from pipeline.netguard import parse_networks
 
@@ -115,6 +122,7 @@ class Settings:
     max_title_chars: int = 1000
     data_docs_keep: int = 30
     future_tolerance_hours: int = DEFAULT_TOLERANCE_HOURS
+    feed_parser: str = "auto"  # "auto": the lxml fast path, feedparser for what it refuses
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -152,6 +160,7 @@ class Settings:
             workers=_int(env, "INGEST_WORKERS", os.cpu_count() or 1, minimum=1),
             quarantine_min_entries=_int(env, "QUARANTINE_MIN_ENTRIES", 20),
             future_tolerance_hours=_int(env, "FUTURE_TOLERANCE_HOURS", DEFAULT_TOLERANCE_HOURS),
+            feed_parser=_choice(env, "FEED_PARSER", "auto", ("auto", "feedparser")),
         )
         return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
 

@@ -105,6 +105,7 @@ class ParsedFeed:
     failure: str | None = None  # when not a feed: "parse_error" (a broken feed) or "not_a_feed"
     entries_over_cap: int = 0  # entries past FETCH_MAX_ENTRIES: counted, never built
     nuls_removed: int = 0  # NUL characters dropped from the entries' text (PostgreSQL rejects them)
+    parser: str = "feedparser"  # which parser read the body: lxml (fast path), feedparser, jsonfeed
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ def parse_shard(db_url: str, settings: Settings, run_id: str, shard: int) -> dic
     summary = {"shard": shard, "feeds": len(bodies), "entries": counts["entries"],
                "malformed_feeds_kept": counts["bozo"], "not_feeds": counts["not_feeds"],
                "failed_feeds": counts["failed"], "entries_over_cap": counts["over_cap"],
-               "nuls_removed": counts["nuls_removed"]}
+               "nuls_removed": counts["nuls_removed"],
+               "parsers": {k.removeprefix("parser_"): v for k, v in counts.items() if k.startswith("parser_")}}
     log.info("parse shard %s: %s", shard, summary)
     return summary
 
@@ -127,7 +128,8 @@ def parse_shard(db_url: str, settings: Settings, run_id: str, shard: int) -> dic
 def _parse_feed(cur: Any, settings: Settings, run_id: str, feed_id: int, url: str, body: bytes,
                 content_type: str | None, fetched_at: datetime) -> Counter[str]:
     try:
-        parsed = parse.parse_feed(body, url, content_type, settings.max_entries_per_feed)
+        parsed = parse.parse_feed(body, url, content_type, settings.max_entries_per_feed,
+                                  settings.feed_parser)
     except Exception as exc:  # noqa: BLE001 - the boundary: a body that breaks the parser is data
         return _feed_failed(cur, run_id, feed_id, url, "parse_error", f"parser raised {describe(exc)}")
     if not parsed.is_feed:
@@ -146,13 +148,15 @@ def _parse_feed(cur: Any, settings: Settings, run_id: str, feed_id: int, url: st
         with storage.savepoint(cur):
             storage.stage_entries(cur, run_id, feed_id, staged)
             storage.apply_feed_hints(cur, run_id, feed_id, parsed.ttl_minutes, parsed.entries_over_cap,
-                                     settings.max_interval_s, parsed.title, parsed.nuls_removed)
+                                     settings.max_interval_s, parsed.title, parsed.nuls_removed,
+                                     parsed.parser)
     except Exception as exc:  # noqa: BLE001 - a row PostgreSQL refuses fails its feed only
         if storage.is_connection_error(exc):
             raise
         return _feed_failed(cur, run_id, feed_id, url, "internal_error", f"staging failed: {describe(exc)}")
-    return Counter(entries=len(staged), bozo=parsed.bozo_reason is not None,
-                   over_cap=parsed.entries_over_cap, nuls_removed=parsed.nuls_removed)
+    return Counter({"entries": len(staged), "bozo": parsed.bozo_reason is not None,
+                    "over_cap": parsed.entries_over_cap, "nuls_removed": parsed.nuls_removed,
+                    f"parser_{parsed.parser}": 1})
 
 
 def _feed_failed(cur: Any, run_id: str, feed_id: int, url: str, kind: str, message: str) -> Counter[str]:

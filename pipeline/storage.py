@@ -403,20 +403,22 @@ def is_connection_error(exc: BaseException) -> bool:
 
 def apply_feed_hints(cur: Cursor, run_id: str, feed_id: int, ttl_minutes: int | None,
                      dropped: int, max_interval_s: int, title: str | None = None,
-                     nuls_removed: int = 0) -> None:
+                     nuls_removed: int = 0, parser: str | None = None) -> None:
     """What only the parsed feed knows: its `<ttl>` (pushes the next check), entries over the
-    cap, NULs removed from its text, and its title (kept when the feed list gave none)."""
+    cap, NULs removed from its text, which parser read it, and its title (kept when the feed
+    list gave none)."""
     if title:
         cur.execute("UPDATE feeds SET title = %s WHERE id = %s AND title IS NULL", (title[:500], feed_id))
     cur.execute(
         """UPDATE fetch_log SET entries_dropped = %(dropped)s, nuls_removed = %(nuls)s,
+               parser = coalesce(%(parser)s, parser),
                next_check_at = CASE WHEN %(ttl)s::int IS NULL THEN next_check_at
                    ELSE GREATEST(next_check_at, LEAST(fetched_at + make_interval(mins => %(ttl)s::int),
                                                       fetched_at + make_interval(secs => %(max)s)))
                    END
            WHERE run_id = %(run)s AND feed_id = %(feed)s""",
         {"dropped": dropped, "ttl": ttl_minutes, "max": max_interval_s, "run": run_id, "feed": feed_id,
-         "nuls": nuls_removed},
+         "nuls": nuls_removed, "parser": parser},
     )
 
 
@@ -659,14 +661,15 @@ def run_feed_outcomes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:
                   coalesce(l.outcome, 'error') AS outcome, l.status, l.error_kind,
                   CASE WHEN l.feed_id IS NULL THEN 'not fetched (task failed)' ELSE l.error END,
                   coalesce(l.duration_ms, 0), coalesce(l.entries, 0), coalesce(l.new, 0),
-                  coalesce(l.updated, 0), coalesce(l.duplicates, 0), coalesce(l.quarantined, 0)
+                  coalesce(l.updated, 0), coalesce(l.duplicates, 0), coalesce(l.quarantined, 0),
+                  l.parser
            FROM run_feeds r JOIN feeds f ON f.id = r.feed_id
            LEFT JOIN fetch_log l ON l.run_id = r.run_id AND l.feed_id = r.feed_id
            WHERE r.run_id = %s ORDER BY r.feed_id""",
         (run_id,),
     )
     names = ("feed_id", "url", "outcome", "status", "error_kind", "error", "duration_ms",
-             "entries", "new", "updated", "duplicates", "quarantined")
+             "entries", "new", "updated", "duplicates", "quarantined", "parser")
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
 

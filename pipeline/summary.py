@@ -2,7 +2,8 @@
 
 Totals always add up: entries = new + updated + duplicates + quarantined for a
 loaded run, and every feed of the run appears with its outcome, disabled and
-failing ones included.
+failing ones included. Each parsed feed says which parser read it (`lxml`, the fast
+path; `feedparser`; `jsonfeed`), and the totals count the feeds each parser took.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ def build_summary(feeds: Sequence[dict[str, Any]], started_at: datetime, now: da
         totals[OUTCOME_TOTALS[feed["outcome"]]] += 1
         for name in ENTRY_COUNTS:
             totals[name] += feed[name]
+    parsers: dict[str, int] = {}
+    for feed in feeds:
+        if feed.get("parser"):
+            parsers[feed["parser"]] = parsers.get(feed["parser"], 0) + 1
+    totals["parsers"] = dict(sorted(parsers.items()))
     totals["seconds"] = round((now - started_at).total_seconds(), 3)
     ordered = sorted(feeds, key=lambda f: (f["outcome"] != "error", f["outcome"] != "disabled", f["url"]))
     return {"totals": totals, "feeds": [dict(f) for f in ordered]}
@@ -48,6 +54,8 @@ def render_summary(summary: dict[str, Any], console: Any, max_feed_rows: int = 4
         table.add_row(feed_key.replace("_", " "), str(totals[feed_key]),
                       entry_key, str(totals[entry_key]) if entry_key else "")
     console.print(table)
+    if totals.get("parsers"):
+        console.print("parsed by: " + ", ".join(f"{name} {count}" for name, count in totals["parsers"].items()))
     if totals.get("not_due"):
         console.print(f"{totals['not_due']} subscribed feeds are not due yet (use --force to fetch them now)")
     attention = summary.get("attention") or []
@@ -71,11 +79,11 @@ def render_summary(summary: dict[str, Any], console: Any, max_feed_rows: int = 4
     if summary.get("validation_error"):
         console.print(line(("validation: ", "red"), str(summary["validation_error"])))
     feeds = Table(show_header=True, title="Feeds")
-    for column in ("outcome", "url", "entries", "new", "updated", "dup", "quar", "error"):
+    for column in ("outcome", "url", "parser", "entries", "new", "updated", "dup", "quar", "error"):
         feeds.add_column(column, overflow="fold")
     for feed in summary["feeds"][:max_feed_rows]:
         feeds.add_row(*(Text(str(value)) for value in (
-            feed["outcome"], feed["url"], feed["entries"], feed["new"], feed["updated"],
+            feed["outcome"], feed["url"], feed.get("parser") or "", feed["entries"], feed["new"], feed["updated"],
             feed["duplicates"], feed["quarantined"], (feed.get("error") or "")[:120],
         )))
     if len(summary["feeds"]) > max_feed_rows:

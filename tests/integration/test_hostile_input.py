@@ -1,5 +1,7 @@
 """No bad feed can stop a run: hostile bodies through the real pipeline.
 
+The tests that generate or replay hostile bodies run once per parser setting
+(`FEED_PARSER=auto`: the lxml fast path with feedparser as fallback; `feedparser`).
 Each run serves its bodies on loopback and goes through fetch, parse, normalize, dedup,
 validate and load on the real database. Whatever the input, the run completes, every
 entry the parser yielded is exactly one of new, updated, duplicate or quarantined, a
@@ -87,14 +89,17 @@ def ingest_and_check(db_url, settings, sources) -> str:
     return run_id
 
 
-def staged_counts_match_parser(db_url, run_id, bodies) -> None:
+PARSERS = pytest.mark.parametrize("feed_parser", ["auto", "feedparser"])
+
+
+def staged_counts_match_parser(db_url, run_id, bodies, feed_parser="auto") -> None:
     """Every entry the parser yields is staged: none dropped between parse and load."""
     by_url = {url: (outcome, entries) for url, outcome, entries in query(
         db_url, "SELECT url, outcome, entries FROM fetch_log WHERE run_id = %s ORDER BY feed_id", (run_id,))}
     for url, (outcome, entries) in by_url.items():
         body, ctype = bodies[url]
         if outcome == "ok":
-            expected = parse.parse_feed(body, url, ctype).entries
+            expected = parse.parse_feed(body, url, ctype, parser=feed_parser).entries
             assert entries == len(expected), url
 
 
@@ -106,9 +111,11 @@ HYPOTHESIS = hypothesis_settings(
 )
 
 
+@PARSERS
 @pytest.mark.parametrize("strategy", [rss_feed(), atom_feed(), rdf_feed(), json_feed(), any_body],
                          ids=["rss", "atom", "rdf", "jsonfeed", "any"])
-def test_generated_feeds_never_stop_a_run(db_url, settings, server, strategy):
+def test_generated_feeds_never_stop_a_run(db_url, settings, server, strategy, feed_parser):
+    settings = replace(settings, feed_parser=feed_parser)
     content_types = st.sampled_from(["application/rss+xml", "application/xml", "application/feed+json",
                                      "text/html", "application/octet-stream"])
 
@@ -117,24 +124,28 @@ def test_generated_feeds_never_stop_a_run(db_url, settings, server, strategy):
     def run(bodies):
         sources = serve(server, bodies)
         run_id = ingest_and_check(db_url, settings, sources)
-        staged_counts_match_parser(db_url, run_id, {s.url: b for s, b in zip(sources, bodies)})
+        staged_counts_match_parser(db_url, run_id, {s.url: b for s, b in zip(sources, bodies)}, feed_parser)
 
     run()
 
 
-def test_every_hostile_class_together_with_good_feeds(db_url, settings, server):
+@PARSERS
+def test_every_hostile_class_together_with_good_feeds(db_url, settings, server, feed_parser):
     """One run of every sample that broke a run before, beside a good feed: the good feed
     loads, each hostile feed's entries are accounted for, and each failure says why."""
     good = (rss(rss_item_xml(0, link="https://hostile.example/good")), "application/rss+xml")
     names = ["good", *HOSTILE_SAMPLES]
     sources = serve(server, [good, *HOSTILE_SAMPLES.values()])
     by_name = dict(zip(names, (s.url for s in sources)))
-    run_id = ingest_and_check(db_url, replace(settings, max_entries_per_feed=500),
+    run_id = ingest_and_check(db_url, replace(settings, max_entries_per_feed=500, feed_parser=feed_parser),
                               sources)
     log = {url: (outcome, kind, error, entries, new, held) for url, outcome, kind, error, entries, new, held
            in query(db_url, """SELECT url, outcome, error_kind, error, entries, new, quarantined
                                FROM fetch_log WHERE run_id = %s""", (run_id,))}
     assert log[by_name["good"]][4] == 1 and log[by_name["good"]][0] == "ok"
+    # The fast path reads the well-formed RSS, unless it is turned off; fetch_log says which.
+    assert scalar(db_url, "SELECT parser FROM fetch_log WHERE url = %s AND run_id = %s",
+                  (by_name["good"], run_id)) == ("lxml" if feed_parser == "auto" else "feedparser")
     # A link that urllib cannot parse leaves the entry without a URL: quarantined, not a crash.
     for name in ("link_port_not_a_number", "link_broken_ipv6", "huge_link", "huge_guid"):
         outcome, _, _, entries, new, held = log[by_name[name]]
@@ -205,8 +216,10 @@ def test_a_served_body_naming_a_local_feed_file_is_not_read(db_url, settings, se
     assert outcomes == [("error", "not_a_feed")] * 2
 
 
+@PARSERS
 @pytest.mark.shared
-def test_feedparser_corpus_and_every_hostile_class_in_one_run(db_url, settings, server, shared_dir):
+def test_feedparser_corpus_and_every_hostile_class_in_one_run(db_url, settings, server, shared_dir,
+                                                              feed_parser):
     """feedparser's whole test corpus (every file, served with the content type its header
     names) and a sample of every hostile class, in one run: it completes, and every entry
     is accounted for."""
@@ -219,7 +232,7 @@ def test_feedparser_corpus_and_every_hostile_class_in_one_run(db_url, settings, 
         bodies.append((body, header.group(1).decode("latin-1") if header else "application/xml"))
     bodies += list(HOSTILE_SAMPLES.values())
     sources = serve(server, bodies)
-    run_id = ingest_and_check(db_url, replace(settings, shard_size=100), sources)
+    run_id = ingest_and_check(db_url, replace(settings, shard_size=100, feed_parser=feed_parser), sources)
     entries, failed = query(db_url, """SELECT sum(entries), count(*) FILTER (WHERE outcome = 'error')
                                        FROM fetch_log WHERE run_id = %s""", (run_id,))[0]
     print(f"{len(bodies)} bodies, {entries} entries accounted for, {failed} feeds failed with a reason")

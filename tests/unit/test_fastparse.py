@@ -1,0 +1,114 @@
+"""The fast parse path's routing: what it takes, what it gives feedparser, and that no body
+makes it raise out of `parse_feed`."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import fastparse, parse
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
+from pipeline.parse import parse_feed
+
+URL = "https://news.example/feed.xml"
+RSS = (b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>T</title>'
+       b"<link>https://news.example/</link><ttl>30</ttl>"
+       b"<item><title>One &amp; two</title><link>/a?x=1&amp;y=2</link><guid isPermaLink=\"false\">g1</guid>"
+       b"<pubDate>Mon, 16 Nov 2026 10:00:00 +0000</pubDate><description>&lt;p&gt;Body "
+       b"&lt;img src=\"/i.png\"&gt;&lt;/p&gt;</description><category>World</category>"
+       b"<author>ed@news.org (Ed)</author></item></channel></rss>")
+ATOM = (b'<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://atom.example/blog/" xml:lang="de">'
+        b"<title>A</title><link href=\"/\"/><entry><id>urn:x:1</id><title type=\"html\">&lt;b&gt;Hi&lt;/b&gt;"
+        b"</title><link href=\"post\"/><updated>2026-11-16T10:00:00Z</updated><author><name>Ann</name>"
+        b"</author><content type=\"html\">&lt;a href=\"x\"&gt;x&lt;/a&gt;</content></entry></feed>")
+
+
+def test_well_formed_rss_and_atom_take_the_fast_path_with_feedparser_s_fields():
+    rss = parse_feed(RSS, URL)
+    assert rss.parser == "lxml" and rss.version == "rss20" and rss.ttl_minutes == 30
+    [entry] = rss.entries
+    assert entry["link"] == "https://news.example/a?x=1&y=2" and entry["id"] == "g1"
+    assert entry["summary"] == '<p>Body <img src="https://news.example/i.png" /></p>'
+    assert entry["authors"] == [{"name": "Ed", "email": "ed@news.org"}]
+    assert entry["published_parsed"] == "2026-11-16T10:00:00+00:00"
+    atom = parse_feed(ATOM, URL)
+    assert (atom.parser, atom.language, atom.link) == ("lxml", "de", "https://atom.example/")
+    assert atom.entries[0]["link"] == "https://atom.example/blog/post"
+    assert atom.entries[0]["content"][0]["value"] == '<a href="https://atom.example/blog/x">x</a>'
+    for body in (RSS, ATOM):  # the reference agrees on every field the pipeline reads
+        reference = parse_feed(body, URL, parser="feedparser")
+        assert reference.parser == "feedparser"
+        for ours, theirs in zip(parse_feed(body, URL).entries, reference.entries):
+            for key in ("id", "link", "title", "summary", "published_parsed", "updated_parsed",
+                        "authors", "author"):
+                assert ours.get(key) == theirs.get(key), key
+            assert [c["value"] for c in ours.get("content", [])] == [c["value"] for c in theirs.get("content", [])]
+            assert [t["term"] for t in ours.get("tags", [])] == [t["term"] for t in theirs.get("tags", [])]
+
+
+@pytest.mark.parametrize("body, reason", [
+    (RSS.replace(b"</channel>", b""), "not well-formed"),
+    (b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY x "y">]>' + RSS[38:], "DOCTYPE"),
+    (RSS.replace(b'encoding="utf-8"', b'encoding="koi8-r"'), "encoding"),
+    (RSS.replace(b"<item>", b"<item><xhtml:body xmlns:xhtml='http://www.w3.org/1999/xhtml'/>"), "xhtml_body"),
+    (RSS.replace(b"</title><link>/a", b"<b>x</b></title><link>/a"), "markup inside"),
+    (ATOM.replace(b'type="html">&lt;a', b'type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"/>&lt;a'),
+     "content type"),
+    (b'<feed xmlns="http://purl.org/atom/ns#"><entry><title>x</title></entry></feed>', "root"),
+    (RSS.replace(b"</item>", b"<item><title>nested</title></item></item>"), "nested"),
+])
+def test_bodies_the_fast_path_cannot_vouch_for_are_feedparser_s(body, reason):
+    with pytest.raises(fastparse.Unsupported, match=reason):
+        fastparse.parse(body, URL)
+    assert parse_feed(body, URL).parser == "feedparser"
+
+
+def test_entities_are_never_expanded_and_nothing_is_fetched():
+    xxe = (b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+           b'<rss version="2.0"><channel><item><title>&e;</title></item></channel></rss>')
+    with pytest.raises(fastparse.Unsupported):
+        fastparse.parse(xxe, URL)
+    assert "root:" not in str(parse_feed(xxe, URL).entries)
+
+
+def test_a_fast_path_failure_falls_back_to_feedparser(monkeypatch, caplog):
+    def broken(*_args, **_kwargs):
+        raise ZeroDivisionError("a bug in the fast path")
+
+    monkeypatch.setattr(fastparse, "parse", broken)
+    parsed = parse_feed(RSS, URL)
+    assert parsed.parser == "feedparser" and len(parsed.entries) == 1
+    assert "fast parse path failed" in caplog.text
+
+
+def test_the_setting_turns_the_fast_path_off_and_is_checked():
+    assert Settings.from_env({}).feed_parser == "auto"
+    assert Settings.from_env({"FEED_PARSER": "feedparser"}).feed_parser == "feedparser"
+    with pytest.raises(ConfigError):
+        Settings.from_env({"FEED_PARSER": "lxml"})
+    assert parse_feed(RSS, URL, parser="feedparser").parser == "feedparser"
+    assert parse.PARSERS == ("auto", "feedparser")
+
+
+def test_the_entry_cap_applies_before_the_fast_path():
+    items = b"".join(b"<item><title>t%d</title><link>https://n.example/%d</link></item>" % (i, i)
+                     for i in range(30))
+    body = b'<rss version="2.0"><channel><title>T</title>' + items + b"</channel></rss>"
+    parsed = parse_feed(body, URL, max_entries=10)
+    assert (parsed.parser, len(parsed.entries), parsed.entries_over_cap) == ("lxml", 10, 20)
+
+
+@pytest.mark.parametrize("content_type", [None, "application/rss+xml", "text/xml", "text/xml; charset=utf-8",
+                                          "text/html", "application/octet-stream"])
+@pytest.mark.parametrize("title", ["Caf\u00e9 \u2013 na\u00efve", "Caf&#195;&#169;", "plain"])
+def test_content_types_and_encodings_read_as_feedparser_reads_them(content_type, title):
+    body = RSS.replace(b"One &amp; two", title.encode())
+    ours, theirs = parse_feed(body, URL, content_type), parse_feed(body, URL, content_type, parser="feedparser")
+    assert ours.entries[0]["title"] == theirs.entries[0]["title"], ours.parser
+
+
+def test_a_latin_1_document_reads_as_feedparser_reads_it():
+    body = RSS.replace(b'encoding="utf-8"', b'encoding="iso-8859-1"').replace(
+        b"One &amp; two", "Caf\u00e9 \u00c3\u00a9 \u0093q\u0094".encode("latin-1"))
+    ours, theirs = parse_feed(body, URL), parse_feed(body, URL, parser="feedparser")
+    assert ours.parser == "lxml" and ours.entries[0]["title"] == theirs.entries[0]["title"]
