@@ -32,6 +32,9 @@ from lxml import etree
 
 from pipeline import fastmarkup
 
+# The feed-level fields read_feed takes from the top level; feedparser takes them at any depth.
+_FEED_FIELDS = frozenset({"title", "dc_title", "media_title", "link", "language", "dc_language",
+                          "ttl", "id", "guid"})
 ATOM = "http://www.w3.org/2005/Atom"
 RSS10 = "http://purl.org/rss/1.0/"
 RSS090 = "http://my.netscape.com/rdf/simple/0.9/"
@@ -272,6 +275,9 @@ class _Document:
             elif name in ("language", "dc_language", "ttl"):
                 key = "ttl" if name == "ttl" else "language"
                 feed[key] = self.finish(key, self.text(child), "text/plain", child_base)
+            elif any(isinstance(d.tag, str) and self.name(d) in _FEED_FIELDS for d in child.iterdescendants()):
+                # feedparser reads the feed's fields at any depth; this module at the top only
+                raise Unsupported(f"a feed field nested in <{name}>")
 
     def feed_link(self, child: Any, base: str, feed: dict[str, Any]) -> None:
         attrs = {k.lower(): v for k, v in child.attrib.items()}
@@ -529,6 +535,8 @@ class _Entry:
                 detail["href"] = self.doc.finish("href", self.doc.text(child), "text/plain", base)
             elif name in self.doc.fp.handlers or name in _RESERVED:
                 raise Unsupported(f"{name!r} inside an author")
+            elif len(child):  # feedparser finds a name or email nested at any depth
+                raise Unsupported(f"markup inside an author's <{name}>")
             text += child.tail or ""
         self.store("author", self.doc.finish("author", text, "text/plain", base), depth)
         self.sync_author(detail)

@@ -56,6 +56,12 @@ def test_well_formed_rss_and_atom_take_the_fast_path_with_feedparser_s_fields():
      "content type"),
     (b'<feed xmlns="http://purl.org/atom/ns#"><entry><title>x</title></entry></feed>', "root"),
     (RSS.replace(b"</item>", b"<item><title>nested</title></item></item>"), "nested"),
+    (RSS.replace(b"<item>", b'<x:meta xmlns:x="http://x.example/"><language>de</language></x:meta><item>'),
+     "feed field nested"),
+    (ATOM.replace(b"<entry>", b'<x:meta xmlns:x="http://x.example/"><link href="/n"/></x:meta><entry>'),
+     "feed field nested"),
+    (ATOM.replace(b"<name>Ann</name>", b'<x:foo xmlns:x="http://x.example/"><name>Deep</name></x:foo>'),
+     "inside an author"),
 ])
 def test_bodies_the_fast_path_cannot_vouch_for_are_feedparser_s(body, reason):
     with pytest.raises(fastparse.Unsupported, match=reason):
