@@ -3,7 +3,8 @@
 Prints entries per second end to end, where the time went by stage, peak memory,
 feedparser's parse-only rate on the same bytes (so the pipeline's overhead reads as
 a ratio), the parse-only rates of both parse paths (the lxml fast path and feedparser,
-bench.parse_rate) with the share of bodies each took, and the cost of a second run in
+bench.parse_rate) with the share of bodies each took, the same end-to-end run with the
+other `FEED_PARSER` setting (fast path on and off, same bytes), and the cost of a second run in
 which nothing changed (all 304). With
 `../shared` present it also runs the labelled near-duplicate evaluation
 (bench.syndication: pair precision and recall) and measures the dedup cost per article
@@ -49,6 +50,27 @@ def serve(directory: Path, delay: float) -> tuple[subprocess.Popen, int]:
     return proc, int(proc.stdout.readline())
 
 
+def compare_parser(directory: Path, settings: Settings, delay: float) -> dict[str, object]:
+    """The same end-to-end run, same bytes, into a fresh database, with the other parser
+    setting (the fast path off when it was on, and the other way round)."""
+    other = replace(settings, feed_parser="feedparser" if settings.feed_parser == "auto" else "auto")
+    url = fresh_database(other, "news_bench_other_parser")
+    count = len(list(directory.glob("feed*.xml")))
+    server, port = serve(directory, delay)
+    try:
+        sources = [FeedSource(f"http://127.0.0.1:{port}/feed{i:05d}.xml") for i in range(count)]
+        started = time.perf_counter()
+        summary = stages.ingest(url, other, sources, f"bench-{uuid.uuid4().hex[:8]}")
+        wall = time.perf_counter() - started
+    finally:
+        server.kill()
+    t = summary["totals"]
+    return {"feed_parser_setting": other.feed_parser, "seconds": round(wall, 2),
+            "entries_per_second": round(t["entries"] / wall, 1), "new": t["new"],
+            "duplicates": t["duplicates"], "quarantined": t["quarantined"],
+            "stage_seconds": summary["stage_seconds"]}
+
+
 def fetch_with_latency(directory: Path, count: int, settings: Settings, latency: float) -> float:
     """Seconds to fetch `count` feeds from a server that answers each request after `latency`."""
     server, port = serve(directory, latency)
@@ -82,6 +104,8 @@ def main() -> int:
                         help="same-topic story pairs in the near-duplicate evaluation (0: skip)")
     parser.add_argument("--cost-sizes", default="10000,200000",
                         help="stored-article counts for the dedup cost measurement ('': skip)")
+    parser.add_argument("--compare-parsers", type=int, default=1,
+                        help="also run end to end with the other FEED_PARSER setting (0: skip)")
     parser.add_argument("--adversarial-mb", type=float, default=10.0,
                         help="size of each hostile entry timed by bench.adversarial (0: skip)")
     args = parser.parse_args()
@@ -108,6 +132,7 @@ def main() -> int:
             unchanged_wall = time.perf_counter() - started
         finally:
             server.kill()
+        other = compare_parser(Path(tmp), settings, args.delay) if args.compare_parsers else None
         latency_seconds = fetch_with_latency(Path(tmp), len(bodies), settings, args.latency)
     parsed_entries, parse_seconds = parse_only(bodies)
 
@@ -134,6 +159,8 @@ def main() -> int:
         "feed_parser_setting": settings.feed_parser,
         "parse_paths": parse_rate.measure(bodies),
     }
+    if other is not None:
+        results["end_to_end_other_parser"] = other
     if SHARED.is_dir() and args.eval_pairs:
         pairs = syndication.same_topic_pairs(syndication.pool(SHARED), args.eval_pairs)
         results["neardup_evaluation"] = syndication.evaluate(
