@@ -172,6 +172,8 @@ def main() -> int:
         results["dedup_cost_per_article"] = dedup_cost.measure(
             fresh_database(settings, "news_bench_cost"), settings, SHARED, sizes)
     hostile = adversarial.table(int(args.adversarial_mb * 2**20)) if args.adversarial_mb else []
+    if args.adversarial_mb:
+        results["tiny_entries_10mb_parse"] = [adversarial.tiny_entries(p) for p in ("auto", "feedparser")]
     out = PROJECT_ROOT / ".data" / "bench" / "last.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**results, "adversarial_normalize": hostile}, indent=2))

@@ -27,6 +27,7 @@ ORIGINAL_ENTRY = "_original"
 
 # One character class over the text: linear, and a no-op (no copy) on clean text.
 _UNSAFE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def describe(exc: BaseException) -> str:
@@ -39,8 +40,17 @@ def describe(exc: BaseException) -> str:
 
 def exception_reason(exc: BaseException, stage: str) -> dict[str, Any]:
     """A quarantine reason for an entry whose `stage` raised."""
-    text = f"exception: {describe(exc)}"
-    return {"expectation": "exception", "column": stage, "observed": text}
+    return described_reason(describe(exc), stage)
+
+
+def described_reason(described: str, stage: str) -> dict[str, Any]:
+    """A quarantine reason from an exception already described (`<type>: <message>`)."""
+    return {"expectation": "exception", "column": stage, "observed": f"exception: {described}"}
+
+
+def replace_surrogates(text: str) -> str:
+    """Lone surrogates (JSON can carry them; UTF-8 cannot) as U+FFFD."""
+    return _SURROGATES.sub("\ufffd", text) if _SURROGATES.search(text) else text
 
 
 def safe_text(text: str) -> tuple[str, int]:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from pipeline import dedup, feed_identity, fetch, load, normalize, parse, storage, validate
 from pipeline.config import Settings
-from pipeline.containment import FAILED_ENTRY, describe, exception_reason
+from pipeline.containment import FAILED_ENTRY, describe, described_reason, exception_reason
 from pipeline.database import connect
 from pipeline.errors import EveryFeedFailed, SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
@@ -195,8 +195,7 @@ def normalize_shard(db_url: str, settings: Settings, run_id: str, shard: int) ->
 def _normalize_entry(entry: ParsedEntry, tolerance: timedelta) -> Article | dict[str, Any]:
     """The entry's article, or the quarantine reason why there is none."""
     if FAILED_ENTRY in entry.raw:
-        return {"expectation": "exception", "column": "parse",
-                "observed": f"exception: {entry.raw[FAILED_ENTRY]}"}
+        return described_reason(str(entry.raw[FAILED_ENTRY]), "parse")
     try:
         return normalize.normalize_entry(entry, tolerance)
     except Exception as exc:  # noqa: BLE001 - the boundary: one bad entry is that entry's data

@@ -18,7 +18,7 @@ import psycopg2
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 
-from pipeline.containment import Scrubber, exception_reason
+from pipeline.containment import exception_reason
 from pipeline.identity import IdentityRule
 from pipeline.records import (
     Article,
@@ -460,7 +460,7 @@ def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]
                  ) -> dict[tuple[int, int], list[dict[str, Any]]]:
     """Stage the normalized articles. Should PostgreSQL refuse the batch, each article is
     staged alone: those it refuses are returned, with the reason, to be quarantined."""
-    rows = [(run_id, a.feed_id, a.seq, json.dumps(Scrubber().value(a.to_json()))) for a in articles]
+    rows = [(run_id, a.feed_id, a.seq, json.dumps(a.to_json())) for a in articles]
     try:
         with savepoint(cur):
             execute_values(cur, _SET_ARTICLES, rows, template="(%s, %s::bigint, %s::int, %s)",

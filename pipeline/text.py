@@ -31,6 +31,7 @@ from functools import lru_cache
 
 import nh3
 
+from pipeline.containment import replace_surrogates
 from pipeline.markup_budget import strip_tags, too_costly
 
 # Bodies longer than this are cut (validation rejects a text over 1,000,000 characters).
@@ -44,7 +45,6 @@ _BLOCK_TAG = re.compile(
     re.IGNORECASE,
 )
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u200b]+")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
 # UTF-8 read as windows-1252 / Latin-1 leaves these pairs ("â€™" for "’", "Ã©" for "é").
 _MOJIBAKE_HINT = re.compile("[\u00c2\u00c3\u00e2][\u0080-\u00bf\u2018-\u203a\u20ac\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u02c6\u02dc]")
@@ -75,10 +75,6 @@ def repair_mojibake(value: str) -> str:
     return ftfy.fix_encoding(value)
 
 
-def _no_surrogates(value: str) -> str:
-    """Lone surrogates (JSON can carry them; UTF-8 cannot) as U+FFFD."""
-    return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
-
 
 def _unescape_serialized(value: str) -> str:
     """Decode what html5ever's serializer escapes in text (`&amp; &nbsp; &lt; &gt;`), all
@@ -91,7 +87,7 @@ def _unescape_serialized(value: str) -> str:
 
 def clean_text(value: str) -> str:
     """Mojibake repaired, Unicode NFC, whitespace collapsed within lines, blank lines squeezed."""
-    value = repair_mojibake(_no_surrogates(value))
+    value = repair_mojibake(replace_surrogates(value))
     value = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n"))
     lines = (_SPACES.sub(" ", line).strip() for line in value.split("\n"))
     return "\n\n".join(line for line in lines if line)
@@ -101,7 +97,7 @@ def html_to_text(markup: str | None) -> str:
     """Plain text of an HTML fragment (or of plain text with entities)."""
     if not markup:
         return ""
-    markup = _no_surrogates(markup[:MAX_MARKUP_CHARS])
+    markup = replace_surrogates(markup[:MAX_MARKUP_CHARS])
     if "<" not in markup and "&" not in markup:
         return clean_text(markup)
     with_breaks = _up_to_last_tag_end(_BLOCK_TAG, markup, "\n")
@@ -115,7 +111,7 @@ def sanitize_html(markup: str | None) -> str:
     """Safe HTML for display: allow-listed tags and attributes, http(s)/mailto links only."""
     if not markup:
         return ""
-    original = _no_surrogates(markup[:MAX_MARKUP_CHARS])
+    original = replace_surrogates(markup[:MAX_MARKUP_CHARS])
     markup = _up_to_last_tag_end(_IMG_TAG, repair_mojibake(original), _drop_pixel)
     if too_costly(markup):
         text = _fallback_text(original)

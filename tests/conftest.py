@@ -24,6 +24,7 @@ from psycopg2 import sql
 
 from pipeline import database
 from pipeline.config import PROJECT_ROOT, Settings, normalize_db_url
+from tests.helpers import settings_for_tests
 
 SHARED = PROJECT_ROOT.parent / "shared"
 _SESSION = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -115,17 +116,7 @@ def airflow_db() -> Iterator[str]:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings for tests: short timeouts, a private data dir."""
-    return Settings(
-        data_dir=tmp_path,
-        connect_timeout=2.0,
-        read_timeout=2.0,
-        total_timeout=5.0,
-        max_body_bytes=1024 * 1024,
-        fetch_concurrency=8,
-        per_host_concurrency=8,
-        shard_size=2,
-        quarantine_min_entries=1,
-    ).allowing("127.0.0.0/8")
+    return settings_for_tests(tmp_path)
 
 
 @pytest.fixture

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
+from pathlib import Path
+
 from pipeline import database
+from pipeline.config import Settings
 
 
 def query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
@@ -41,3 +44,18 @@ def item(n: int, **overrides: str) -> dict:
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
+
+
+def settings_for_tests(data_dir: Path) -> Settings:
+    """Settings for tests: short timeouts, small shards, loopback open, `data_dir` private."""
+    return Settings(
+        data_dir=data_dir,
+        connect_timeout=2.0,
+        read_timeout=2.0,
+        total_timeout=5.0,
+        max_body_bytes=1024 * 1024,
+        fetch_concurrency=8,
+        per_host_concurrency=8,
+        shard_size=2,
+        quarantine_min_entries=1,
+    ).allowing("127.0.0.0/8")

@@ -39,7 +39,7 @@ from pipeline.errors import RunNotLoadable
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
 from tests.crashable_server import CrashableServer, find_bin_dir
-from tests.helpers import item, query, rss, scalar
+from tests.helpers import item, query, rss, scalar, settings_for_tests
 
 TEMPLATE = "crash_template"
 STAGES = ("prepare", "fetch", "parse", "normalize", "dedup", "validate", "load", "report")
@@ -155,17 +155,7 @@ def crash_db(pg: CrashableServer) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def crash_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """As conftest's `settings`, shared by the module's cases (one GX context, built once)."""
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("crash-data"),
-        connect_timeout=2.0,
-        read_timeout=2.0,
-        total_timeout=5.0,
-        max_body_bytes=1024 * 1024,
-        fetch_concurrency=8,
-        per_host_concurrency=8,
-        shard_size=2,
-        quarantine_min_entries=1,
-    ).allowing("127.0.0.0/8")
+    return settings_for_tests(tmp_path_factory.mktemp("crash-data"))
 
 
 # --- a run, stage by stage --------------------------------------------------------------

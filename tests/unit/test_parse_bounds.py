@@ -3,13 +3,12 @@ counted, never built, so a body of a million tiny entries costs what 500 do."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from bench.adversarial import tiny_entries
 from pipeline import parse
 from pipeline.entry_cap import cap_entries
 
@@ -28,35 +27,13 @@ def test_a_body_that_is_a_path_is_not_opened(tmp_path):
         assert not parsed.is_feed and parsed.entries == ()
 
 
-_TINY_ENTRIES = """
-import re, time
-from pipeline import parse
-
-
-def peak_kb():  # this process's own high-water mark (ru_maxrss would include the parent's)
-    with open("/proc/self/status") as status:
-        return int(re.search(r"VmHWM:\\s+(\\d+)", status.read()).group(1))
-
-
-body = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
-        + b"<item><title>x</title></item>" * 360_000 + b"</channel></rss>")
-assert len(body) > 10_000_000
-started = time.monotonic()
-parsed = parse.parse_feed(body, "https://publisher.example/feed", "application/rss+xml", max_entries=500)
-seconds = time.monotonic() - started
-print(len(parsed.entries), parsed.entries_over_cap, parsed.bozo_reason is None, seconds, peak_kb())
-"""
-
-
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_a_body_of_a_million_tiny_entries_is_capped_before_it_is_built():
     """In a process of its own, so its peak resident memory (C allocations included) is
     the parse's: a 10 MB body of tiny entries in at most 300 MB and 10 s."""
-    done = subprocess.run([sys.executable, "-c", _TINY_ENTRIES], capture_output=True, text=True,
-                          timeout=120, check=True)
-    kept, over, well_formed, seconds, peak_kb = done.stdout.split()
-    assert (int(kept), int(over), well_formed) == (500, 359_500, "True")
-    assert float(seconds) < 10 and int(peak_kb) < 300 * 1024, done.stdout
+    found = tiny_entries()
+    assert (found["kept"], found["over_cap"], found["well_formed"]) == (500, 359_500, True)
+    assert found["seconds"] < 10 and found["peak_mb"] < 300, found
 
 
 def test_the_cap_keeps_the_document_well_formed_for_each_format():
