@@ -6,7 +6,7 @@ Imported by the DAG files (Airflow puts the DAG folder on sys.path); holds no DA
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Asset
@@ -17,7 +17,7 @@ ARTICLES = Asset(name="news_articles", uri="news://news_db/public/articles")
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def settings() -> Any:

@@ -26,13 +26,13 @@ through staging tables keyed by the run id. The code lives in `pipeline/`.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import news_common as common
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
-import news_common as common
 
 FETCH_POOL = "feed_fetch"
 
@@ -40,7 +40,7 @@ FETCH_POOL = "feed_fetch"
 @dag(
     dag_id="news_ingest",
     schedule=CronDataIntervalTimetable(os.environ.get("INGEST_SCHEDULE", "*/15 * * * *"), timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=60),

@@ -12,7 +12,7 @@ Docs page; the task fails when a check fails.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import news_common as common
@@ -23,7 +23,7 @@ from airflow.sdk.exceptions import AirflowFailException
 @dag(
     dag_id="news_table_checks",
     schedule=[common.ARTICLES],
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},

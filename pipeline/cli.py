@@ -17,9 +17,10 @@ import sys
 import tempfile
 import threading
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from pipeline import database, stages, storage
 from pipeline.config import Settings
@@ -151,7 +152,7 @@ def run_replay(settings: Settings, since: str, as_json: bool) -> int:
     except ValueError as exc:
         raise ConfigError(f"--since must be an ISO date or time, got {since!r}") from exc
     if start.tzinfo is None:
-        start = start.replace(tzinfo=timezone.utc)
+        start = start.replace(tzinfo=UTC)
     result = stages.replay(_db_url(settings), settings, start)
     if as_json:
         print(json.dumps(result, default=str, indent=2))

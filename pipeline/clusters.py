@@ -58,7 +58,7 @@ def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
            FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[]) AS n(article_id, band, bucket)
            JOIN article_bands b ON b.band = n.band AND b.bucket = n.bucket AND b.article_id < n.article_id""",
         tuple(map(list, zip(*[(i, band, bucket) for i in new_ids
-                              for band, bucket in band_keys[i]]))) if new_ids else ([], [], []),
+                              for band, bucket in band_keys[i]], strict=False))) if new_ids else ([], [], []),
     )
     candidates: dict[int, list[int]] = {}
     for article_id, candidate in cur.fetchall():

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
 
 from pipeline.dates import DEFAULT_FUTURE_TOLERANCE
 from pipeline.errors import ConfigError
@@ -125,7 +125,7 @@ class Settings:
     feed_parser: str = "auto"  # "auto": the lxml fast path, feedparser for what it refuses
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if env is None else env
         database_url = env.get("DATABASE_URL") or None
         if database_url is None and env.get("AIRFLOW_CONN_NEWS_DB"):
@@ -164,7 +164,7 @@ class Settings:
         )
         return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
 
-    def allowing(self, *cidrs: str) -> "Settings":
+    def allowing(self, *cidrs: str) -> Settings:
         """These settings with more networks opened to the fetcher (e.g. loopback for a demo)."""
         from pipeline.netguard import parse_networks
 

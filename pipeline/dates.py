@@ -21,10 +21,10 @@ Stored articles never change their published time when a feed re-serves them
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-EARLIEST = datetime(1995, 1, 1, tzinfo=timezone.utc)  # before web feeds: a broken date
+EARLIEST = datetime(1995, 1, 1, tzinfo=UTC)  # before web feeds: a broken date
 MAX_RAW_CHARS = 256  # a date as written is kept up to this (real ones: under 40 characters)
 FIELDS = ("published", "updated", "created")
 FETCHED = "fetched"
@@ -46,8 +46,8 @@ def _parsed(value: Any) -> datetime | None:
     try:
         parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
     except (ValueError, OverflowError):  # not ISO 8601, or out of range once in UTC (year 1)
         return None
 
@@ -74,4 +74,4 @@ def published_date(entry: dict[str, Any], fetched_at: datetime,
     issue = "; ".join(issues) or "missing"
     if out_of_range is not None:
         return PublishedDate(out_of_range.at, out_of_range.source, out_of_range.raw, issue)
-    return PublishedDate(fetched_at.astimezone(timezone.utc), FETCHED, first_raw, issue)
+    return PublishedDate(fetched_at.astimezone(UTC), FETCHED, first_raw, issue)

@@ -18,8 +18,8 @@ mentions, and touches no I/O. Rules, in order, for each article:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from pipeline.records import Article, Decision, DedupVerdict, DuplicateRule, StoredArticleKey
 
@@ -33,7 +33,7 @@ class StoredIndex:
     by_hash: dict[str, StoredArticleKey] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, stored: Iterable[StoredArticleKey]) -> "StoredIndex":
+    def of(cls, stored: Iterable[StoredArticleKey]) -> StoredIndex:
         index = cls()
         for key in sorted(stored, key=lambda k: k.id):
             index.by_identity.setdefault((key.feed_id, key.identity_key), key)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import html.entities
 import re
-from typing import Callable
+from collections.abc import Callable
 
 _VOID = {"area", "base", "basefont", "br", "col", "command", "embed", "frame", "hr", "img",
          "input", "isindex", "keygen", "link", "meta", "param", "source", "track", "wbr"}

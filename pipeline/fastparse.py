@@ -25,8 +25,9 @@ The XML parser is hardened: no network, no DTD loading, no entity expansion,
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from lxml import etree
 
@@ -361,7 +362,7 @@ _DATES = {"pubdate": "published", "published": "published", "issued": "published
 _CONTENT = {"content", "content_encoded", "fullitem", "body", "xhtml_body"}
 _AUTHORS = {"author", "managingeditor", "dc_author", "dc_creator", "itunes_author"}
 _CATEGORIES = {"category", "keywords", "dc_subject", "media_category", "itunes_category"}
-_EMAIL = re.compile(r'''(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?''')
+_EMAIL = re.compile(r'''(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?''')  # noqa: E501 - feedparser's own pattern, kept verbatim
 
 
 @dataclass

@@ -19,8 +19,8 @@ evidence of anything.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Hashable, Mapping, Sequence
 
 from pipeline.identity import IdentityRule, entry_url, key_for
 from pipeline.records import Article

@@ -7,8 +7,8 @@ de-duplicated, first occurrence wins. Reading never touches the network.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import urlsplit
 
 from pipeline.errors import FeedListError

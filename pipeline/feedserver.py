@@ -12,10 +12,10 @@ import gzip
 import hashlib
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Mapping
 
 CONTENT_TYPES = {".xml": "application/xml", ".rss": "application/rss+xml",
                  ".atom": "application/atom+xml", ".rdf": "application/rdf+xml",
@@ -60,7 +60,7 @@ class FeedServer:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def start(self) -> "FeedServer":
+    def start(self) -> FeedServer:
         self._thread.start()
         return self
 
@@ -68,7 +68,7 @@ class FeedServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "FeedServer":
+    def __enter__(self) -> FeedServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

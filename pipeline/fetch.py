@@ -20,9 +20,9 @@ import threading
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 import httpcore

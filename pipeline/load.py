@@ -367,4 +367,4 @@ def load_run(
 
 def _counts(cur: Cursor, params: dict[str, Any]) -> dict[str, Any]:
     cur.execute(_COUNTS, params)
-    return dict(zip([d.name for d in cur.description], cur.fetchone()))
+    return dict(zip([d.name for d in cur.description], cur.fetchone(), strict=False))

@@ -20,8 +20,9 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 SIGNATURE_VERSION = "v1"
 NUM_PERM = 64
@@ -77,7 +78,7 @@ def bands(sig: bytes) -> list[tuple[int, int]]:
 def similarity(a: bytes, b: bytes) -> float:
     """Estimated Jaccard similarity of two signatures."""
     va, vb = values(a), values(b)
-    return sum(x == y for x, y in zip(va, vb)) / NUM_PERM
+    return sum(x == y for x, y in zip(va, vb, strict=False)) / NUM_PERM
 
 
 def best_match(sig: bytes, candidates: Sequence[tuple[int, bytes]]) -> tuple[int, float] | None:

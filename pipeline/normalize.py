@@ -20,11 +20,10 @@ from typing import Any
 
 from pipeline import dates, neardup
 from pipeline.identity import content_hash, identity_key
-from pipeline.records import Article, ParsedEntry
 from pipeline.language import article_language
+from pipeline.records import Article, ParsedEntry
 from pipeline.text import clean_text, html_to_text, sanitize_html, word_count
 from pipeline.urls import canonical_url
-
 
 MAX_TITLE_CHARS = 1 << 14  # title markup read (validation rejects titles over 1,000 characters)
 MAX_ID_CHARS = 1 << 14  # GUID read (validation rejects identity keys over 2,000 bytes)

@@ -27,7 +27,7 @@ import logging
 import re
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline import encoding, fastparse, jsonfeed
@@ -51,7 +51,7 @@ def to_json_safe(value: Any) -> Any:
     """feedparser values -> JSON: struct_time becomes ISO 8601 UTC, unknowns become text."""
     if isinstance(value, time.struct_time):
         try:
-            return datetime(*value[:6], tzinfo=timezone.utc).isoformat()
+            return datetime(*value[:6], tzinfo=UTC).isoformat()
         except (ValueError, OverflowError):  # year 0, or out of range once in UTC: no date
             return None
     if isinstance(value, dict):

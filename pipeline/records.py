@@ -142,7 +142,7 @@ class Article:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Article":
+    def from_json(cls, data: dict[str, Any]) -> Article:
         values = dict(data)
         values["published_at"] = datetime.fromisoformat(values["published_at"])
         values["authors"] = tuple(values.get("authors") or ())

@@ -14,11 +14,12 @@ import multiprocessing
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pipeline import dedup, feed_identity, fetch, load, normalize, parse, storage, validate
 from pipeline.config import Settings
@@ -44,7 +45,7 @@ CONTENT_ERRORS = frozenset({"parse_error", "not_a_feed", "normalize_error", "int
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def shard_count(feeds: int, settings: Settings) -> int:
@@ -414,7 +415,7 @@ class _ShardProcessor:
                      if workers > 1 else None)
         self.futures: list[Future[None]] = []
 
-    def __enter__(self) -> "_ShardProcessor":
+    def __enter__(self) -> _ShardProcessor:
         if self.pool is not None:
             self.pool.submit(int).result()  # fork every worker now, while no thread runs
         return self

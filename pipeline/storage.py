@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import psycopg2
 from psycopg2.extensions import cursor as Cursor
@@ -569,7 +570,7 @@ def set_decisions(
         [
             (run_id, a.feed_id, a.seq, v.decision.value, v.rule.value if v.rule else None,
              v.matched_article_id, v.matched_url)
-            for a, v in zip(articles, verdicts)
+            for a, v in zip(articles, verdicts, strict=False)
         ],
         template="(%s, %s::bigint, %s::int, %s, %s, %s::bigint, %s)",
         page_size=PAGE,
@@ -670,7 +671,7 @@ def run_feed_outcomes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:
     )
     names = ("feed_id", "url", "outcome", "status", "error_kind", "error", "duration_ms",
              "entries", "new", "updated", "duplicates", "quarantined", "parser")
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
 
 
 def run_state(cur: Cursor, run_id: str) -> dict[str, Any]:
@@ -683,7 +684,7 @@ def run_state(cur: Cursor, run_id: str) -> dict[str, Any]:
     row = cur.fetchone()
     if row is None:
         raise KeyError(f"unknown run {run_id}")
-    return dict(zip([d.name for d in cur.description], row))
+    return dict(zip([d.name for d in cur.description], row, strict=False))
 
 
 def feeds_needing_attention(cur: Cursor) -> list[dict[str, Any]]:
@@ -695,7 +696,7 @@ def feeds_needing_attention(cur: Cursor) -> list[dict[str, Any]]:
     )
     names = ("url", "status", "error_streak", "last_success_at", "next_check_at", "reason")
     return [
-        {k: v.isoformat() if isinstance(v, datetime) else v for k, v in zip(names, row)}
+        {k: v.isoformat() if isinstance(v, datetime) else v for k, v in zip(names, row, strict=False)}
         for row in cur.fetchall()
     ]
 
@@ -720,7 +721,7 @@ def article_count(cur: Cursor) -> int:
 
 def _dicts(cur: Cursor) -> list[dict[str, Any]]:
     names = [d.name for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
 
 
 def quarantined_entries(cur: Cursor, include_released: bool) -> list[dict[str, Any]]:

@@ -8,8 +8,9 @@ path; `feedparser`; `jsonfeed`), and the totals count the feeds each parser took
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 OUTCOME_TOTALS = {"ok": "fetched", "not_modified": "not_modified", "error": "failed",
                   "disabled": "disabled"}
@@ -50,7 +51,7 @@ def render_summary(summary: dict[str, Any], console: Any, max_feed_rows: int = 4
     table.add_column("what")
     table.add_column("entries", justify="right")
     feed_rows = ("feeds", "fetched", "not_modified", "failed", "disabled", "seconds")
-    for feed_key, entry_key in zip(feed_rows, (*ENTRY_COUNTS, "")):
+    for feed_key, entry_key in zip(feed_rows, (*ENTRY_COUNTS, ""), strict=False):
         table.add_row(feed_key.replace("_", " "), str(totals[feed_key]),
                       entry_key, str(totals[entry_key]) if entry_key else "")
     console.print(table)

@@ -47,7 +47,7 @@ _BLOCK_TAG = re.compile(
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u200b]+")
 _ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
 # UTF-8 read as windows-1252 / Latin-1 leaves these pairs ("â€™" for "’", "Ã©" for "é").
-_MOJIBAKE_HINT = re.compile("[\u00c2\u00c3\u00e2][\u0080-\u00bf\u2018-\u203a\u20ac\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u02c6\u02dc]")
+_MOJIBAKE_HINT = re.compile("[\u00c2\u00c3\u00e2][\u0080-\u00bf\u2018-\u203a\u20ac\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u02c6\u02dc]")  # noqa: E501
 # 1x1 images (and zero-sized ones) are tracking pixels, never content.
 _IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 _PIXEL_SIZE = re.compile(r"\b(?:width|height)\s*=\s*[\"']?[01](?:px)?[\"'\s/>]", re.IGNORECASE)
