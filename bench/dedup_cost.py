@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus import replicate, shared_feeds
-from pipeline import database, neardup, stages
+from pipeline import database, local_runner, neardup
 from pipeline.config import Settings
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
@@ -68,7 +68,7 @@ def _ingest_batch(db_url: str, settings: Settings, bodies: list[bytes]) -> dict[
     routes = {f"/feed{i:04d}.xml": Route(body) for i, body in enumerate(bodies)}
     with FeedServer(routes) as server:
         sources = [FeedSource(server.url(path)) for path in routes]
-        return stages.ingest(db_url, settings, sources, f"cost-{uuid.uuid4().hex[:8]}", force=True)
+        return local_runner.ingest(db_url, settings, sources, f"cost-{uuid.uuid4().hex[:8]}", force=True)
 
 
 def measure(db_url: str, settings: Settings, shared: Path, sizes: tuple[int, ...] = (10_000, 200_000),

@@ -23,12 +23,11 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 from bench import adversarial, dedup_cost, parse_rate, syndication
 from bench.corpus import build_corpus
-from pipeline import database, fetch, stages
+from pipeline import database, fetch, local_runner, tasks
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.records import FeedSource, FeedState, FetchOutcome
 
@@ -36,7 +35,7 @@ SHARED = PROJECT_ROOT.parent / "shared"
 
 
 def fresh_database(settings: Settings, name: str) -> str:
-    url = database.sibling_url(database.database_url(settings), name)
+    url = database.sibling_url(database.resolve_database_url(settings), name)
     with database.connect(url) as conn, conn.cursor() as cur:
         cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     database.migrate(url)
@@ -53,14 +52,14 @@ def serve(directory: Path, delay: float) -> tuple[subprocess.Popen, int]:
 def compare_parser(directory: Path, settings: Settings, delay: float) -> dict[str, object]:
     """The same end-to-end run, same bytes, into a fresh database, with the other parser
     setting (the fast path off when it was on, and the other way round)."""
-    other = replace(settings, feed_parser="feedparser" if settings.feed_parser == "auto" else "auto")
+    other = settings.replace(feed_parser="feedparser" if settings.feed_parser == "auto" else "auto")
     url = fresh_database(other, "news_bench_other_parser")
     count = len(list(directory.glob("feed*.xml")))
     server, port = serve(directory, delay)
     try:
         sources = [FeedSource(f"http://127.0.0.1:{port}/feed{i:05d}.xml") for i in range(count)]
         started = time.perf_counter()
-        summary = stages.ingest(url, other, sources, f"bench-{uuid.uuid4().hex[:8]}")
+        summary = local_runner.ingest(url, other, sources, f"bench-{uuid.uuid4().hex[:8]}")
         wall = time.perf_counter() - started
     finally:
         server.kill()
@@ -77,7 +76,7 @@ def fetch_with_latency(directory: Path, count: int, settings: Settings, latency:
     try:
         feeds = [FeedState(i, f"http://127.0.0.1:{port}/feed{i:05d}.xml") for i in range(count)]
         started = time.perf_counter()
-        results = fetch.fetch_all(feeds, settings, stages.utcnow())
+        results = fetch.fetch_all(feeds, settings, tasks.utcnow())
         elapsed = time.perf_counter() - started
     finally:
         server.kill()
@@ -113,7 +112,7 @@ def main() -> int:
     # Every bench feed is on one loopback host: open loopback, lift the per-host limit to the
     # global one (a real feed list spreads over many hosts).
     base = Settings.from_env(quarantine_fail_ratio=1.0).allowing("127.0.0.1/32")
-    settings = replace(base, per_host_concurrency=base.fetch_concurrency)
+    settings = base.replace(per_host_concurrency=base.fetch_concurrency)
     bodies, origin = build_corpus(args.feeds, SHARED if SHARED.is_dir() else None)
     url = fresh_database(settings, "news_bench")
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,12 +122,12 @@ def main() -> int:
         try:
             sources = [FeedSource(f"http://127.0.0.1:{port}/feed{i:05d}.xml") for i in range(len(bodies))]
             started = time.perf_counter()
-            first = stages.ingest(url, settings, sources, f"bench-{uuid.uuid4().hex[:8]}")
+            first = local_runner.ingest(url, settings, sources, f"bench-{uuid.uuid4().hex[:8]}")
             wall = time.perf_counter() - started
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             worker_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             started = time.perf_counter()
-            second = stages.ingest(url, settings, sources, f"bench-{uuid.uuid4().hex[:8]}", force=True)
+            second = local_runner.ingest(url, settings, sources, f"bench-{uuid.uuid4().hex[:8]}", force=True)
             unchanged_wall = time.perf_counter() - started
         finally:
             server.kill()

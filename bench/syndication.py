@@ -34,7 +34,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline import database, neardup, stages
+from pipeline import database, local_runner, neardup
 from pipeline.config import Settings
 from pipeline.feedserver import FeedServer, Route
 from pipeline.normalize import normalize_entry
@@ -281,7 +281,7 @@ def evaluate(db_url: str, settings: Settings, pairs: list[tuple[Article, Article
     feeds, labels = build(pairs, variants_per_story)
     with FeedServer({path: Route(body) for path, body in feeds.items()}) as server:
         sources = [FeedSource(server.url(path)) for path in sorted(feeds)]
-        summary = stages.ingest(db_url, settings, sources, f"eval-{uuid.uuid4().hex[:8]}", force=True)
+        summary = local_runner.ingest(db_url, settings, sources, f"eval-{uuid.uuid4().hex[:8]}", force=True)
     scores = pair_scores(clusters_by_url(db_url), labels)
     totals = summary["totals"]
     scores.update(loaded=totals["new"], exact_duplicates=totals["duplicates"], quarantined=totals["quarantined"])
@@ -325,7 +325,7 @@ def news_feeds_together(db_url: str, settings: Settings, shared: Path) -> dict[s
     corpus = shared / "corpora" / "news-feeds"
     routes = {f"/{p.relative_to(corpus)}": Route(p.read_bytes()) for p in sorted(corpus.rglob("*.xml"))}
     with FeedServer(routes) as server:
-        stages.ingest(db_url, settings, [FeedSource(server.url(path)) for path in routes],
+        local_runner.ingest(db_url, settings, [FeedSource(server.url(path)) for path in routes],
                       f"news-{uuid.uuid4().hex[:8]}", force=True)
     links, wrong = cluster_links(db_url)
     return {"feeds": len(routes), "cluster_links": links, "wrong_merges": len(wrong)}

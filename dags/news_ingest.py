@@ -6,21 +6,27 @@ validates (Great Expectations) and loads the entries into the news database.
 
 * **prepare**: registers the feeds, picks those due (each feed's next check comes from
   `Retry-After`, `Cache-Control`, `Expires`, `<ttl>` and its error streak; trigger with
-  `{"force": true}` to fetch all now) and splits them into shards.
-* **fetch** (mapped, one task per shard, in the `feed_fetch` pool): HTTP with
-  conditional GET; each feed's outcome goes to `fetch_log`.
-* **parse**, **normalize** (mapped per shard), **dedup**, **validate**, **load**.
+  `{"force": true}` to fetch all now) and splits them into shards. Migrations run at
+  start-up (`make run`, the compose init service), never here.
+* **ingest_shard** (mapped, one task per shard, in the `feed_fetch` pool): one pass over
+  the shard, in memory: HTTP with conditional GET (each feed's outcome to `fetch_log`,
+  each body to the archive), parse, normalize; the entries are staged once. Shards
+  progress independently.
+* **load**: the run's one decider and writer: dedup with each feed's identity rule,
+  validation (quarantine), then the load in one transaction. It runs when every shard is
+  done, also after a failed one: the other shards' entries land.
 * **report**: the run summary, and the run's verdict. It runs whatever happened upstream
   and, being the only leaf, sets the run's state: it fails, naming the reason in its log,
   when validation failed past the fail level, when the batch was not loaded, when every
   feed failed (a systemic fault) or when any task failed; a validation warning is logged
   and returned, and the run stays green.
 
-Errors the pipeline marks terminal (a breached threshold, bad settings) fail their task
-at once (`TerminalErrors`); other failures are retried first.
+Errors the pipeline marks terminal (a breached threshold, bad settings, a database whose
+migrations were not applied) fail their task at once (`TerminalErrors`); other failures
+are retried first.
 
-Tasks pass only shard numbers and counts through XCom; the data moves
-through staging tables keyed by the run id. The code lives in `pipeline/`.
+Tasks pass only shard numbers and counts through XCom; the entries move through the
+staging table keyed by the run id. The code lives in `pipeline/` (`pipeline.tasks`).
 """
 
 from __future__ import annotations
@@ -61,69 +67,40 @@ FETCH_POOL = "feed_fetch"
 def news_ingest() -> None:
     @task
     def prepare(run_id: str | None = None, params: dict[str, Any] | None = None) -> list[int]:
-        from pipeline import database, stages
+        from pipeline import tasks
         from pipeline.feedlist import read_feed_list
 
         cfg = common.settings()
-        url = common.db_url(cfg)
-        database.migrate(url)
         sources = read_feed_list(cfg.feeds_file)
         print(f"feed list {cfg.feeds_file}: {len(sources)} feeds")
         force = bool((params or {}).get("force"))
-        return stages.prepare_run(url, cfg, str(run_id), sources, common.now(), force=force)
+        return tasks.prepare_run(common.db_url(cfg), cfg, str(run_id), sources, common.now(), force=force)
 
     @task(pool=FETCH_POOL, map_index_template="shard {{ task.op_kwargs['shard'] }}")
-    def fetch(shard: int, run_id: str | None = None) -> dict[str, Any]:
-        from pipeline import stages
+    def ingest_shard(shard: int, run_id: str | None = None) -> dict[str, Any]:
+        from pipeline import tasks
 
         cfg = common.settings()
-        return stages.fetch_shard(common.db_url(cfg), cfg, str(run_id), shard, common.now())
-
-    @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
-    def parse(shard: int, run_id: str | None = None) -> dict[str, Any]:
-        from pipeline import stages
-
-        cfg = common.settings()
-        return stages.parse_shard(common.db_url(cfg), cfg, str(run_id), shard)
-
-    @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
-    def normalize(shard: int, run_id: str | None = None) -> dict[str, Any]:
-        from pipeline import stages
-
-        cfg = common.settings()
-        return stages.normalize_shard(common.db_url(cfg), cfg, str(run_id), shard)
-
-    @task
-    def dedup(run_id: str | None = None) -> dict[str, Any]:
-        from pipeline import stages
-
-        return stages.dedup_run(common.db_url(common.settings()), str(run_id))
-
-    @task
-    def validate(run_id: str | None = None) -> dict[str, Any]:
-        """Past the fail level it raises ValidationThresholdExceeded (terminal: no retry)."""
-        from pipeline import stages
-
-        cfg = common.settings()
-        result = stages.validate_run(common.db_url(cfg), cfg, str(run_id), common.now())
-        print(f"Data Docs: {result['data_docs']}")
-        return result
+        return tasks.ingest_shard(common.db_url(cfg), cfg, str(run_id), shard, common.now()).to_dict()
 
     @task(trigger_rule="all_done", outlets=[common.ARTICLES])
     def load(run_id: str | None = None) -> dict[str, Any]:
-        """Runs after a failed validate too: good and quarantined rows still land."""
-        from pipeline import stages
+        """Past the validation fail level it lands the good and quarantined rows, then raises
+        ValidationThresholdExceeded (terminal: no retry)."""
+        from pipeline import tasks
 
         cfg = common.settings()
-        return stages.load_run(common.db_url(cfg), cfg, str(run_id), common.now())
+        result = tasks.load_batch(common.db_url(cfg), cfg, str(run_id), common.now)
+        print(f"Data Docs: {result['data_docs']}")
+        return result
 
     @task(trigger_rule="all_done", retries=0)
     def report(run_id: str | None = None, ti: Any = None) -> dict[str, Any]:
-        from pipeline import stages
+        from pipeline import tasks
         from pipeline.errors import EveryFeedFailed
 
         try:
-            summary = stages.report_run(common.db_url(common.settings()), str(run_id), common.now())
+            summary = tasks.report_run(common.db_url(common.settings()), str(run_id), common.now())
         except EveryFeedFailed as exc:  # systemic (network down) or every body broken
             raise AirflowFailException(str(exc)) from exc
         for feed in summary["feeds"]:
@@ -143,11 +120,7 @@ def news_ingest() -> None:
                 "validation_warning": summary.get("validation_warning")}
 
     shards = prepare()
-    fetched = fetch.expand(shard=shards)
-    parsed = parse.expand(shard=shards)
-    normalized = normalize.expand(shard=shards)
-    fetched >> parsed >> normalized
-    normalized >> dedup() >> validate() >> load() >> report()
+    ingest_shard.expand(shard=shards) >> load() >> report()
 
 
 news_ingest()

@@ -33,10 +33,10 @@ from airflow.sdk.exceptions import AirflowFailException
 def news_table_checks() -> None:
     @task
     def check_tables(run_id: str | None = None) -> dict[str, Any]:
-        from pipeline import stages
+        from pipeline import maintenance
 
         cfg = common.settings()
-        result = stages.check_table(common.db_url(cfg), cfg, str(run_id), common.now())
+        result = maintenance.check_table(common.db_url(cfg), cfg, str(run_id), common.now())
         print(f"{result['articles']} articles checked; Data Docs: {result['data_docs']}")
         if not result["success"]:
             raise AirflowFailException("table checks failed: " + "; ".join(result["failed"]))

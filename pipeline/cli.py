@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline import database, stages, storage
+from pipeline import database, local_runner, maintenance, storage, tasks
 from pipeline.config import Settings
 from pipeline.demo import DEFAULT_DEMO_PORT
 from pipeline.errors import (
@@ -33,18 +33,17 @@ from pipeline.errors import (
     ValidationThresholdExceeded,
 )
 from pipeline.feedlist import read_feed_list
-from pipeline.records import FetchResult
 from pipeline.summary import render_summary
 
 EXIT_OK, EXIT_VALIDATION, EXIT_SYSTEMIC, EXIT_CONFIG = 0, 3, 4, 2
 
 
 def new_run_id(prefix: str = "cli") -> str:
-    return f"{prefix}__{stages.utcnow():%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}"
+    return f"{prefix}__{tasks.utcnow():%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}"
 
 
 def _db_url(settings: Settings) -> str:
-    url = database.database_url(settings)
+    url = database.resolve_database_url(settings)
     database.migrate(url)
     return url
 
@@ -62,19 +61,19 @@ def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str 
     summary: dict[str, Any] | None = None
     code = EXIT_OK
     progress = Progress(
-        TextColumn("fetching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("feeds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
     )
     lock = threading.Lock()
     with progress:
         task = progress.add_task("fetch", total=len(sources))
 
-        def advance(_: FetchResult) -> None:
+        def advance(shard: tasks.ShardSummary) -> None:
             with lock:
-                progress.advance(task)
+                progress.advance(task, shard.feeds)
 
         try:
-            summary = stages.ingest(url, settings, sources, run_id, on_fetched=advance, force=force)
+            summary = local_runner.ingest(url, settings, sources, run_id, on_shard=advance, force=force)
         except ValidationThresholdExceeded as exc:
             console.print(Text.assemble(("validation failed: ", "red"), str(exc)))
             code = EXIT_VALIDATION
@@ -110,7 +109,7 @@ def run_demo(settings: Settings, as_json: bool, port: int) -> int:
             feeds = Path(tmp) / "demo-feeds.txt"
             feeds.write_text(demo_feed_list(server), encoding="utf-8")
             code = run_ingest(settings, feeds, as_json, force=True)
-        total = _query(database.database_url(settings), storage.article_count)
+        total = _query(database.resolve_database_url(settings), storage.article_count)
         print(f"articles in the database: {total}", file=sys.stderr if as_json else sys.stdout)
         return code
     finally:
@@ -153,7 +152,7 @@ def run_replay(settings: Settings, since: str, as_json: bool) -> int:
         raise ConfigError(f"--since must be an ISO date or time, got {since!r}") from exc
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
-    result = stages.replay(_db_url(settings), settings, start)
+    result = maintenance.replay(_db_url(settings), settings, start)
     if as_json:
         print(json.dumps(result, default=str, indent=2))
     else:
@@ -177,10 +176,10 @@ def run_feeds(settings: Settings, args: argparse.Namespace) -> int:
         else:
             print(opml, end="")
     elif args.feeds_command == "add":
-        feed_url, how = subscriptions.add_feed(url, settings, args.url, stages.utcnow())
+        feed_url, how = subscriptions.add_feed(url, settings, args.url, tasks.utcnow())
         print(f"subscribed to {feed_url} ({how})")
     elif args.feeds_command == "remove":
-        if not subscriptions.remove_feed(url, args.url, stages.utcnow()):
+        if not subscriptions.remove_feed(url, args.url, tasks.utcnow()):
             print(f"not subscribed: {args.url}", file=sys.stderr)
             return 1
         print(f"removed {args.url} (its articles are kept)")
@@ -204,7 +203,7 @@ def run_feeds(settings: Settings, args: argparse.Namespace) -> int:
 def run_quarantine(settings: Settings, args: argparse.Namespace) -> int:
     url = _db_url(settings)
     if args.quarantine_command == "release":
-        result = stages.release_quarantined(url, settings, args.ids or None)
+        result = maintenance.release_quarantined(url, settings, args.ids or None)
         print(json.dumps(result, default=str, indent=2) if args.json else
               f"re-ran {result['held']} held entries: {result['released']} released "
               f"(now loaded or recognized as duplicates), {result['still_held']} still held")
@@ -304,11 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             return run_replay(settings, args.since, args.json)
         if args.command == "migrate":
-            applied = database.migrate(database.database_url(settings))
+            applied = database.migrate(database.resolve_database_url(settings))
             print(f"migrations applied: {applied or 'none (up to date)'}")
             return EXIT_OK
         if args.command == "db-url":
-            url = database.database_url(settings)
+            url = database.resolve_database_url(settings)
             if args.database:
                 url = database.sibling_url(url, args.database)
             print(url.replace("postgresql://", "postgresql+psycopg2://", 1) if args.sqlalchemy else url)

@@ -1,9 +1,10 @@
 """Where the news database is, how to connect to it, and how to migrate it.
 
-With `DATABASE_URL` (or an Airflow `news_db` connection) that server is used.
-With nothing configured, an embedded PostgreSQL (the `pgserver` package) is
-started under `<data_dir>/pg` and kept running between runs, so the CLI, the
-tests and Airflow's task processes all share it.
+With `DATABASE_URL` (or an Airflow `news_db` connection) that server is used;
+`resolve_database_url` decides which, for every caller. With nothing configured,
+an embedded PostgreSQL (the `pgserver` package) is started under `<data_dir>/pg`
+and kept running between runs, so the CLI, the tests and Airflow's task
+processes all share it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -21,7 +22,8 @@ import psycopg2.extensions
 import psycopg2.extras
 from psycopg2 import sql
 
-from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.config import PROJECT_ROOT, Settings, normalize_db_url
+from pipeline.errors import SchemaOutOfDate
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +72,20 @@ def sibling_url(url: str, database: str) -> str:
     return sibling
 
 
-def database_url(settings: Settings) -> str:
-    """The news database's URL: the configured one, else the embedded server's."""
-    if settings.database_url:
-        return settings.database_url
+def resolve_database_url(settings: Settings, news_db_connection: Callable[[], str | None] | None = None) -> str:
+    """The news database's URL, decided here for every caller (CLI, DAG tasks, bench); the first found:
+
+    1. `news_db_connection()`: the DAG's tasks pass a lookup of the `news_db` Airflow
+       connection (UI, secrets backend or AIRFLOW_CONN_NEWS_DB), which returns None when
+       it is not defined; this package never imports Airflow itself;
+    2. `settings.database_url` (DATABASE_URL);
+    3. `settings.news_db_connection` (AIRFLOW_CONN_NEWS_DB read without Airflow, by the CLI);
+    4. the embedded server under `settings.data_dir`, started if need be.
+    """
+    found = news_db_connection() if news_db_connection is not None else None
+    url = found or settings.database_url or settings.news_db_connection
+    if url:
+        return normalize_db_url(url)
     return embedded_server_url(settings.data_dir)
 
 
@@ -139,3 +151,18 @@ def migrate(url: str) -> list[int]:
     finally:
         conn.close()
     return applied_now
+
+
+def require_schema(cur: psycopg2.extensions.cursor) -> None:
+    """Refuse to run on a database whose migrations are not all applied. Migrations run at
+    start-up (`make run`, the compose init service, the CLI), never inside a DAG run."""
+    latest = len(migration_files())
+    cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+    applied = 0
+    if cur.fetchone()[0]:
+        cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+        applied = cur.fetchone()[0]
+    if applied < latest:
+        raise SchemaOutOfDate(
+            f"the news database is at schema version {applied}, the code needs {latest}: "
+            "run `python -m pipeline migrate` (make run and the compose init service do)")

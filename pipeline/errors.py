@@ -39,3 +39,7 @@ class RunNotLoadable(PipelineError):
     """A run's batch cannot be loaded (not validated, undecided entries, staging lost):
     terminal, since a retry of the load meets the same state. Nothing is loaded, so its
     feeds' validators stay put and the next run fetches them again."""
+
+
+class SchemaOutOfDate(PipelineError):
+    """The news database lacks migrations this code needs; a retry cannot apply them."""

@@ -287,14 +287,15 @@ UPDATE feeds f SET url = m.new_url, redirect_url = NULL, redirect_count = 0
 FROM moving m WHERE f.id = m.id
 """
 
-# A real fetch's body stays in staged_fetches until this transaction deletes it: an 'ok'
-# fetch without it lost its staged data (pruned as abandoned, or emptied by a crash while
-# staging was unlogged). Loading would advance the feed's validators past entries that
-# were never stored, so the run is refused and the next run fetches the body again.
-_UNSTAGED_BODIES = """
-SELECT count(*) FROM fetch_log l JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind = 'fetch'
+# An 'ok' fetch whose entries are not all staged (its task died between recording the
+# fetch and staging the entries, or staging was pruned as abandoned) lost data: loading
+# would advance the feed's validators past entries that were never stored, so the run is
+# refused and the next run fetches the body again.
+_UNSTAGED_FETCHES = """
+SELECT count(*) FROM fetch_log l JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind IN ('fetch', 'replay')
 WHERE l.run_id = %(run)s AND l.outcome = 'ok'
-  AND NOT EXISTS (SELECT 1 FROM staged_fetches s WHERE s.run_id = l.run_id AND s.feed_id = l.feed_id)
+  AND (NOT l.staged OR l.entries <> (SELECT count(*) FROM staged_entries s
+                                     WHERE s.run_id = l.run_id AND s.feed_id = l.feed_id))
 """
 
 _COUNTS = """
@@ -329,9 +330,9 @@ def load_run(
     counts = _counts(cur, params)
     if counts.pop("undecided"):
         raise RunNotLoadable(f"run {run_id} has entries without a decision: dedup/validate did not run")
-    cur.execute(_UNSTAGED_BODIES, params)
+    cur.execute(_UNSTAGED_FETCHES, params)
     if cur.fetchone()[0]:
-        raise RunNotLoadable(f"run {run_id} lost staged bodies: not loaded, so its feeds fetch them again")
+        raise RunNotLoadable(f"run {run_id} lost staged entries: not loaded, so its feeds fetch them again")
     cur.execute(_INSERT_NEW, params)
     relabelled = 0
     if cur.rowcount != counts["new"]:
@@ -360,7 +361,6 @@ def load_run(
         "UPDATE ingest_runs SET loaded_at = %s, counts = %s WHERE run_id = %s",
         (now, Json(counts), run_id),
     )
-    cur.execute("DELETE FROM staged_fetches WHERE run_id = %s", (run_id,))
     cur.execute("DELETE FROM staged_entries WHERE run_id = %s", (run_id,))
     return counts
 

@@ -89,7 +89,7 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None,
     """Parse one fetched body (RSS, Atom, RDF, or JSON Feed), keeping at most `max_entries`
     entries, with the fast path first when `parser` is "auto". An unreadable body is
     `is_feed=False`; an exception raised inside is the caller's to contain
-    (`pipeline.stages`)."""
+    (`pipeline.shard_pass`)."""
     scrub = Scrubber()
     if jsonfeed.looks_like_json(body, content_type):
         return replace(jsonfeed.parse_json_feed(body, max_entries, scrub), parser="jsonfeed")

@@ -1,8 +1,8 @@
 """Storage: every SQL statement the stages run, except the load (pipeline.load).
 
 Functions take an open cursor and run parameterized SQL; the caller owns the
-transaction. Staging tables (`staged_fetches`, `staged_entries`) carry a run's
-data from stage to stage, keyed by run id, so the DAG's tasks pass only ids
+transaction. The staging table (`staged_entries`) carries a run's entries from
+its shard tasks to its load, keyed by run id, so the DAG's tasks pass only ids
 and counts through XCom.
 """
 
@@ -12,6 +12,7 @@ import json
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ import psycopg2
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 
-from pipeline.containment import exception_reason
+from pipeline.containment import describe, exception_reason
 from pipeline.identity import IdentityRule
 from pipeline.records import (
     Article,
@@ -31,6 +32,7 @@ from pipeline.records import (
     ParsedEntry,
     StoredArticleKey,
 )
+from pipeline.shard_pass import FeedBatch, StagedEntry
 
 PAGE = 1000
 STALE_STAGING = timedelta(days=2)
@@ -115,13 +117,11 @@ def create_run(
 
 def prune_stale_staging(cur: Cursor, now: datetime) -> None:
     """Drop staged data of runs that never loaded and are old enough to be abandoned."""
-    for table in ("staged_fetches", "staged_entries"):
-        cur.execute(
-            f"""DELETE FROM {table} WHERE run_id IN (
-                    SELECT run_id FROM ingest_runs
-                    WHERE loaded_at IS NULL AND started_at < %s)""",  # noqa: S608 - fixed names
-            (now - STALE_STAGING,),
-        )
+    cur.execute(
+        """DELETE FROM staged_entries WHERE run_id IN (
+               SELECT run_id FROM ingest_runs WHERE loaded_at IS NULL AND started_at < %s)""",
+        (now - STALE_STAGING,),
+    )
 
 
 def assign_run_feeds(cur: Cursor, run_id: str, feed_ids: Sequence[int]) -> None:
@@ -192,8 +192,9 @@ WHERE l.run_id = %(run)s AND l.feed_id = ANY(%(feeds)s) AND f.id = l.feed_id
 
 
 def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> None:
-    """Write each fetch's outcome to fetch_log with the feeds' politeness state, and stage
-    the bodies (idempotent per run: a retried shard replaces its rows)."""
+    """Write each fetch's outcome to fetch_log with the feeds' politeness state, and archive
+    the bodies (idempotent per run: a retried shard replaces its rows). Entries are staged
+    apart (`stage_batches`): until then the fetch is not `staged`, and the run not loadable."""
     results = list(results)
     if not results:
         return
@@ -207,7 +208,7 @@ def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> 
                fetched_at = EXCLUDED.fetched_at, outcome = EXCLUDED.outcome,
                status = EXCLUDED.status, error_kind = EXCLUDED.error_kind,
                error = EXCLUDED.error, duration_ms = EXCLUDED.duration_ms,
-               bytes = EXCLUDED.bytes, final_url = EXCLUDED.final_url, entries = 0,
+               bytes = EXCLUDED.bytes, final_url = EXCLUDED.final_url, entries = 0, staged = false,
                etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified,
                body_hash = EXCLUDED.body_hash, headers = EXCLUDED.headers,
                unchanged = EXCLUDED.unchanged, permanent_redirect = EXCLUDED.permanent_redirect,
@@ -225,18 +226,6 @@ def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> 
     cur.execute("SELECT 1 FROM feeds WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (feed_ids,))
     cur.execute(_RECORD_POLITENESS, {"run": run_id, "feeds": feed_ids})
     archive_bodies(cur, results)
-    cur.execute(
-        "DELETE FROM staged_fetches WHERE run_id = %s AND feed_id = ANY(%s)",
-        (run_id, [r.feed_id for r in results]),
-    )
-    bodies = [r for r in results if r.outcome is FetchOutcome.OK and r.body is not None]
-    execute_values(  # validators live in fetch_log; the body waits here for the parse stage
-        cur,
-        """INSERT INTO staged_fetches (run_id, feed_id, body, content_type, final_url, fetched_at)
-           VALUES %s""",
-        [(run_id, r.feed_id, r.body, r.content_type, r.final_url, r.fetched_at) for r in bodies],
-        page_size=50,
-    )
 
 
 def archive_bodies(cur: Cursor, results: Sequence[FetchResult]) -> None:
@@ -250,7 +239,7 @@ def archive_bodies(cur: Cursor, results: Sequence[FetchResult]) -> None:
                    WHERE f.id = ANY(%s) ORDER BY r.body_hash FOR NO KEY UPDATE OF r)""",
             (results[0].fetched_at, still_served),
         )
-    fetched = {r.body_hash: r for r in sorted(results, key=lambda r: r.body_hash or "")
+    fetched = {r.body_hash: (r, r.body) for r in sorted(results, key=lambda r: r.body_hash or "")
                if r.body_hash and r.body is not None}
     if not fetched:
         return
@@ -260,8 +249,8 @@ def archive_bodies(cur: Cursor, results: Sequence[FetchResult]) -> None:
                                    last_fetched_at) VALUES %s
            ON CONFLICT (body_hash) DO UPDATE SET last_fetched_at = EXCLUDED.last_fetched_at""",
         [
-            (h, zlib.compress(r.body, 6), len(r.body), r.content_type, r.fetched_at, r.fetched_at)
-            for h, r in fetched.items()
+            (h, zlib.compress(body, 6), len(body), r.content_type, r.fetched_at, r.fetched_at)
+            for h, (r, body) in fetched.items() if body is not None
         ],
         page_size=50,
     )
@@ -283,10 +272,10 @@ def archived_fetches(cur: Cursor, since: datetime) -> list[tuple[int, str, str, 
     return list(cur.fetchall())
 
 
-def stage_archived(
-    cur: Cursor, run_id: str, items: Sequence[tuple[int, str, str, datetime]]
-) -> None:
-    """Stage archived bodies for a replay run, as if just fetched (fetch_log marks them)."""
+def record_archived(cur: Cursor, run_id: str, items: Sequence[tuple[int, str, str, datetime]]
+                    ) -> list[tuple[int, str, bytes, str | None, datetime]]:
+    """Record archived bodies as a replay run's fetches; return them (feed_id, url, body,
+    content type, fetched_at) for the run's pass."""
     cur.execute(
         "SELECT body_hash, body, content_type FROM raw_bodies WHERE body_hash = ANY(%s)",
         (list({h for _, _, h, _ in items}),),
@@ -299,21 +288,15 @@ def stage_archived(
         [(run_id, fid, url, at, "ok", 200, len(bodies[h][0]), h) for fid, url, h, at in items],
         page_size=PAGE,
     )
-    execute_values(
-        cur,
-        """INSERT INTO staged_fetches (run_id, feed_id, body, content_type, final_url, fetched_at)
-           VALUES %s ON CONFLICT DO NOTHING""",
-        [(run_id, fid, bodies[h][0], bodies[h][1], url, at) for fid, url, h, at in items],
-        page_size=50,
-    )
+    return [(fid, url, bodies[h][0], bodies[h][1], at) for fid, url, h, at in items]
 
 
 CLAIM_TIMEOUT = timedelta(hours=1)
 
 
-def stage_held(cur: Cursor, run_id: str, now: datetime, ids: Sequence[int] | None) -> list[int]:
-    """Claim held (unreleased) quarantined entries for a release run and stage them, as
-    parsed entries whose position is their quarantine id. Returns the feeds they belong to.
+def claim_held(cur: Cursor, run_id: str, now: datetime, ids: Sequence[int] | None) -> list[ParsedEntry]:
+    """Claim held (unreleased) quarantined entries for a release run; return them as parsed
+    entries whose position is their quarantine id, for the run's pass to stage.
 
     The claim is atomic: rows another release claimed (and has not loaded, within
     `CLAIM_TIMEOUT`) or is claiming right now are skipped, so two releases at once never
@@ -339,45 +322,7 @@ def stage_held(cur: Cursor, run_id: str, now: datetime, ids: Sequence[int] | Non
            VALUES %s ON CONFLICT (run_id, feed_id) DO NOTHING""",
         [(run_id, fid, url, now, "ok", None) for fid, url in feeds.items()],
     )
-    execute_values(
-        cur,
-        """INSERT INTO staged_entries (run_id, feed_id, seq, raw, fetched_at, feed_language, feed_link)
-           VALUES %s""",
-        [(run_id, fid, qid, Json(entry), at, lang, link) for qid, fid, _, entry, at, lang, link in held],
-        page_size=PAGE,
-    )
-    cur.execute(
-        """UPDATE fetch_log l SET entries = c.n FROM (
-               SELECT feed_id, count(*) AS n FROM staged_entries WHERE run_id = %s GROUP BY feed_id) c
-           WHERE l.run_id = %s AND l.feed_id = c.feed_id""",
-        (run_id, run_id),
-    )
-    return sorted(feeds)
-
-
-def staged_bodies(cur: Cursor, run_id: str, shard: int) -> list[tuple[int, str, bytes, str | None, datetime]]:
-    """(feed_id, url to resolve against, body, content type, fetched_at) of a shard's fetched feeds."""
-    cur.execute(
-        """SELECT s.feed_id, coalesce(s.final_url, f.url), s.body, s.content_type, s.fetched_at
-           FROM staged_fetches s
-           JOIN run_feeds r ON r.run_id = s.run_id AND r.feed_id = s.feed_id
-           JOIN feeds f ON f.id = s.feed_id
-           WHERE s.run_id = %s AND r.shard = %s ORDER BY s.feed_id""",
-        (run_id, shard),
-    )
-    return [(fid, url, bytes(body), ctype, at) for fid, url, body, ctype, at in cur.fetchall()]
-
-
-def mark_parse_failure(cur: Cursor, run_id: str, feed_id: int, kind: str, message: str) -> None:
-    """A body that is no (readable) feed, or that broke a step, turns the feed's outcome into
-    an error and unstages its entries; its validators and body hash are not kept, so the
-    next fetch parses again."""
-    cur.execute("DELETE FROM staged_entries WHERE run_id = %s AND feed_id = %s", (run_id, feed_id))
-    cur.execute(
-        """UPDATE fetch_log SET outcome = 'error', error_kind = %s, error = %s, entries = 0
-           WHERE run_id = %s AND feed_id = %s""",
-        (kind, message, run_id, feed_id),
-    )
+    return [ParsedEntry(fid, qid, entry, at, lang, link) for qid, fid, _, entry, at, lang, link in held]
 
 
 @contextmanager
@@ -399,57 +344,93 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
 
 
-# --- parse and normalize ------------------------------------------------------------
+# --- staging -------------------------------------------------------------------
 
 
-def apply_feed_hints(cur: Cursor, run_id: str, feed_id: int, ttl_minutes: int | None,
-                     dropped: int, max_interval_s: int, title: str | None = None,
-                     nuls_removed: int = 0, parser: str | None = None) -> None:
-    """What only the parsed feed knows: its `<ttl>` (pushes the next check), entries over the
-    cap, NULs removed from its text, which parser read it, and its title (kept when the feed
-    list gave none)."""
-    if title:
-        cur.execute("UPDATE feeds SET title = %s WHERE id = %s AND title IS NULL", (title[:500], feed_id))
-    cur.execute(
-        """UPDATE fetch_log SET entries_dropped = %(dropped)s, nuls_removed = %(nuls)s,
-               parser = coalesce(%(parser)s, parser),
-               next_check_at = CASE WHEN %(ttl)s::int IS NULL THEN next_check_at
-                   ELSE GREATEST(next_check_at, LEAST(fetched_at + make_interval(mins => %(ttl)s::int),
-                                                      fetched_at + make_interval(secs => %(max)s)))
-                   END
-           WHERE run_id = %(run)s AND feed_id = %(feed)s""",
-        {"dropped": dropped, "ttl": ttl_minutes, "max": max_interval_s, "run": run_id, "feed": feed_id,
-         "nuls": nuls_removed, "parser": parser},
-    )
+_STAGE_ENTRIES = """INSERT INTO staged_entries (run_id, feed_id, seq, raw, fetched_at, feed_language,
+                                              feed_link, article, decision, reasons) VALUES %s"""
+_STAGE_TEMPLATE = "(%s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s::jsonb)"
+
+_STAGED_FETCHES = """
+UPDATE fetch_log l SET staged = true, entries = v.entries, entries_dropped = v.dropped,
+    nuls_removed = v.nuls, parser = coalesce(v.parser, l.parser),
+    outcome = CASE WHEN v.error_kind IS NULL THEN l.outcome ELSE 'error' END,
+    error_kind = coalesce(v.error_kind, l.error_kind), error = coalesce(v.error, l.error),
+    next_check_at = CASE WHEN v.ttl IS NULL THEN l.next_check_at
+        ELSE GREATEST(l.next_check_at, LEAST(l.fetched_at + make_interval(mins => v.ttl),
+                                             l.fetched_at + make_interval(secs => v.max_interval)))
+        END
+FROM (VALUES %s) AS v(run_id, feed_id, entries, dropped, nuls, parser, error_kind, error, ttl, max_interval)
+WHERE l.run_id = v.run_id AND l.feed_id = v.feed_id
+"""
+_STAGED_TEMPLATE = "(%s, %s::bigint, %s::int, %s::int, %s::int, %s, %s, %s, %s::int, %s::int)"
 
 
-def stage_entries(cur: Cursor, run_id: str, feed_id: int, entries: Sequence[ParsedEntry]) -> None:
-    cur.execute("DELETE FROM staged_entries WHERE run_id = %s AND feed_id = %s", (run_id, feed_id))
+def _entry_row(run_id: str, staged: StagedEntry) -> tuple[Any, ...]:
+    e, article = staged.entry, staged.article
+    reasons = staged.reasons or [] if article is None else None
+    return (run_id, e.feed_id, e.seq, json.dumps(e.raw), e.fetched_at, e.feed_language, e.feed_link,
+            json.dumps(article.to_json()) if article is not None else None,
+            "quarantined" if reasons is not None else None,
+            json.dumps(reasons) if reasons is not None else None)
+
+
+def stage_batches(cur: Cursor, run_id: str, batches: Sequence[FeedBatch], max_interval_s: int) -> list[FeedBatch]:
+    """Stage a shard's entries, each with its article or its quarantine reasons, and complete
+    the feeds' fetch_log rows (entries, what the parse learnt, or the error that a body
+    which is no feed became) in one go. Idempotent: a retried shard replaces its rows.
+
+    Should PostgreSQL refuse the batch, each feed is staged alone, and in a feed it
+    refuses, each entry: one it refuses with its article is staged quarantined with the
+    reason; a feed whose entries it refuses even so fails as `internal_error`. Returns the
+    batches as staged (with those changes)."""
+    cur.execute("DELETE FROM staged_entries WHERE run_id = %s AND feed_id = ANY(%s)",
+                (run_id, [b.feed_id for b in batches]))
+    try:
+        with savepoint(cur):
+            rows = [_entry_row(run_id, s) for b in batches for s in b.entries]
+            execute_values(cur, _STAGE_ENTRIES, rows, template=_STAGE_TEMPLATE, page_size=PAGE)
+        staged = list(batches)
+    except Exception as exc:  # noqa: BLE001 - find what it refuses, keep the rest
+        if is_connection_error(exc):
+            raise
+        staged = [_stage_feed_alone(cur, run_id, b) for b in batches]
+    titled = [(b.title[:500], b.feed_id) for b in staged if b.title and not b.error_kind]
+    if titled:
+        execute_values(cur, "UPDATE feeds f SET title = v.title FROM (VALUES %s) AS v(title, id) "
+                            "WHERE f.id = v.id AND f.title IS NULL", titled)
     execute_values(
-        cur,
-        """INSERT INTO staged_entries (run_id, feed_id, seq, raw, fetched_at, feed_language,
-                                       feed_link) VALUES %s""",
-        [
-            (run_id, e.feed_id, e.seq, Json(e.raw), e.fetched_at, e.feed_language, e.feed_link)
-            for e in entries
-        ],
-        page_size=PAGE,
-    )
-    cur.execute(
-        "UPDATE fetch_log SET entries = %s WHERE run_id = %s AND feed_id = %s",
-        (len(entries), run_id, feed_id),
-    )
+        cur, _STAGED_FETCHES,
+        [(run_id, b.feed_id, len(b.entries), b.entries_over_cap, b.nuls_removed, b.parser,
+          b.error_kind, b.error, b.ttl_minutes, max_interval_s) for b in staged],
+        template=_STAGED_TEMPLATE, page_size=PAGE)
+    return staged
 
 
-def staged_raw_entries(cur: Cursor, run_id: str, shard: int) -> list[ParsedEntry]:
-    cur.execute(
-        """SELECT s.feed_id, s.seq, s.raw, s.fetched_at, s.feed_language, s.feed_link
-           FROM staged_entries s
-           JOIN run_feeds r ON r.run_id = s.run_id AND r.feed_id = s.feed_id
-           WHERE s.run_id = %s AND r.shard = %s ORDER BY s.feed_id, s.seq""",
-        (run_id, shard),
-    )
-    return [ParsedEntry(fid, seq, raw, at, lang, link) for fid, seq, raw, at, lang, link in cur]
+def _stage_feed_alone(cur: Cursor, run_id: str, batch: FeedBatch) -> FeedBatch:
+    try:
+        with savepoint(cur):
+            entries = []
+            for staged in batch.entries:
+                try:
+                    with savepoint(cur):
+                        execute_values(cur, _STAGE_ENTRIES, [_entry_row(run_id, staged)],
+                                       template=_STAGE_TEMPLATE)
+                    entries.append(staged)
+                except Exception as exc:  # noqa: BLE001 - the entry refused with its article
+                    if is_connection_error(exc) or staged.article is None:
+                        raise
+                    held = replace(staged, article=None, reasons=[exception_reason(exc, "staging")])
+                    execute_values(cur, _STAGE_ENTRIES, [_entry_row(run_id, held)], template=_STAGE_TEMPLATE)
+                    entries.append(held)
+        return replace(batch, entries=tuple(entries))
+    except Exception as exc:  # noqa: BLE001 - a feed whose rows PostgreSQL refuses fails alone
+        if is_connection_error(exc):
+            raise
+        return FeedBatch(batch.feed_id, error_kind="internal_error", error=f"staging failed: {describe(exc)}")
+
+
+# --- dedup and validate ------------------------------------------------------------
 
 
 _SET_ARTICLES = """UPDATE staged_entries s SET article = v.article::jsonb
@@ -459,8 +440,9 @@ _SET_ARTICLES = """UPDATE staged_entries s SET article = v.article::jsonb
 
 def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]
                  ) -> dict[tuple[int, int], list[dict[str, Any]]]:
-    """Stage the normalized articles. Should PostgreSQL refuse the batch, each article is
-    staged alone: those it refuses are returned, with the reason, to be quarantined."""
+    """Re-stage articles (re-keyed by their feed's identity rule). Should PostgreSQL refuse
+    the batch, each article is staged alone: those it refuses are returned, with the
+    reason, to be quarantined."""
     rows = [(run_id, a.feed_id, a.seq, json.dumps(a.to_json())) for a in articles]
     try:
         with savepoint(cur):
@@ -482,7 +464,6 @@ def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]
     return refused
 
 
-# --- dedup and validate ------------------------------------------------------------
 
 
 def staged_articles(cur: Cursor, run_id: str, decisions: Sequence[str] | None = None) -> list[Article]:

@@ -23,8 +23,9 @@ def test_dag_shape(dagbag):
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dagbag.dags["news_table_checks"].task_ids == ["check_tables"]
-    assert set(dag.task_ids) == {"prepare", "fetch", "parse", "normalize", "dedup", "validate", "load", "report"}
-    fetch = dag.get_task("fetch")
+    assert set(dag.task_ids) == {"prepare", "ingest_shard", "load", "report"}
+    assert dag.get_task("load").upstream_task_ids == {"ingest_shard"}  # one pass per shard, then load
+    fetch = dag.get_task("ingest_shard")
     assert fetch.pool == "feed_fetch"
     assert fetch.retries >= 1 and fetch.retry_exponential_backoff
     assert fetch.max_retry_delay <= timedelta(minutes=10)

@@ -95,11 +95,11 @@ def test_validation_past_the_fail_level_fails_the_run_and_still_loads(ingest, se
     dr = ingest([broken, fine])
     assert dr.state == "failed"
     states = task_states(dr)
-    assert (states["validate"], states["load"], states["report"]) == ("failed", "success", "failed")
+    assert (states["load"], states["report"]) == ("failed", "failed")
     status, error, _ = recorded(db_url, dr)
     assert status == "validation_failed" and "past the fail level" in error and broken in error
-    # Terminal: validate failed on its first try, not after its retries.
-    assert dr.get_task_instance("validate").try_number == 1
+    # Terminal: the load failed on its first try (after landing the rows), not after its retries.
+    assert dr.get_task_instance("load").try_number == 1
     assert f"AirflowFailException: validation failed: {error}" in capfd.readouterr().out
     assert articles(db_url) == 10  # the good rows landed...
     assert scalar(db_url, "SELECT count(*) FROM quarantine") == 4  # ...and the bad ones are held
@@ -118,7 +118,7 @@ def test_a_load_the_database_refuses_fails_the_run(ingest, serve, db_url, dagbag
     dr = ingest(serve({"/fine.xml": GOOD}))
     assert dr.state == "failed"
     states = task_states(dr)
-    assert (states["validate"], states["load"], states["report"]) == ("success", "failed", "failed")
+    assert (states["load"], states["report"]) == ("failed", "failed")
     assert recorded(db_url, dr)[0] == "failed"
     out = capfd.readouterr().out
     assert "articles are read-only during maintenance" in out  # the load's own log

@@ -14,14 +14,13 @@ import multiprocessing
 import queue
 import time
 import traceback
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any, Callable
 
 import pytest
 
-from pipeline import stages
+from pipeline import local_runner, maintenance, tasks
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
 from tests.helpers import item, query, rss, scalar
@@ -34,7 +33,7 @@ YESTERDAY = datetime.now(timezone.utc) - timedelta(days=1)
 @pytest.fixture
 def lenient(settings):
     """Thresholds out of the way: these tests look at rows, not at run failure."""
-    return replace(settings, quarantine_fail_ratio=1.0, feed_quarantine_fail_ratio=1.0)
+    return settings.replace(quarantine_fail_ratio=1.0, feed_quarantine_fail_ratio=1.0)
 
 
 class Child:
@@ -110,18 +109,23 @@ class HoldAfterFetching:
 
 def run_until_loaded(db_url, settings, run_id, sources, force=True):
     """A run's stages as the DAG's tasks call them, up to (not including) the load."""
-    for shard in stages.prepare_run(db_url, settings, run_id, sources, stages.utcnow(), force):
-        stages.fetch_shard(db_url, settings, run_id, shard, stages.utcnow())
-        stages.parse_shard(db_url, settings, run_id, shard)
-        stages.normalize_shard(db_url, settings, run_id, shard)
-    stages.dedup_run(db_url, run_id)
-    stages.validate_run(db_url, settings, run_id, stages.utcnow())
+    for shard in tasks.prepare_run(db_url, settings, run_id, sources, tasks.utcnow(), force):
+        tasks.ingest_shard(db_url, settings, run_id, shard, tasks.utcnow())
+    tasks.dedup_run(db_url, run_id)
+    tasks.validate_run(db_url, settings, run_id, tasks.utcnow())
+
+
+def held_run(db_url, settings, sources, run_id, hold):
+    """A run whose fetches call `hold` for each feed fetched, before they are recorded."""
+    for shard in tasks.prepare_run(db_url, settings, run_id, sources, tasks.utcnow(), True):
+        tasks.ingest_shard(db_url, settings, run_id, shard, tasks.utcnow(), on_result=hold)
+    return local_runner.finish(db_url, settings, run_id, tasks.utcnow)
 
 
 def dag_run(db_url, settings, run_id, sources):
     run_until_loaded(db_url, settings, run_id, sources)
-    stages.load_run(db_url, settings, run_id, stages.utcnow())
-    return stages.report_run(db_url, run_id, stages.utcnow())
+    tasks.load_run(db_url, settings, run_id, tasks.utcnow())
+    return tasks.report_run(db_url, run_id, tasks.utcnow())
 
 
 def texts(db_url):
@@ -172,13 +176,13 @@ def final_texts(base: int = 0) -> dict[str, str]:
 def test_an_older_fetch_loaded_after_a_newer_run_puts_nothing_back(db_url, settings):
     with FeedServer({"/f.xml": Route(edition(0))}) as server:
         sources = [FeedSource(server.url("/f.xml"))]
-        stages.ingest(db_url, settings, sources, "seed", force=True)
+        local_runner.ingest(db_url, settings, sources, "seed", force=True)
         server.routes["/f.xml"] = Route(edition(1))
         run_until_loaded(db_url, settings, "older", sources)  # fetched edition 1, validated
         server.routes["/f.xml"] = Route(edition(2))
-        stages.ingest(db_url, settings, sources, "newer", force=True)  # fetched 2, loaded
-        late = stages.load_run(db_url, settings, "older", stages.utcnow())
-        stages.report_run(db_url, "older", stages.utcnow())
+        local_runner.ingest(db_url, settings, sources, "newer", force=True)  # fetched 2, loaded
+        late = tasks.load_run(db_url, settings, "older", tasks.utcnow())
+        tasks.report_run(db_url, "older", tasks.utcnow())
         assert texts(db_url) == final_texts()
         assert_no_duplicate_articles(db_url)
         # An update of story 1 and story 3 (planned as new, inserted meanwhile by the newer
@@ -189,7 +193,7 @@ def test_an_older_fetch_loaded_after_a_newer_run_puts_nothing_back(db_url, setti
         assert feed_state(db_url, server.url("/f.xml")) == (
             server.routes["/f.xml"].etag, hashlib.sha256(edition(2)).hexdigest())
         assert_every_entry_accounted_for(db_url)
-        again = stages.ingest(db_url, settings, sources, "after", force=True)
+        again = local_runner.ingest(db_url, settings, sources, "after", force=True)
     assert again["feeds"][0]["outcome"] == "not_modified"  # the validators describe V2
 
 
@@ -201,17 +205,17 @@ def test_two_ingests_at_once_the_older_fetch_recorded_and_loaded_last(db_url, le
     paths = tuple(bases)
     with FeedServer({p: Route(edition(0, base)) for p, base in bases.items()}) as server:
         sources = [FeedSource(server.url(p)) for p in paths]
-        stages.ingest(db_url, lenient, sources, "seed", force=True)
+        local_runner.ingest(db_url, lenient, sources, "seed", force=True)
         for p, base in bases.items():
             server.routes[p] = Route(edition(1, base))
         fetched = multiprocessing.get_context("fork").Event()
         hold = HoldAfterFetching(len(paths), fetched, db_url, "dag")
-        cli = Child("cli ingest", stages.ingest, db_url, replace(lenient, data_dir=tmp_path / "cli"),
-                    sources, "cli", stages.utcnow, hold, True).start()
+        cli = Child("cli ingest", held_run, db_url, lenient.replace(data_dir=tmp_path / "cli"),
+                    sources, "cli", hold).start()
         assert fetched.wait(60), "the CLI ingest did not fetch within 60 s"
         for p, base in bases.items():  # the publisher edits between the two runs' fetches
             server.routes[p] = Route(edition(2, base))
-        dag = Child("dag run", dag_run, db_url, replace(lenient, data_dir=tmp_path / "dag"),
+        dag = Child("dag run", dag_run, db_url, lenient.replace(data_dir=tmp_path / "dag"),
                     "dag", sources).start()
         assert dag.result()["status"] == "ok"
         late = cli.result()
@@ -234,14 +238,14 @@ def test_two_releases_at_once_release_each_held_entry_once(db_url, lenient, tmp_
     routes = {"/a.xml": Route(held_feed(10)), "/b.xml": Route(held_feed(20))}
     with FeedServer(routes) as server:
         sources = [FeedSource(server.url(p)) for p in routes]
-        stages.ingest(db_url, lenient, sources, "seed", force=True)
+        local_runner.ingest(db_url, lenient, sources, "seed", force=True)
     held = scalar(db_url, "SELECT count(*) FROM quarantine WHERE released_at IS NULL")
     assert held == 4
-    relaxed = replace(lenient, future_tolerance_hours=24 * 5)  # the fix: the suite's tolerance
+    relaxed = lenient.replace(future_tolerance_hours=24 * 5)  # the fix: the suite's tolerance
     barrier = multiprocessing.get_context("fork").Barrier(2)
     first, second = all_at_once([
-        Child(f"release {n}", _after, barrier, stages.release_quarantined, db_url,
-              replace(relaxed, data_dir=tmp_path / f"release{n}"))
+        Child(f"release {n}", _after, barrier, maintenance.release_quarantined, db_url,
+              relaxed.replace(data_dir=tmp_path / f"release{n}"))
         for n in (1, 2)])
     staged = [r["totals"].get("entries", 0) for r in (first, second)]
     assert sum(staged) == held  # no entry staged by both
@@ -270,21 +274,21 @@ def test_ingest_dag_run_replay_and_release_at_once_keep_every_count(db_url, leni
     }
     with FeedServer({p: Route(body) for p, body in first.items()}) as server:
         sources = [FeedSource(server.url(p)) for p in first]
-        stages.ingest(db_url, lenient, sources, "seed", force=True)
+        local_runner.ingest(db_url, lenient, sources, "seed", force=True)
         assert scalar(db_url, "SELECT count(*) FROM quarantine WHERE released_at IS NULL") == 4
         for p, body in edited.items():
             server.routes[p] = Route(body)
         barrier = multiprocessing.get_context("fork").Barrier(4)
         def own(name):  # each process its own Great Expectations project
-            return replace(lenient, data_dir=tmp_path / name)
+            return lenient.replace(data_dir=tmp_path / name)
 
-        relaxed = replace(own("release"), future_tolerance_hours=24 * 5)
+        relaxed = own("release").replace(future_tolerance_hours=24 * 5)
         cli, dag, replayed, released = all_at_once([
-            Child("cli ingest", _after, barrier, stages.ingest, db_url, own("cli"), sources, "cli",
+            Child("cli ingest", _after, barrier, local_runner.ingest, db_url, own("cli"), sources, "cli",
                   force=True),
             Child("dag run", _after, barrier, dag_run, db_url, own("dag"), "dag", sources[1:]),
-            Child("replay", _after, barrier, stages.replay, db_url, own("replay"), YESTERDAY),
-            Child("release", _after, barrier, stages.release_quarantined, db_url, relaxed),
+            Child("replay", _after, barrier, maintenance.replay, db_url, own("replay"), YESTERDAY),
+            Child("release", _after, barrier, maintenance.release_quarantined, db_url, relaxed),
         ])
     assert cli["status"] == dag["status"] == "ok" and replayed["runs"] >= 1
     assert (released["held"], released["released"]) == (4, 4)

@@ -3,14 +3,13 @@ right expectation; thresholds warn and fail; results land in SQL and Data Docs; 
 entries are released after a fix, exactly once."""
 
 import uuid
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
-from pipeline import stages
+from pipeline import local_runner, maintenance, tasks
 from pipeline.errors import ValidationThresholdExceeded
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
@@ -22,7 +21,7 @@ FUTURE = format_datetime(datetime.now(timezone.utc) + timedelta(days=3), usegmt=
 
 def run(db_url, settings, server, paths, **kw):
     sources = [FeedSource(server.url(p)) for p in paths]
-    return stages.ingest(db_url, settings, sources, f"t-{uuid.uuid4().hex[:8]}", force=True, **kw)
+    return local_runner.ingest(db_url, settings, sources, f"t-{uuid.uuid4().hex[:8]}", force=True, **kw)
 
 
 def reasons_by_title(db_url):
@@ -33,8 +32,8 @@ def reasons_by_title(db_url):
 @pytest.fixture
 def lenient(settings):
     """Thresholds out of the way: these tests look at rows, not at run failure."""
-    return replace(settings, quarantine_fail_ratio=1.0, feed_quarantine_fail_ratio=1.0,
-                   max_body_bytes=16 * 1024 * 1024)
+    return settings.replace(quarantine_fail_ratio=1.0, feed_quarantine_fail_ratio=1.0,
+                            max_body_bytes=16 * 1024 * 1024)
 
 
 def test_crafted_bad_entries_are_quarantined_with_the_right_expectation(db_url, lenient):
@@ -68,7 +67,7 @@ def test_crafted_bad_entries_are_quarantined_with_the_right_expectation(db_url, 
 
 
 def test_a_feed_past_the_fail_level_fails_the_run_naming_it(db_url, settings):
-    settings = replace(settings, quarantine_min_entries=3)
+    settings = settings.replace(quarantine_min_entries=3)
     routes = {"/broken.xml": Route(rss([item(n, link=f"javascript:void({n})") for n in range(4)])),
               "/fine.xml": Route(rss([item(n) for n in range(10, 40)]))}
     with FeedServer(routes) as server:
@@ -82,7 +81,7 @@ def test_a_feed_past_the_fail_level_fails_the_run_naming_it(db_url, settings):
 
 
 def test_past_the_warn_level_the_run_succeeds_and_says_so(db_url, settings):
-    settings = replace(settings, quarantine_min_entries=3, quarantine_warn_ratio=0.05)
+    settings = settings.replace(quarantine_min_entries=3, quarantine_warn_ratio=0.05)
     entries = [item(n) for n in range(10)] + [item(99, link="javascript:x()")]
     with FeedServer({"/f.xml": Route(rss(entries))}) as server:
         summary = run(db_url, settings, server, ["/f.xml"])
@@ -109,7 +108,7 @@ def test_results_are_stored_in_sql_with_data_docs_and_feed_quality(db_url, lenie
 
 
 def test_old_data_docs_are_pruned(db_url, lenient):
-    keep = replace(lenient, data_docs_keep=2)
+    keep = lenient.replace(data_docs_keep=2)
     with FeedServer({}) as server:
         for n in range(4):
             server.routes["/f.xml"] = Route(rss([item(n)]))
@@ -122,13 +121,13 @@ def test_release_after_a_suite_change_loads_held_entries_exactly_once(db_url, le
     with FeedServer({"/f.xml": Route(rss([item(1), item(2, title="Early", pubDate=FUTURE)]))}) as server:
         run(db_url, lenient, server, ["/f.xml"])
         assert scalar(db_url, "SELECT count(*) FROM quarantine WHERE released_at IS NULL") == 1
-        unchanged = stages.release_quarantined(db_url, lenient)
+        unchanged = maintenance.release_quarantined(db_url, lenient)
         assert (unchanged["released"], unchanged["still_held"]) == (0, 1)  # same suite: still fails
-        relaxed = replace(lenient, future_tolerance_hours=24 * 5)  # the suite's tolerance changed
-        released = stages.release_quarantined(db_url, relaxed)
+        relaxed = lenient.replace(future_tolerance_hours=24 * 5)  # the suite's tolerance changed
+        released = maintenance.release_quarantined(db_url, relaxed)
         assert (released["released"], released["still_held"]) == (1, 0)
         assert scalar(db_url, "SELECT count(*) FROM articles WHERE title = 'Early'") == 1
-        again = stages.release_quarantined(db_url, relaxed)
+        again = maintenance.release_quarantined(db_url, relaxed)
         assert again["held"] == 0
         server.routes["/f.xml"] = Route(rss([item(1), item(2, title="Early", pubDate=FUTURE)]) + b"<!-- again -->")
         rerun = run(db_url, relaxed, server, ["/f.xml"])

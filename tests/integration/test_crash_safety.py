@@ -33,7 +33,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from pipeline import database, stages
+from pipeline import database, local_runner, maintenance, tasks
 from pipeline.config import Settings
 from pipeline.errors import RunNotLoadable
 from pipeline.feedserver import FeedServer, Route
@@ -42,8 +42,8 @@ from tests.crashable_server import CrashableServer, find_bin_dir
 from tests.helpers import item, query, rss, scalar, settings_for_tests
 
 TEMPLATE = "crash_template"
-STAGES = ("prepare", "fetch", "parse", "normalize", "dedup", "validate", "load", "report")
-KILL_POINTS = ("prepare", "fetch", "parse", "normalize", "dedup", "validate", "inside_load")
+STAGES = ("prepare", "ingest_shard", "dedup", "validate", "load", "report")
+KILL_POINTS = ("prepare", "ingest_shard", "dedup", "validate", "inside_load")
 T0 = time.time() - 30 * 86400  # entries' dates: fixed for the module, well in the past
 # Three ways a feed says "unchanged": ETag (and Last-Modified), Last-Modified only, neither
 # (then only the body hash).
@@ -169,26 +169,20 @@ class Run:
         self.shards: list[int] = []
 
     def stage(self, name: str) -> None:
-        db, cfg, run_id, now = self.db_url, self.settings, self.run_id, stages.utcnow()
+        db, cfg, run_id, now = self.db_url, self.settings, self.run_id, tasks.utcnow()
         if name == "prepare":
-            self.shards = stages.prepare_run(db, cfg, run_id, self.sources, now, force=True)
-        elif name == "fetch":
+            self.shards = tasks.prepare_run(db, cfg, run_id, self.sources, now, force=True)
+        elif name == "ingest_shard":
             for shard in self.shards:
-                stages.fetch_shard(db, cfg, run_id, shard, now)
-        elif name == "parse":
-            for shard in self.shards:
-                stages.parse_shard(db, cfg, run_id, shard)
-        elif name == "normalize":
-            for shard in self.shards:
-                stages.normalize_shard(db, cfg, run_id, shard)
+                tasks.ingest_shard(db, cfg, run_id, shard, now)
         elif name == "dedup":
-            stages.dedup_run(db, run_id)
+            tasks.dedup_run(db, run_id)
         elif name == "validate":
-            stages.validate_run(db, cfg, run_id, now)
+            tasks.validate_run(db, cfg, run_id, now)
         elif name == "load":
-            stages.load_run(db, cfg, run_id, now)
+            tasks.load_run(db, cfg, run_id, now)
         else:
-            assert stages.report_run(db, run_id, now)["status"] == "ok"
+            assert tasks.report_run(db, run_id, now)["status"] == "ok"
 
     def stages(self, names: tuple[str, ...] = STAGES) -> None:
         for name in names:
@@ -285,7 +279,6 @@ def assert_nothing_lost_or_duplicated(db_url: str, generations: int,
                          "WHERE loaded_at IS NOT NULL ORDER BY started_at")
     assert [(run_id, status) for run_id, status, _ in runs] == [(r, "ok") for r in loaded_runs]
     assert sum(new for *_, new in runs) == len(served)
-    assert scalar(db_url, "SELECT count(*) FROM staged_fetches") == 0
     assert scalar(db_url, "SELECT count(*) FROM staged_entries") == 0
 
 
@@ -306,15 +299,15 @@ def assert_feeds_describe(db_url: str, srv: FeedServer, generation: int) -> None
 
 def test_staging_tables_are_logged(pg: CrashableServer, crash_db: str) -> None:
     persistence = dict(query(crash_db, """SELECT relname, relpersistence FROM pg_class
-                                          WHERE relname IN ('staged_fetches', 'staged_entries')"""))
-    assert persistence == {"staged_fetches": "p", "staged_entries": "p"}
+                                          WHERE relname IN ('staged_entries', 'fetch_log')"""))
+    assert persistence == {"staged_entries": "p", "fetch_log": "p"}
 
 
 # Resuming (Airflow retries the failed task) finds only what the stages before committed:
 # every boundary. Restarting (a cleared run) re-fetches: before anything was validated,
 # after validation committed, and after a load rolled back.
 CASES = [(point, "resume") for point in KILL_POINTS] + [
-    (point, "restart") for point in ("fetch", "validate", "inside_load")]
+    (point, "restart") for point in ("ingest_shard", "validate", "inside_load")]
 
 
 @pytest.mark.parametrize(("kill_point", "retry"), CASES, ids=[f"{k}-{r}" for k, r in CASES])
@@ -336,7 +329,7 @@ def test_a_server_crash_loses_and_duplicates_nothing(
     pg.start()
     assert_validators_not_ahead(crash_db, srv, served=2)
     if STAGES[done] != "prepare":  # what the completed stages committed survived the crash
-        staged = "SELECT count(*) FROM staged_fetches WHERE run_id = 'run-1'"
+        staged = "SELECT count(*) FROM fetch_log WHERE run_id = 'run-1' AND staged"
         assert scalar(crash_db, staged) == len(FEEDS)
 
     crashed.stages(STAGES[done + 1:] if retry == "resume" else STAGES)
@@ -361,8 +354,8 @@ def test_a_run_whose_staging_was_pruned_is_not_loaded(
     stale = Run(crash_db, crash_settings, feeds, "run-1")
     stale.stages(STAGES[:STAGES.index("validate") + 1])
     later = Run(crash_db, crash_settings, feeds, "run-2")
-    later.shards = stages.prepare_run(crash_db, crash_settings, "run-2", feeds,
-                                      stages.utcnow() + timedelta(days=3), force=True)
+    later.shards = tasks.prepare_run(crash_db, crash_settings, "run-2", feeds,
+                                      tasks.utcnow() + timedelta(days=3), force=True)
     assert scalar(crash_db, "SELECT count(*) FROM staged_entries WHERE run_id = 'run-1'") == 0
 
     with pytest.raises(RunNotLoadable, match="staged"):

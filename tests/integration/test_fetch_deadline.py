@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -88,7 +87,7 @@ def fetch_one(settings, url):
 @pytest.fixture
 def one_second(settings):
     """A total bound of 1 s, with connect and read bounds that alone would never cut in."""
-    return replace(settings, connect_timeout=2.0, read_timeout=2.0, total_timeout=1.0)
+    return settings.replace(connect_timeout=2.0, read_timeout=2.0, total_timeout=1.0)
 
 
 def test_headers_dripped_byte_by_byte_are_cut_off_at_the_total_timeout(one_second):
@@ -131,7 +130,7 @@ def test_a_fetch_within_the_total_timeout_follows_its_redirects(one_second, serv
 
 def test_waiting_for_a_turn_at_a_busy_host_does_not_count_against_the_feed(one_second, server):
     server.routes["/f.xml"] = Route(FEED, delay=0.6, validators=False)
-    one_at_a_time = replace(one_second, per_host_concurrency=1)
+    one_at_a_time = one_second.replace(per_host_concurrency=1)
     feeds = [FeedState(i, server.url(f"/f.xml?i={i}")) for i in range(3)]
     started = time.monotonic()
     results = fetch_all(feeds, one_at_a_time, NOW)

@@ -5,13 +5,12 @@ import gzip
 import time
 import tracemalloc
 import uuid
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
 
-from pipeline import stages
+from pipeline import local_runner, maintenance, tasks
 from pipeline.feedserver import FeedServer, Route
 from pipeline.fetch import fetch_all
 from pipeline.records import FeedSource, FeedState, FetchOutcome
@@ -30,7 +29,7 @@ def ingest(db_url, settings, server, path, force=True):
     """One run over the feed at `path` plus a healthy one (so a failure is not systemic)."""
     sources = [FeedSource(server.url(path)), FeedSource(server.url("/ok.xml"))]
     started = time.monotonic()
-    summary = stages.ingest(db_url, settings, sources, f"t-{uuid.uuid4().hex[:8]}", force=force)
+    summary = local_runner.ingest(db_url, settings, sources, f"t-{uuid.uuid4().hex[:8]}", force=force)
     summary["wall"] = time.monotonic() - started
     return summary
 
@@ -107,7 +106,7 @@ def test_429_with_retry_after_http_date(db_url, settings, server):
 
 def test_503_backs_off_exponentially_and_the_feed_is_not_fetched_before_its_next_check(db_url, settings, server):
     server.routes["/f.xml"] = Route(b"down", "text/plain", status=503)
-    settings = replace(settings, min_interval_s=600, max_interval_s=86_400)
+    settings = settings.replace(min_interval_s=600, max_interval_s=86_400)
     first_at = datetime.now(timezone.utc)
     ingest(db_url, settings, server, "/f.xml")
     first = feed_row(db_url, server.url("/f.xml"))
@@ -126,7 +125,7 @@ def test_503_backs_off_exponentially_and_the_feed_is_not_fetched_before_its_next
 
 
 def test_permanent_redirect_chain_moves_the_feed_after_the_configured_count(db_url, settings, server):
-    settings = replace(settings, redirect_confirmations=2)
+    settings = settings.replace(redirect_confirmations=2)
     server.routes["/old.xml"] = Route(b"", status=301, headers={"Location": "/mid.xml"})
     server.routes["/mid.xml"] = Route(b"", status=308, headers={"Location": server.url("/new.xml")})
     server.routes["/new.xml"] = Route(FEED)
@@ -145,7 +144,7 @@ def test_permanent_redirect_chain_moves_the_feed_after_the_configured_count(db_u
 
 
 def test_temporary_redirect_never_moves_the_feed(db_url, settings, server):
-    settings = replace(settings, redirect_confirmations=2)
+    settings = settings.replace(redirect_confirmations=2)
     server.routes["/f.xml"] = Route(b"", status=302, headers={"Location": "/elsewhere.xml"})
     server.routes["/elsewhere.xml"] = Route(FEED)
     for _ in range(3):
@@ -176,7 +175,7 @@ def test_410_gone_disables_the_feed_with_the_reason(db_url, settings, server):
 
 
 def test_a_server_that_drips_bytes_is_cut_off_by_the_total_timeout(db_url, settings, server):
-    settings = replace(settings, read_timeout=2.0, total_timeout=2.5)
+    settings = settings.replace(read_timeout=2.0, total_timeout=2.5)
     server.routes["/f.xml"] = Route(FEED, drip=0.2, validators=False)
     summary = ingest(db_url, settings, server, "/f.xml")
     assert feed_row(db_url, server.url("/f.xml"))["last_error_kind"] == "timeout"
@@ -215,7 +214,7 @@ def test_redirect_to_a_private_address_is_refused(db_url, settings, server):
 
 
 def test_loopback_is_refused_unless_allowed(settings, server):
-    closed = replace(settings, allowed_networks=())
+    closed = settings.replace(allowed_networks=())
     [blocked] = fetch_all([FeedState(1, server.url("/ok.xml"))], closed, datetime.now(timezone.utc))
     assert (blocked.outcome, blocked.error_kind) == (FetchOutcome.ERROR, "blocked_address")
     [named] = fetch_all([FeedState(1, f"http://localhost:{server.port}/ok.xml")], closed, datetime.now(timezone.utc))
@@ -246,7 +245,7 @@ def test_ttl_and_max_age_push_the_next_check(db_url, settings, server):
 
 def test_per_host_limit_holds_while_the_global_limit_overlaps_other_hosts(settings, server):
     server.routes["/slow.xml"] = Route(FEED, delay=0.2, validators=False)
-    limited = replace(settings, fetch_concurrency=16, per_host_concurrency=2)
+    limited = settings.replace(fetch_concurrency=16, per_host_concurrency=2)
     feeds = [FeedState(i, server.url(f"/slow.xml?i={i}")) for i in range(8)]
     started = time.monotonic()
     results = fetch_all(feeds, limited, datetime.now(timezone.utc))
@@ -266,17 +265,17 @@ def test_politeness_is_recorded_at_fetch_time_and_holds_when_the_run_dies_after_
         db_url, settings, server):
     """A 503 with Retry-After, a 503 without, a 410: the run dies after its fetch task (which
     Airflow ran twice). The next run does not hit them; the healthy feed's entries still load."""
-    settings = replace(settings, min_interval_s=600, max_interval_s=86_400)
+    settings = settings.replace(min_interval_s=600, max_interval_s=86_400)
     server.routes["/busy.xml"] = Route(b"busy", "text/plain", status=503, headers={"Retry-After": "7200"})
     server.routes["/down.xml"] = Route(b"down", "text/plain", status=503)
     server.routes["/gone.xml"] = Route(b"gone", "text/plain", status=410)
     paths = ("/busy.xml", "/down.xml", "/gone.xml", "/ok.xml")
     sources = [FeedSource(server.url(p)) for p in paths]
     now = datetime.now(timezone.utc)
-    shards = stages.prepare_run(db_url, settings, "dies-after-fetch", sources, now)
+    shards = tasks.prepare_run(db_url, settings, "dies-after-fetch", sources, now)
     for attempt in range(2):  # the fetch task retried: the streak and backoff count it once
         for shard in shards:
-            stages.fetch_shard(db_url, settings, "dies-after-fetch", shard, now + timedelta(seconds=attempt))
+            tasks.ingest_shard(db_url, settings, "dies-after-fetch", shard, now + timedelta(seconds=attempt))
     busy, down, gone, ok = (feed_row(db_url, server.url(p)) for p in paths)
     assert (busy["last_error_kind"], busy["consecutive_errors"]) == ("unavailable", 1)
     assert busy["next_check_at"] == pytest.approx(now + timedelta(seconds=7201), abs=timedelta(seconds=2))
@@ -286,7 +285,7 @@ def test_politeness_is_recorded_at_fetch_time_and_holds_when_the_run_dies_after_
     assert (ok["etag"], ok["body_hash"], ok["consecutive_errors"]) == (None, None, 0)  # waits for a load
 
     requests_before = len(server.requests)
-    summary = stages.ingest(db_url, settings, sources, "next-run")  # not forced
+    summary = local_runner.ingest(db_url, settings, sources, "next-run")  # not forced
     fetched = [path for path, _ in server.requests[requests_before:]]
     assert fetched == ["/ok.xml"]  # the failed run's success left its feed due: nothing is lost
     assert summary["totals"]["not_due"] == 2 and outcome(summary, server, "/gone.xml")["outcome"] == "disabled"
@@ -303,14 +302,14 @@ def test_a_fetch_recorded_late_does_not_overwrite_a_newer_one(db_url, settings, 
     server.routes["/f.xml"] = Route(b"down", "text/plain", status=503)
     sources = [FeedSource(server.url("/f.xml")), FeedSource(server.url("/ok.xml"))]
     older_at = datetime.now(timezone.utc)
-    older = stages.prepare_run(db_url, settings, "older", sources, older_at, force=True)
-    newer = stages.prepare_run(db_url, settings, "newer", sources, older_at, force=True)
+    older = tasks.prepare_run(db_url, settings, "older", sources, older_at, force=True)
+    newer = tasks.prepare_run(db_url, settings, "newer", sources, older_at, force=True)
     server.routes["/f.xml"] = Route(FEED)
     for shard in newer:
-        stages.fetch_shard(db_url, settings, "newer", shard, older_at + timedelta(seconds=5))
+        tasks.ingest_shard(db_url, settings, "newer", shard, older_at + timedelta(seconds=5))
     server.routes["/f.xml"] = Route(b"down", "text/plain", status=503)
     for shard in older:
-        stages.fetch_shard(db_url, settings, "older", shard, older_at)
+        tasks.ingest_shard(db_url, settings, "older", shard, older_at)
     row = feed_row(db_url, server.url("/f.xml"))
     assert (row["consecutive_errors"], row["last_error_kind"]) == (0, None)
     assert row["last_fetched_at"] == older_at + timedelta(seconds=5)

@@ -14,12 +14,11 @@ import itertools
 import os
 import re
 import uuid
-from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from pipeline import parse, stages
+from pipeline import local_runner, maintenance, parse, tasks
 from pipeline.errors import EveryFeedFailed, ValidationThresholdExceeded
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
@@ -66,7 +65,7 @@ def ingest_and_check(db_url, settings, sources) -> str:
     """Run the whole pipeline once and assert the accounting; returns the run id."""
     run_id = f"hostile-{uuid.uuid4().hex[:8]}"
     try:
-        stages.ingest(db_url, settings, sources, run_id, force=True)
+        local_runner.ingest(db_url, settings, sources, run_id, force=True)
     except (ValidationThresholdExceeded, EveryFeedFailed):
         pass  # a run that quarantined most of its batch, or got no feed, fails loudly after loading
     assert scalar(db_url, "SELECT loaded_at IS NOT NULL AND finished_at IS NOT NULL "
@@ -115,7 +114,7 @@ HYPOTHESIS = hypothesis_settings(
 @pytest.mark.parametrize("strategy", [rss_feed(), atom_feed(), rdf_feed(), json_feed(), any_body],
                          ids=["rss", "atom", "rdf", "jsonfeed", "any"])
 def test_generated_feeds_never_stop_a_run(db_url, settings, server, strategy, feed_parser):
-    settings = replace(settings, feed_parser=feed_parser)
+    settings = settings.replace(feed_parser=feed_parser)
     content_types = st.sampled_from(["application/rss+xml", "application/xml", "application/feed+json",
                                      "text/html", "application/octet-stream"])
 
@@ -137,7 +136,7 @@ def test_every_hostile_class_together_with_good_feeds(db_url, settings, server, 
     names = ["good", *HOSTILE_SAMPLES]
     sources = serve(server, [good, *HOSTILE_SAMPLES.values()])
     by_name = dict(zip(names, (s.url for s in sources)))
-    run_id = ingest_and_check(db_url, replace(settings, max_entries_per_feed=500, feed_parser=feed_parser),
+    run_id = ingest_and_check(db_url, settings.replace(max_entries_per_feed=500, feed_parser=feed_parser),
                               sources)
     log = {url: (outcome, kind, error, entries, new, held) for url, outcome, kind, error, entries, new, held
            in query(db_url, """SELECT url, outcome, error_kind, error, entries, new, quarantined
@@ -232,7 +231,7 @@ def test_feedparser_corpus_and_every_hostile_class_in_one_run(db_url, settings, 
         bodies.append((body, header.group(1).decode("latin-1") if header else "application/xml"))
     bodies += list(HOSTILE_SAMPLES.values())
     sources = serve(server, bodies)
-    run_id = ingest_and_check(db_url, replace(settings, shard_size=100, feed_parser=feed_parser), sources)
+    run_id = ingest_and_check(db_url, settings.replace(shard_size=100, feed_parser=feed_parser), sources)
     entries, failed = query(db_url, """SELECT sum(entries), count(*) FILTER (WHERE outcome = 'error')
                                        FROM fetch_log WHERE run_id = %s""", (run_id,))[0]
     print(f"{len(bodies)} bodies, {entries} entries accounted for, {failed} feeds failed with a reason")

@@ -35,7 +35,7 @@ def test_guids_changing_on_every_fetch_fall_back_to_the_link(db_url, settings, c
 
     edited = rss([item(0, guid="render-9-0", description="<p>Fixed.</p>")]
                  + [item(i, guid=f"render-9-{i}") for i in range(1, 4)])
-    with caplog.at_level(logging.WARNING, logger="pipeline.stages"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.tasks"):
         summaries = serve_runs(db_url, settings, [fetch(1), fetch(2), fetch(3), edited])
     assert [s["totals"]["new"] for s in summaries] == [4, 0, 0, 0]
     assert scalar(db_url, "SELECT count(*) FROM articles") == 4

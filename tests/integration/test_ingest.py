@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from pipeline import database, stages
+from pipeline import database, local_runner, maintenance, tasks
 from pipeline.demo import demo_feed_list, serve_demo
 from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.feedlist import parse_feed_list
@@ -14,7 +14,7 @@ from tests.helpers import item, query, rss, scalar
 
 
 def run(db_url, settings, sources, run_id=None, force=True):
-    return stages.ingest(db_url, settings, sources, run_id or f"test-{uuid.uuid4().hex[:8]}", force=force)
+    return local_runner.ingest(db_url, settings, sources, run_id or f"test-{uuid.uuid4().hex[:8]}", force=force)
 
 
 def assert_counts_add_up(summary):
@@ -129,7 +129,7 @@ def test_failed_share_past_the_threshold_fails_loudly_but_loses_nothing(db_url, 
 
 def test_retried_load_and_rerun_of_a_run_create_no_duplicates(db_url, settings, demo):
     summary = run(db_url, settings, demo, run_id="same-run")
-    again = stages.load_run(db_url, settings, "same-run", stages.utcnow())
+    again = tasks.load_run(db_url, settings, "same-run", tasks.utcnow())
     assert again.get("already_loaded") is True
     assert scalar(db_url, "SELECT count(*) FROM articles") == summary["totals"]["new"]
 
@@ -138,16 +138,14 @@ def test_concurrent_writer_turns_a_planned_insert_into_a_recorded_duplicate(db_u
     """A row inserted by another writer between dedup and load is not lost from the counts."""
     with FeedServer({"/f.xml": Route(rss([item(1)]))}) as srv:
         sources = [FeedSource(srv.url("/f.xml"))]
-        now = stages.utcnow()
-        shards = stages.prepare_run(db_url, settings, "r1", sources, now)
+        now = tasks.utcnow()
+        shards = tasks.prepare_run(db_url, settings, "r1", sources, now)
         for shard in shards:
-            stages.fetch_shard(db_url, settings, "r1", shard, now)
-            stages.parse_shard(db_url, settings, "r1", shard)
-            stages.normalize_shard(db_url, settings, "r1", shard)
-        stages.dedup_run(db_url, "r1")
-        stages.validate_run(db_url, settings, "r1", now)
+            tasks.ingest_shard(db_url, settings, "r1", shard, now)
+        tasks.dedup_run(db_url, "r1")
+        tasks.validate_run(db_url, settings, "r1", now)
         run(db_url, settings, sources, run_id="r2")  # the other writer loads the same entry
-        counts = stages.load_run(db_url, settings, "r1", stages.utcnow())
+        counts = tasks.load_run(db_url, settings, "r1", tasks.utcnow())
     assert (counts["new"], counts["duplicates"]) == (0, 1)
     assert scalar(db_url, "SELECT count(*) FROM articles") == 1
 
@@ -194,9 +192,7 @@ def test_each_update_keeps_the_previous_version_with_what_changed(db_url, settin
 
 
 def test_versions_are_capped_per_feed_per_run(db_url, settings):
-    from dataclasses import replace
-
-    capped = replace(settings, versions_per_feed_per_run=1)
+    capped = settings.replace(versions_per_feed_per_run=1)
     with FeedServer({"/f.xml": Route(rss([item(n) for n in range(3)]))}) as srv:
         sources = [FeedSource(srv.url("/f.xml"))]
         run(db_url, capped, sources)

@@ -4,7 +4,7 @@ import uuid
 import zlib
 from datetime import datetime, timedelta, timezone
 
-from pipeline import stages
+from pipeline import local_runner, maintenance, tasks
 from pipeline.demo import demo_feed_list, serve_demo
 from pipeline.feedlist import parse_feed_list
 from tests.helpers import query, scalar
@@ -15,7 +15,7 @@ YESTERDAY = datetime.now(timezone.utc) - timedelta(days=1)
 def ingest_demo(db_url, settings):
     server = serve_demo(0)
     try:
-        summary = stages.ingest(db_url, settings, parse_feed_list(demo_feed_list(server)),
+        summary = local_runner.ingest(db_url, settings, parse_feed_list(demo_feed_list(server)),
                                 f"t-{uuid.uuid4().hex[:6]}", force=True)
     finally:
         server.stop()  # replay must not need it
@@ -40,10 +40,10 @@ def test_replay_restores_lost_articles_without_network_and_is_idempotent(db_url,
     query(db_url, "DELETE FROM articles WHERE canonical_url LIKE 'https://northernledger%%' RETURNING id")
     assert scalar(db_url, "SELECT count(*) FROM articles") == len(before) - 3
 
-    first = stages.replay(db_url, settings, YESTERDAY)
+    first = maintenance.replay(db_url, settings, YESTERDAY)
     assert first["bodies"] == 3 and first["totals"]["new"] == 3
     assert query(db_url, "SELECT canonical_url, content_hash FROM articles ORDER BY canonical_url") == before
-    second = stages.replay(db_url, settings, YESTERDAY)
+    second = maintenance.replay(db_url, settings, YESTERDAY)
     assert second["totals"]["new"] == 0 and second["totals"]["entries"] == 11
     assert second["totals"]["entries"] == (second["totals"]["duplicates"] + second["totals"]["quarantined"])
     assert query(db_url, "SELECT id, last_fetched_at, etag FROM feeds ORDER BY id") == fetch_state
@@ -51,13 +51,13 @@ def test_replay_restores_lost_articles_without_network_and_is_idempotent(db_url,
 
 def test_replay_since_a_later_date_replays_nothing(db_url, settings):
     ingest_demo(db_url, settings)
-    result = stages.replay(db_url, settings, datetime.now(timezone.utc) + timedelta(minutes=1))
+    result = maintenance.replay(db_url, settings, datetime.now(timezone.utc) + timedelta(minutes=1))
     assert result["bodies"] == 0 and result["runs"] == 0
 
 
 def test_retention_prunes_old_bodies(db_url, settings):
     ingest_demo(db_url, settings)
     query(db_url, "UPDATE raw_bodies SET last_fetched_at = now() - interval '90 days' RETURNING 1")
-    stages.prepare_run(db_url, settings, "prune-run", [], datetime.now(timezone.utc))
+    tasks.prepare_run(db_url, settings, "prune-run", [], datetime.now(timezone.utc))
     assert scalar(db_url, "SELECT count(*) FROM raw_bodies") == 0
-    assert stages.replay(db_url, settings, YESTERDAY)["bodies"] == 0
+    assert maintenance.replay(db_url, settings, YESTERDAY)["bodies"] == 0

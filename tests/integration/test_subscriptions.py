@@ -3,7 +3,7 @@
 import json
 import uuid
 
-from pipeline import stages
+from pipeline import local_runner, maintenance, tasks
 from pipeline.feedlist import parse_feed_list
 from pipeline.feedserver import FeedServer, Route
 from tests.helpers import item, query, rss
@@ -48,8 +48,8 @@ def test_added_feeds_are_fetched_by_runs_and_removed_ones_are_not(db_url, settin
     with FeedServer({"/a.xml": Route(rss([item(1)])), "/b.xml": Route(rss([item(2)]))}) as srv:
         assert cli(db_url, "feeds", "add", srv.url("/a.xml")).returncode == 0
         assert cli(db_url, "feeds", "add", srv.url("/b.xml")).returncode == 0
-        first = stages.ingest(db_url, settings, [], f"t-{uuid.uuid4().hex[:6]}", force=True)
+        first = local_runner.ingest(db_url, settings, [], f"t-{uuid.uuid4().hex[:6]}", force=True)
         assert first["totals"]["feeds"] == 2 and first["totals"]["new"] == 2
         cli(db_url, "feeds", "remove", srv.url("/b.xml"))
-        second = stages.ingest(db_url, settings, [], f"t-{uuid.uuid4().hex[:6]}", force=True)
+        second = local_runner.ingest(db_url, settings, [], f"t-{uuid.uuid4().hex[:6]}", force=True)
     assert [f["url"] for f in second["feeds"]] == [srv.url("/a.xml")]

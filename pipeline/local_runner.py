@@ -1,0 +1,122 @@
+"""The CLI's runner: one run through the same tasks as the DAG, in this process and a pool.
+
+`prepare_run`, then `ingest_shard` for every shard on `settings.workers` forked
+processes (the DAG maps them as tasks instead), then `load_batch` and `report_run`.
+While the shards run, this process, otherwise idle, builds the Great Expectations
+context for the load's validation.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from pipeline import validate
+from pipeline.config import Settings
+from pipeline.errors import ValidationThresholdExceeded
+from pipeline.records import FeedSource
+from pipeline.tasks import ShardSummary, ingest_shard, load_batch, prepare_run, report_run, utcnow
+
+
+class StageClock:
+    """Wall seconds per stage, summed over calls: the run summary's `stage_seconds`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - started, 3)
+
+
+def _warm_up_validation(settings: Settings) -> threading.Thread:
+    thread = threading.Thread(target=validate.validator, args=(settings.data_dir / "gx",),
+                              name="gx-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[int],
+               clock: Callable[[], datetime] = utcnow,
+               on_shard: Callable[[ShardSummary], None] | None = None) -> list[ShardSummary]:
+    """Run `ingest_shard` for every shard, on `settings.workers` processes when more than one.
+
+    The workers are forked before this process starts any thread (the GX warm-up starts
+    after), so they inherit no lock held by a thread."""
+    workers = min(settings.workers, len(shards))
+    summaries: list[ShardSummary] = []
+    if workers <= 1:
+        warm_up = _warm_up_validation(settings)
+        for shard in shards:
+            summaries.append(ingest_shard(db_url, settings, run_id, shard, clock()))
+            if on_shard:
+                on_shard(summaries[-1])
+        warm_up.join()
+        return summaries
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        for _ in range(workers):  # fork every worker now, while no thread runs
+            pool.submit(int).result()
+        futures: list[Future[ShardSummary]] = [
+            pool.submit(ingest_shard, db_url, settings, run_id, shard, clock()) for shard in shards]
+        warm_up = _warm_up_validation(settings)
+        try:
+            for future in as_completed(futures):
+                summaries.append(future.result())
+                if on_shard:
+                    on_shard(summaries[-1])
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            warm_up.join()
+    return sorted(summaries, key=lambda s: s.shard)
+
+
+def ingest(
+    db_url: str,
+    settings: Settings,
+    sources: Sequence[FeedSource],
+    run_id: str,
+    clock: Callable[[], datetime] = utcnow,
+    on_shard: Callable[[ShardSummary], None] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Run every task once, in the DAG's order, and return the run summary.
+
+    The summary's `stage_seconds` says where the time went."""
+    timed = StageClock()
+    with timed("prepare"):
+        shards = prepare_run(db_url, settings, run_id, sources, clock(), force)
+    with timed("fetch_parse_normalize"):
+        run_shards(db_url, settings, run_id, shards, clock, on_shard)
+    summary = finish(db_url, settings, run_id, clock, timed)
+    summary["stage_seconds"] = timed.seconds
+    return summary
+
+
+def finish(db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime],
+           timed: StageClock | None = None) -> dict[str, Any]:
+    """The load task, then the report: the run summary. A validation breach is raised after
+    the report, so the run is recorded as failed first."""
+    timed = timed or StageClock()
+    breach: ValidationThresholdExceeded | None = None
+    with timed("decide_validate_load"):
+        try:
+            load_batch(db_url, settings, run_id, clock)
+        except ValidationThresholdExceeded as exc:
+            breach = exc
+    summary = report_run(db_url, run_id, clock())
+    if breach is not None:
+        raise breach
+    return summary

@@ -1,0 +1,374 @@
+"""The DAG's tasks, one function each: the imperative shell around the pure stages.
+
+A run is `prepare_run` (plan the shards), `ingest_shard` per shard (fetch, parse and
+normalize in one pass, in memory; stage the entries once), `load_batch` (decide new /
+update / duplicate / quarantined for the whole batch, validate it, load it) and
+`report_run`. Each reads its input from the database by run id, writes its output,
+commits, and returns a small typed summary. The Airflow DAG calls them as tasks; the
+CLI's runner (pipeline.local_runner) calls the same functions. Each is safe to retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pipeline import dedup, feed_identity, fetch, load, storage, validate
+from pipeline.config import Settings
+from pipeline.containment import describe, exception_reason
+from pipeline.database import connect, require_schema
+from pipeline.errors import EveryFeedFailed, SystemicFetchFailure, ValidationThresholdExceeded
+from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
+from pipeline.records import Article, Decision, FeedSource, FeedState, FetchOutcome, FetchResult
+from pipeline.shard_pass import FeedBatch, PassCounts, normalize_staged, parse_and_normalize
+from pipeline.summary import build_summary
+
+log = logging.getLogger(__name__)
+
+# Failures of a feed's content, not of the network: they never make a run systemic.
+CONTENT_ERRORS = frozenset({"parse_error", "not_a_feed", "normalize_error", "internal_error"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def shard_count(feeds: int, settings: Settings) -> int:
+    """Enough shards for `shard_size` feeds each, never more than `max_shards` (<= 1024)."""
+    return max(1, min(math.ceil(feeds / settings.shard_size), settings.max_shards))
+
+
+def prepare_run(
+    db_url: str,
+    settings: Settings,
+    run_id: str,
+    sources: Sequence[FeedSource],
+    now: datetime,
+    force: bool = False,
+) -> list[int]:
+    """Register the feed list and plan the run: the subscribed feeds that are due (all of
+    them with `force`), in shards. Returns the shard numbers to fetch."""
+    with connect(db_url) as conn, conn.cursor() as cur:
+        require_schema(cur)
+        list_ids = storage.upsert_feeds(cur, sources)
+        feed_ids, not_due = storage.plan_feeds(cur, list_ids, now, force)
+        shards = storage.create_run(
+            cur, run_id, now, feed_ids, shard_count(len(feed_ids), settings), not_due
+        )
+        storage.prune_stale_staging(cur, now)
+        pruned = storage.prune_archive(cur, now, settings.archive_retention_days)
+    log.info("run %s: %d feeds due in %d shards, %d not due yet; %d archived bodies pruned",
+             run_id, len(feed_ids), shards, not_due, pruned)
+    return list(range(shards))
+
+
+def _disabled(feed: FeedState, now: datetime) -> FetchResult:
+    return FetchResult(
+        feed_id=feed.id, url=feed.url, outcome=FetchOutcome.DISABLED, fetched_at=now,
+        duration_ms=0, error_kind="disabled", error=feed.disabled_reason or "disabled",
+    )
+
+
+@dataclass(frozen=True)
+class ShardSummary:
+    """What one shard's pass did."""
+
+    shard: int
+    feeds: int
+    fetched: dict[str, int]  # by outcome: ok, not_modified, error, disabled
+    unchanged_bodies: int
+    bytes: int
+    entries: int
+    articles: int
+    failed_entries: int
+    failed_feeds: int
+    not_feeds: int
+    malformed_feeds_kept: int
+    entries_over_cap: int
+    nuls_removed: int
+    parsers: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ingest_shard(
+    db_url: str,
+    settings: Settings,
+    run_id: str,
+    shard: int,
+    now: datetime,
+    on_result: Callable[[FetchResult], None] | None = None,
+) -> ShardSummary:
+    """Fetch a shard's feeds, then parse and normalize every new body in memory and stage
+    the entries once. Each fetch's outcome (and the feed's politeness: errors, backoff,
+    Retry-After, 410) is recorded as soon as the shard is fetched, so it holds whatever
+    happens to the rest of the pass; the bodies are archived with it, so a parse can be
+    redone from the archive. A body or an entry that breaks a step is its feed's error
+    or its entry's quarantine reason; the other feeds go on."""
+    with connect(db_url) as conn, conn.cursor() as cur:
+        feeds = storage.shard_feeds(cur, run_id, shard)
+    enabled = [f for f in feeds if f.enabled]
+    results = [_disabled(f, now) for f in feeds if not f.enabled]
+    results += fetch.fetch_all(enabled, settings, now, on_result)
+    with connect(db_url) as conn, conn.cursor() as cur:
+        storage.record_fetches(cur, run_id, results)
+    for r in results:
+        if r.outcome is FetchOutcome.ERROR:
+            log.warning("feed_url=%s error_kind=%s error=%s", r.url, r.error_kind, r.error)
+    bodies = [(r.feed_id, r.final_url or r.url, r.body, r.content_type, r.fetched_at)
+              for r in results if r.outcome is FetchOutcome.OK and r.body is not None]
+    counts = stage_bodies(db_url, settings, run_id, bodies)
+    summary = ShardSummary(
+        shard=shard, feeds=len(feeds), fetched=dict(Counter(r.outcome.value for r in results)),
+        unchanged_bodies=sum(r.unchanged for r in results),
+        bytes=sum(len(r.body or b"") for r in results),
+        entries=counts.entries, articles=counts.articles, failed_entries=counts.failed_entries,
+        failed_feeds=counts.failed_feeds, not_feeds=counts.not_feeds,
+        malformed_feeds_kept=counts.malformed_feeds_kept, entries_over_cap=counts.entries_over_cap,
+        nuls_removed=counts.nuls_removed, parsers=dict(counts.parsers))
+    log.info("shard %s: %s", shard, summary)
+    return summary
+
+
+def stage_bodies(db_url: str, settings: Settings, run_id: str,
+                 bodies: Sequence[tuple[int, str, bytes, str | None, datetime]]) -> PassCounts:
+    """Parse and normalize bodies (feed_id, url to resolve against, body, content type,
+    fetched_at) in memory and stage what they gave in one transaction."""
+    tolerance = timedelta(hours=settings.future_tolerance_hours)
+    batches = [parse_and_normalize(fid, url, body, ctype, at, settings.max_entries_per_feed,
+                                   settings.feed_parser, tolerance)
+               for fid, url, body, ctype, at in bodies]
+    with connect(db_url) as conn, conn.cursor() as cur:
+        staged = storage.stage_batches(cur, run_id, batches, settings.max_interval_s)
+    counts = PassCounts()
+    for batch in staged:
+        counts.add(batch)
+        _log_failures(run_id, batch)
+    return counts
+
+
+def stage_entries(db_url: str, settings: Settings, run_id: str, entries: Sequence[Any]) -> PassCounts:
+    """Normalize already parsed entries (a release's held rows) and stage them."""
+    tolerance = timedelta(hours=settings.future_tolerance_hours)
+    by_feed: dict[int, list[Any]] = {}
+    for entry in entries:
+        by_feed.setdefault(entry.feed_id, []).append(normalize_staged(entry, tolerance))
+    batches = [FeedBatch(fid, tuple(staged)) for fid, staged in by_feed.items()]
+    with connect(db_url) as conn, conn.cursor() as cur:
+        staged_batches = storage.stage_batches(cur, run_id, batches, settings.max_interval_s)
+    counts = PassCounts()
+    for batch in staged_batches:
+        counts.add(batch)
+        _log_failures(run_id, batch)
+    return counts
+
+
+def _log_failures(run_id: str, batch: FeedBatch) -> None:
+    if batch.error_kind:
+        log.warning("feed_id=%s run_id=%s error_kind=%s error=%s", batch.feed_id, run_id,
+                    batch.error_kind, batch.error)
+    for staged in batch.entries:
+        if staged.article is None and staged.reasons:
+            log.warning("run_id=%s feed_id=%s entry=%s quarantined: %s", run_id, batch.feed_id,
+                        staged.entry.seq, staged.reasons[0].get("observed"))
+
+
+def dedup_run(db_url: str, run_id: str) -> dict[str, Any]:
+    """Apply each feed's identity rule (re-chosen from this fetch, except for release runs,
+    which hold only some of a feed's entries), then decide new / update / duplicate. An
+    entry whose identity cannot be computed is quarantined with the exception."""
+    with connect(db_url) as conn, conn.cursor() as cur:
+        articles = storage.staged_articles(cur, run_id)
+        keyed, failures, changes = _apply_identity_rules(cur, run_id, articles)
+        storage.set_quarantined(cur, run_id, failures)
+        refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new != old])
+        storage.set_quarantined(cur, run_id, refused)
+        articles = [new for _, new in keyed if (new.feed_id, new.seq) not in refused]
+        index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))
+        verdicts = dedup.decide(articles, index)
+        storage.set_decisions(cur, run_id, articles, verdicts)
+    counts = Counter(v.decision.value for v in verdicts)
+    rules = Counter(v.rule.value for v in verdicts if v.decision is Decision.DUPLICATE and v.rule)
+    summary = {"articles": len(articles), **counts, "duplicate_rules": dict(rules),
+               "identity_rule_changes": changes, "failed_entries": len(failures) + len(refused)}
+    log.info("dedup: %s", summary)
+    return summary
+
+
+def _apply_identity_rules(
+    cur: Any, run_id: str, articles: list[Article]
+) -> tuple[list[tuple[Article, Article]], dict[tuple[int, int], list[dict[str, Any]]], int]:
+    """(each article before and after its feed's rule, the entries that failed, rule changes)."""
+    by_feed: dict[int, list[Article]] = {}
+    for article in articles:
+        by_feed.setdefault(article.feed_id, []).append(article)
+    current = storage.identity_rules(cur, list(by_feed))
+    changes = {}
+    if storage.run_state(cur, run_id)["kind"] != "release":
+        stored = storage.stored_guids_by_link(cur, articles)
+        for feed_id, batch in by_feed.items():
+            try:
+                choice = feed_identity.choose(batch, current[feed_id], stored.get(feed_id, {}))
+            except Exception as exc:  # noqa: BLE001 - keep the feed's rule; its entries go on
+                log.warning("feed_id=%s: identity rule kept, choice failed: %s", feed_id, describe(exc))
+                continue
+            if choice.rule is not current[feed_id]:
+                log.warning("feed_id=%s: identity rule %s -> %s (%s)", feed_id,
+                            current[feed_id].value, choice.rule.value, choice.reason)
+                changes[feed_id] = (current[feed_id], choice.rule, choice.reason or "")
+                current[feed_id] = choice.rule
+        storage.change_identity_rules(cur, run_id, changes, utcnow())
+    keyed, failures = [], {}
+    for article in articles:
+        try:
+            keyed.append((article, feed_identity.apply(article, current[article.feed_id])))
+        except Exception as exc:  # noqa: BLE001 - the boundary: this entry's failure is its data
+            failures[(article.feed_id, article.seq)] = [exception_reason(exc, "identity")]
+    return keyed, failures, len(changes)
+
+
+def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
+    """Run the suites: quarantine every row that fails the row contract, check the batch
+    per feed, record results in SQL and Data Docs, and judge the quarantined shares
+    against the warn and fail levels. Past the fail level it raises, after committing,
+    so the load that follows still lands the good rows and the quarantined ones."""
+    checker = validate.validator(settings.data_dir / "gx")
+    parameters = {
+        "latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp(),
+        "max_title_chars": settings.max_title_chars,
+        "max_entries": settings.max_entries_per_feed,
+        "max_undated_share": settings.max_undated_share,
+        "feed_fail_ratio": settings.feed_quarantine_fail_ratio,
+    }
+    with connect(db_url) as conn, conn.cursor() as cur:
+        articles = storage.staged_articles(cur, run_id, ("new", "update"))
+        rows = None
+        if articles:
+            rows = checker.run(ROWS_SUITE, run_id, parameters, validate.article_frame(articles))
+        failures = rows.failures if rows else {}
+        reasons = {
+            (articles[i].feed_id, articles[i].seq): [f.to_json() for f in found]
+            for i, found in failures.items()
+        }
+        bad_urls = [url for i in failures if (url := articles[i].canonical_url)]
+        for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, bad_urls):
+            reasons.setdefault((feed_id, seq), [{"expectation": "duplicate_of_quarantined_entry",
+                                                 "column": "canonical_url", "observed": url}])
+        storage.set_quarantined(cur, run_id, reasons)
+        per_feed = storage.feed_entry_counts(cur, run_id)
+        feeds = None
+        if per_feed:
+            frame = validate.feed_frame([
+                {"feed_id": fid, "entries": n, "undated_share": undated / n, "quarantined_share": bad / n}
+                for fid, _, n, undated, bad in per_feed])
+            feeds = checker.run(FEEDS_SUITE, run_id, parameters, frame, index="feed_id")
+        by_expectation = Counter(r["expectation"] for rs in reasons.values() for r in rs)
+        entries = sum(n for _, _, n, _, _ in per_feed)
+        fail, warn = validate.judge(
+            entries, len(reasons), {url: (n, bad) for _, url, n, _, bad in per_feed},
+            by_expectation, _levels(settings))
+        feed_problems = [f"{o.expectation}:{o.column}" for o in (feeds.expectations if feeds else ()) if not o.success]
+        if feed_problems and not fail:
+            warn = "; ".join(filter(None, [warn, "batch checks failed: " + ", ".join(feed_problems)]))
+        first = rows or feeds
+        docs = first.data_docs if first is not None else None
+        for outcome in (rows, feeds):
+            if outcome is not None:
+                storage.record_validation(cur, run_id, outcome, now)
+        storage.mark_validated(cur, run_id, now, fail, warn, docs)
+    checker.prune_docs(settings.data_docs_keep)
+    summary = {"entries": entries, "validated": len(articles),
+               "passed": len(articles) - len(failures), "quarantined": len(reasons),
+               "failed_expectations": dict(by_expectation), "data_docs": docs}
+    log.info("validate: %s", summary)
+    if warn:
+        log.warning("validation warning: %s", warn)
+    if docs:
+        log.info("data docs: %s", docs)
+    if fail:
+        raise ValidationThresholdExceeded(fail)
+    return summary
+
+
+def _levels(settings: Settings) -> validate.Levels:
+    return validate.Levels(settings.quarantine_warn_ratio, settings.quarantine_fail_ratio,
+                           settings.feed_quarantine_warn_ratio, settings.feed_quarantine_fail_ratio,
+                           settings.quarantine_min_entries)
+
+
+def load_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
+    with connect(db_url) as conn, conn.cursor() as cur:
+        counts = load.load_run(cur, run_id, now, settings.redirect_confirmations,
+                               settings.versions_per_feed_per_run)
+    log.info("load: %s", counts)
+    return counts
+
+
+def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
+    """Summarize the run from what was recorded; raise when every feed failed (systemic)."""
+    with connect(db_url) as conn, conn.cursor() as cur:
+        state = storage.run_state(cur, run_id)
+        loaded_at, validation_error = state["loaded_at"], state["validation_error"]
+        summary = build_summary(storage.run_feed_outcomes(cur, run_id), state["started_at"], now)
+        summary["totals"]["not_due"] = state["not_due"]
+        summary["attention"] = storage.feeds_needing_attention(cur)
+        summary["identity_rule_changes"] = storage.identity_rule_changes(cur, run_id)
+        totals = summary["totals"]
+        fetch_failures = sum(f["outcome"] == "error" and f["error_kind"] not in CONTENT_ERRORS
+                             for f in summary["feeds"])
+        systemic = state["kind"] == "fetch" and totals["feeds"] > totals["disabled"] and (
+            fetch_failures == totals["feeds"] - totals["disabled"])
+        every_feed_failed = state["kind"] == "fetch" and totals["failed"] > 0 and (
+            totals["failed"] == totals["feeds"] - totals["disabled"])
+        if systemic:
+            status = "systemic_failure"
+        elif every_feed_failed:
+            status = "every_feed_failed"
+        elif validation_error:
+            status = "validation_failed"
+        else:
+            status = "ok" if loaded_at else "failed"
+        summary["status"] = status
+        summary["run_id"] = run_id
+        summary["validation_error"] = validation_error
+        summary["validation_warning"] = state["validation_warning"]
+        summary["data_docs"] = state["data_docs"]
+        storage.finish_run(cur, run_id, now, status, summary)
+    log.info("run %s: %s", run_id, totals)
+    if systemic:
+        raise SystemicFetchFailure(
+            f"all {totals['failed']} feeds failed to fetch: a systemic fault (network, DNS or "
+            f"proxy down?), not a feed problem; first error: {summary['feeds'][0]['error']}"
+        )
+    if every_feed_failed:
+        raise EveryFeedFailed(
+            f"all {totals['failed']} feeds failed (at fetch or in their content), so nothing was "
+            f"loaded; first error: {summary['feeds'][0]['error_kind']}: {summary['feeds'][0]['error']}")
+    return summary
+
+
+def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime] = utcnow
+               ) -> dict[str, Any]:
+    """The run's one decider and writer: dedup (with each feed's identity rule), validate,
+    then load, in that order. Past the validation fail level the good and quarantined
+    rows still land, and then it raises `ValidationThresholdExceeded` (terminal)."""
+    decided = dedup_run(db_url, run_id)
+    breach: ValidationThresholdExceeded | None = None
+    validated: dict[str, Any] = {}
+    try:
+        validated = validate_run(db_url, settings, run_id, clock())
+    except ValidationThresholdExceeded as exc:
+        breach = exc
+    loaded = load_run(db_url, settings, run_id, clock())
+    if breach is not None:
+        raise breach
+    return {"dedup": decided, "validate": validated, "load": loaded,
+            "data_docs": validated.get("data_docs")}
+
+
