@@ -21,23 +21,27 @@ def now() -> datetime:
 
 
 def settings() -> Any:
+    """The task's settings: `Settings.from_env()`, the same as the CLI's."""
     from pipeline.config import Settings
 
     return Settings.from_env()
 
 
 def db_url(current: Any) -> str:
-    """The `news_db` Airflow connection when defined, else the pipeline's own default."""
+    """The news database: `resolve_database_url`, told how to look up the `news_db` Airflow
+    connection, which it tries first (then DATABASE_URL, then the embedded server)."""
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from pipeline.config import normalize_db_url
-    from pipeline.database import database_url
+    from pipeline.database import resolve_database_url
 
-    try:
-        return normalize_db_url(Connection.get("news_db").get_uri())
-    except AirflowNotFoundException:
-        return database_url(current)
+    def news_db() -> str | None:
+        try:
+            return str(Connection.get("news_db").get_uri())
+        except AirflowNotFoundException:
+            return None
+
+    return resolve_database_url(current, news_db)
 
 
 class TerminalErrors(RetryPolicy):

@@ -1,17 +1,37 @@
 """Settings: one typed object built from the environment and checked at start-up.
 
-Every tunable of the pipeline is read here and nowhere else. Secrets (the
-database URL) come from the environment or, in Airflow, from the `news_db`
-connection, which the DAG resolves and passes in.
+Every tunable of the pipeline is declared here and nowhere else, each exactly once:
+its type, its bounds, its default and the environment variable it is read from.
+
+* `Settings.from_env()` is the one path that reads the environment (or a mapping
+  given in its place); `Settings(field=value, ...)` uses the defaults and the values
+  given, nothing else, so code and tests that build settings are not steered by the
+  process environment.
+* Every path validates, `settings.replace(...)` included, and a bad value raises
+  `ConfigError` naming its environment variable.
+
+The news database's URL is *resolved* in one place,
+`pipeline.database.resolve_database_url`; here are only the environment variables
+it may come from (DATABASE_URL, AIRFLOW_CONN_NEWS_DB).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from pipeline.dates import DEFAULT_FUTURE_TOLERANCE
 from pipeline.errors import ConfigError
@@ -24,48 +44,9 @@ DEFAULT_FEEDS_FILE = PROJECT_ROOT / "feeds" / "default.opml"
 DEFAULT_USER_AGENT = (
     "news-pipeline/0.1 (+https://github.com/news-pipeline/news-pipeline; feed ingestion bot)"
 )
+MAX_SHARDS_CAP = 1024  # Airflow's map indexes: MAX_FETCH_SHARDS is capped here, not refused
 
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name} must be within [{lo}, {hi}], got {value}")
-    return value
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = (env.get(name) or default).strip().lower()
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _networks(env: Mapping[str, str], name: str) -> tuple:
-    from pipeline.netguard import parse_networks
-
-    try:
-        return parse_networks(env.get(name))
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be comma-separated CIDRs: {exc}") from exc
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def airflow_conn_to_url(raw: str) -> str:
@@ -89,83 +70,158 @@ def normalize_db_url(url: str) -> str:
     return url
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the pipeline can be told. Build with `Settings.from_env()`."""
+def _db_url(value: Any) -> Any:
+    return normalize_db_url(value.strip()) if isinstance(value, str) and value.strip() else None
 
-    database_url: str | None = None
-    data_dir: Path = PROJECT_ROOT / ".data"
-    feeds_file: Path = DEFAULT_FEEDS_FILE
-    user_agent: str = DEFAULT_USER_AGENT
-    connect_timeout: float = 5.0
-    read_timeout: float = 20.0
-    total_timeout: float = 60.0
-    max_body_bytes: int = 10 * 1024 * 1024
-    fetch_concurrency: int = 32
-    per_host_concurrency: int = 2
-    allowed_networks: tuple = ()  # CIDRs the SSRF guard lets through (FETCH_ALLOWED_NETWORKS)
-    min_interval_s: int = 600
-    max_interval_s: int = 86_400
-    max_entries_per_feed: int = 500
-    redirect_confirmations: int = 3
-    versions_per_feed_per_run: int = 50
-    archive_retention_days: int = 30
-    shard_size: int = 50
-    max_shards: int = 256
-    workers: int = 1
-    quarantine_warn_ratio: float = 0.1
-    quarantine_fail_ratio: float = 0.5
-    feed_quarantine_warn_ratio: float = 0.2
-    feed_quarantine_fail_ratio: float = 0.9
-    quarantine_min_entries: int = 20
-    max_undated_share: float = 0.5
-    max_title_chars: int = 1000
-    data_docs_keep: int = 30
-    future_tolerance_hours: int = DEFAULT_TOLERANCE_HOURS
-    feed_parser: str = "auto"  # "auto": the lxml fast path, feedparser for what it refuses
+
+def _conn_url(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return airflow_conn_to_url(value)
+    except (ValueError, AttributeError) as exc:  # bad JSON, or JSON that is no object
+        raise ValueError(f"not a connection URI or JSON object: {exc}") from exc
+
+
+def _networks(value: Any) -> Any:
+    """CIDRs as text ("10.0.0.0/8, ::1/128") or an iterable of networks or CIDRs."""
+    from pipeline.netguard import parse_networks
+
+    if value is None or isinstance(value, str):
+        return parse_networks(value)
+    return tuple(ipaddress.ip_network(net, strict=False) if isinstance(net, str) else net
+                 for net in value)
+
+
+def _choice(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _ratio(default: float, alias: str) -> Any:
+    return Field(default, ge=0.0, le=1.0, validation_alias=alias)
+
+
+class _MappingEnv(EnvSettingsSource):
+    """pydantic-settings' environment source over a mapping: `os.environ` or one `from_env` is given."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Only the documented names (not the field names validate_by_name would add); empty: unset.
+        return {name: value for name, value in self._env.items() if name in _FIELD_OF and value != ""}
+
+
+class Settings(BaseSettings):
+    """Everything the pipeline can be told. Build with `Settings.from_env()`.
+
+    Frozen (hashable, picklable: the CLI hands it to forked workers); derive changed
+    settings with `replace()` or `allowing()`, which validate like `from_env`.
+    """
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        case_sensitive=True,  # environment variable names exactly as documented
+        env_ignore_empty=True,  # VAR= counts as unset: the default applies
+        validate_default=True,
+        validate_by_name=True,  # Settings(connect_timeout=...) as well as the env names
+        validate_by_alias=True,
+    )
+
+    # The news database as DATABASE_URL names it (None: see resolve_database_url).
+    database_url: Annotated[str | None, BeforeValidator(_db_url)] = Field(
+        None, validation_alias="DATABASE_URL", repr=False)
+    # The `news_db` Airflow connection from the environment, as a libpq URL; used when
+    # DATABASE_URL is unset (outside Airflow: inside, the DAG asks Airflow itself).
+    news_db_connection: Annotated[str | None, BeforeValidator(_conn_url)] = Field(
+        None, validation_alias="AIRFLOW_CONN_NEWS_DB", repr=False)
+    data_dir: Path = Field(PROJECT_ROOT / ".data", validation_alias="NEWS_DATA_DIR")
+    feeds_file: Path = Field(DEFAULT_FEEDS_FILE, validation_alias="FEEDS_FILE")
+    user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, validation_alias="FETCH_USER_AGENT")
+    connect_timeout: float = Field(5.0, ge=0.1, le=120, validation_alias="FETCH_CONNECT_TIMEOUT")
+    read_timeout: float = Field(20.0, ge=0.1, le=600, validation_alias="FETCH_READ_TIMEOUT")
+    total_timeout: float = Field(60.0, ge=0.1, le=3600, validation_alias="FETCH_TOTAL_TIMEOUT")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, validation_alias="FETCH_MAX_BYTES")
+    fetch_concurrency: int = Field(32, ge=1, validation_alias="FETCH_CONCURRENCY")
+    per_host_concurrency: int = Field(2, ge=1, validation_alias="FETCH_PER_HOST")
+    # CIDRs the SSRF guard lets through; comma-separated in the environment.
+    allowed_networks: Annotated[tuple[Network, ...], NoDecode, BeforeValidator(_networks)] = Field(
+        (), validation_alias="FETCH_ALLOWED_NETWORKS")
+    min_interval_s: int = Field(600, ge=1, validation_alias="FETCH_MIN_INTERVAL")
+    max_interval_s: int = Field(86_400, ge=1, validation_alias="FETCH_MAX_INTERVAL")
+    max_entries_per_feed: int = Field(500, ge=1, validation_alias="FETCH_MAX_ENTRIES")
+    redirect_confirmations: int = Field(3, ge=1, validation_alias="REDIRECT_CONFIRMATIONS")
+    versions_per_feed_per_run: int = Field(50, ge=0, validation_alias="VERSIONS_PER_FEED_PER_RUN")
+    archive_retention_days: int = Field(30, ge=1, validation_alias="ARCHIVE_RETENTION_DAYS")
+    shard_size: int = Field(50, ge=1, validation_alias="FEEDS_PER_SHARD")
+    max_shards: Annotated[int, AfterValidator(lambda n: min(n, MAX_SHARDS_CAP))] = Field(
+        256, ge=1, validation_alias="MAX_FETCH_SHARDS")
+    # Processes the CLI parses and normalizes shards on (the DAG maps shards as tasks and
+    # ignores it). One default for every path: this machine's CPU count.
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, validation_alias="INGEST_WORKERS")
+    quarantine_warn_ratio: float = _ratio(0.1, "QUARANTINE_WARN_RATIO")
+    quarantine_fail_ratio: float = _ratio(0.5, "QUARANTINE_FAIL_RATIO")
+    feed_quarantine_warn_ratio: float = _ratio(0.2, "FEED_QUARANTINE_WARN_RATIO")
+    feed_quarantine_fail_ratio: float = _ratio(0.9, "FEED_QUARANTINE_FAIL_RATIO")
+    quarantine_min_entries: int = Field(20, ge=0, validation_alias="QUARANTINE_MIN_ENTRIES")
+    max_undated_share: float = _ratio(0.5, "MAX_UNDATED_SHARE")
+    max_title_chars: int = Field(1000, ge=1, validation_alias="MAX_TITLE_CHARS")
+    data_docs_keep: int = Field(30, ge=1, validation_alias="DATA_DOCS_KEEP")
+    future_tolerance_hours: int = Field(DEFAULT_TOLERANCE_HOURS, ge=0, validation_alias="FUTURE_TOLERANCE_HOURS")
+    # "auto": the lxml fast path, feedparser for what it refuses; "feedparser": feedparser only.
+    feed_parser: Annotated[Literal["auto", "feedparser"], BeforeValidator(_choice)] = Field(
+        "auto", validation_alias="FEED_PARSER")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _config_error(exc) from exc
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        env = os.environ if env is None else env
-        database_url = env.get("DATABASE_URL") or None
-        if database_url is None and env.get("AIRFLOW_CONN_NEWS_DB"):
-            database_url = airflow_conn_to_url(env["AIRFLOW_CONN_NEWS_DB"])
-        settings = cls(
-            database_url=normalize_db_url(database_url) if database_url else None,
-            data_dir=Path(env.get("NEWS_DATA_DIR") or PROJECT_ROOT / ".data"),
-            feeds_file=Path(env.get("FEEDS_FILE") or DEFAULT_FEEDS_FILE),
-            user_agent=env.get("FETCH_USER_AGENT") or DEFAULT_USER_AGENT,
-            connect_timeout=_float(env, "FETCH_CONNECT_TIMEOUT", 5.0, 0.1, 120),
-            read_timeout=_float(env, "FETCH_READ_TIMEOUT", 20.0, 0.1, 600),
-            total_timeout=_float(env, "FETCH_TOTAL_TIMEOUT", 60.0, 0.1, 3600),
-            max_body_bytes=_int(env, "FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
-            fetch_concurrency=_int(env, "FETCH_CONCURRENCY", 32, minimum=1),
-            per_host_concurrency=_int(env, "FETCH_PER_HOST", 2, minimum=1),
-            allowed_networks=_networks(env, "FETCH_ALLOWED_NETWORKS"),
-            min_interval_s=_int(env, "FETCH_MIN_INTERVAL", 600, minimum=1),
-            max_interval_s=_int(env, "FETCH_MAX_INTERVAL", 86_400, minimum=1),
-            max_entries_per_feed=_int(env, "FETCH_MAX_ENTRIES", 500, minimum=1),
-            redirect_confirmations=_int(env, "REDIRECT_CONFIRMATIONS", 3, minimum=1),
-            versions_per_feed_per_run=_int(env, "VERSIONS_PER_FEED_PER_RUN", 50),
-            archive_retention_days=_int(env, "ARCHIVE_RETENTION_DAYS", 30, minimum=1),
-            shard_size=_int(env, "FEEDS_PER_SHARD", 50, minimum=1),
-            max_shards=min(_int(env, "MAX_FETCH_SHARDS", 256, minimum=1), 1024),
-            quarantine_warn_ratio=_float(env, "QUARANTINE_WARN_RATIO", 0.1, 0.0, 1.0),
-            quarantine_fail_ratio=_float(env, "QUARANTINE_FAIL_RATIO", 0.5, 0.0, 1.0),
-            feed_quarantine_warn_ratio=_float(env, "FEED_QUARANTINE_WARN_RATIO", 0.2, 0.0, 1.0),
-            feed_quarantine_fail_ratio=_float(env, "FEED_QUARANTINE_FAIL_RATIO", 0.9, 0.0, 1.0),
-            max_undated_share=_float(env, "MAX_UNDATED_SHARE", 0.5, 0.0, 1.0),
-            max_title_chars=_int(env, "MAX_TITLE_CHARS", 1000, minimum=1),
-            data_docs_keep=_int(env, "DATA_DOCS_KEEP", 30, minimum=1),
-            workers=_int(env, "INGEST_WORKERS", os.cpu_count() or 1, minimum=1),
-            quarantine_min_entries=_int(env, "QUARANTINE_MIN_ENTRIES", 20),
-            future_tolerance_hours=_int(env, "FUTURE_TOLERANCE_HOURS", DEFAULT_TOLERANCE_HOURS),
-            feed_parser=_choice(env, "FEED_PARSER", "auto", ("auto", "feedparser")),
-        )
-        return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Direct construction reads only the values given: the environment is `from_env`'s."""
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `env` (default: the process environment), then `overrides` by field name."""
+        found = _MappingEnv(cls, os.environ if env is None else env)()
+        return cls(**{**{_FIELD_OF[key]: value for key, value in found.items()}, **overrides})
+
+    def replace(self, **changes: Any) -> Settings:
+        """These settings with `changes` (by field name), validated like the originals."""
+        return type(self)(**{**dict(self), **changes})
 
     def allowing(self, *cidrs: str) -> Settings:
         """These settings with more networks opened to the fetcher (e.g. loopback for a demo)."""
         from pipeline.netguard import parse_networks
 
-        return replace(self, allowed_networks=self.allowed_networks + parse_networks(",".join(cidrs)))
+        return self.replace(allowed_networks=self.allowed_networks + parse_networks(",".join(cidrs)))
+
+
+ENV_NAMES: dict[str, str] = {name: str(field.validation_alias) for name, field in Settings.model_fields.items()}
+_FIELD_OF = {env: name for name, env in ENV_NAMES.items()}
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    """One ConfigError for every bad value, each named by its environment variable."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        key = str(error["loc"][0]) if error["loc"] else ""
+        name = _FIELD_OF.get(key, key)
+        if name in ENV_NAMES:
+            shown = "" if not Settings.model_fields[name].repr else f", got {error['input']!r}"  # secrets
+            problems.append(f"{ENV_NAMES[name]} ({name}): {error['msg']}{shown}")
+        else:
+            problems.append(f"{key}: {error['msg']}")
+    return ConfigError("invalid settings: " + "; ".join(problems))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
-
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from pipeline import database
 from pipeline.config import Settings
@@ -30,7 +29,7 @@ def rss(items: list[dict], title: str = "Test feed", link: str = "https://news.e
         '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
         f"<title>{escape(title)}</title><link>{escape(link)}</link>{lang}"
         f"{''.join(parts)}</channel></rss>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def item(n: int, **overrides: str) -> dict:
@@ -58,4 +57,5 @@ def settings_for_tests(data_dir: Path) -> Settings:
         per_host_concurrency=8,
         shard_size=2,
         quarantine_min_entries=1,
+        workers=1,  # shards parsed in the test's process (the default is the CPU count)
     ).allowing("127.0.0.0/8")
