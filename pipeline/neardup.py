@@ -22,6 +22,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import islice
 from typing import Any
 
 SIGNATURE_VERSION = "v1"
@@ -41,23 +42,69 @@ def _template() -> Any:
     return MinHash(num_perm=NUM_PERM, seed=20_261_128, hashfunc=zlib.crc32)
 
 
+@lru_cache(maxsize=1)
+def _permutations() -> tuple[Any, Any]:
+    """The template's affine permutations (a, b), as uint32 rows."""
+    import numpy as np
+
+    template = _template()
+    if template.scheme != "affine32":  # the only scheme `_minhash` computes
+        raise RuntimeError(f"unexpected MinHash scheme {template.scheme!r}")
+    a, b = template.permutations
+    return np.asarray(a, dtype=np.uint32), np.asarray(b, dtype=np.uint32)
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())[:MAX_WORDS]
+
+
+def _shingle_strings(words: list[str]) -> Any:
+    """The 4-word shingles of `words`, in order, repeats kept."""
+    if SHINGLE_WORDS != 4:  # pragma: no cover - the zip below reads four words
+        raise RuntimeError("SHINGLE_WORDS changed: update _shingle_strings")
+    return map(" ".join, zip(words, words[1:], words[2:], words[3:], strict=False))
+
+
 def shingles(text: str) -> set[bytes]:
     """The 4-word shingles of the first MAX_WORDS words."""
-    words = _WORD.findall(text.lower())[:MAX_WORDS]
-    return {" ".join(words[i:i + SHINGLE_WORDS]).encode() for i in range(len(words) - SHINGLE_WORDS + 1)}
+    return set(map(str.encode, _shingle_strings(_words(text))))
+
+
+def _minhash(words: list[str]) -> Any:
+    """datasketch's `MinHash(num_perm=NUM_PERM, hashfunc=zlib.crc32, scheme="affine32")` with
+    the template's permutations, updated with the shingles of `words`: its hash values, the
+    same numbers, computed in one vectorized pass (crc32 of each shingle, the MurmurHash3
+    32-bit finalizer, then min over shingles of a * h + b mod 2^32). A shingle seen twice
+    changes no minimum, so repeats are not removed first."""
+    import numpy as np
+
+    a, b = _permutations()
+    encoded = [word.encode() for word in words]  # b" ".join of the encoded words is the shingle's encoding
+    hashes = list(map(zlib.crc32, map(b" ".join, zip(encoded, encoded[1:], encoded[2:], encoded[3:],
+                                                       strict=False))))
+    if not hashes:  # datasketch's empty MinHash: every value at the maximum
+        return np.full(NUM_PERM, 0xFFFFFFFF, dtype=np.uint32)
+    h = np.array(hashes, dtype=np.uint32)
+    h ^= h >> np.uint32(16)  # MurmurHash3 fmix32, wrapping in uint32 as datasketch's _fmix
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    permuted = h[:, None] * a
+    permuted += b
+    return permuted.min(axis=0)
+
+
+def _has_min_words(text: str) -> bool:
+    """`len(_WORD.findall(text)) >= MIN_WORDS`, reading only the first MIN_WORDS words."""
+    return next(islice(_WORD.finditer(text), MIN_WORDS - 1, None), None) is not None
 
 
 def signature(title: str, text: str) -> bytes | None:
     """The MinHash of an article as bytes (NUM_PERM uint32), or None for a too-short text."""
-    if len(_WORD.findall(text)) < MIN_WORDS:
+    if not _has_min_words(text):
         return None
-    from datasketch import MinHash
-
-    template = _template()
-    minhash = MinHash(num_perm=NUM_PERM, hashfunc=zlib.crc32, permutations=template.permutations,
-                      scheme=template.scheme)
-    minhash.update_batch(sorted(shingles(f"{title}\n{text}")))
-    return struct.pack(f"<{NUM_PERM}I", *(int(v) for v in minhash.hashvalues))
+    return _minhash(_words(f"{title}\n{text}")).astype("<u4").tobytes()
 
 
 def values(sig: bytes) -> tuple[int, ...]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline import dates, neardup
 from pipeline.identity import content_hash, identity_key
-from pipeline.language import article_language
+from pipeline.language import DETECT_CHARS, article_language
 from pipeline.records import Article, ParsedEntry
 from pipeline.text import clean_text, html_to_text, sanitize_html, word_count
 from pipeline.urls import canonical_url
@@ -92,8 +92,9 @@ def normalize_entry(entry: ParsedEntry,
     published = dates.published_date(raw, entry.fetched_at, future_tolerance)
     authors = _names(raw.get("authors"), "name") or _names([raw.get("author")], "name")
     digest = content_hash(title, text, url)
+    # detection reads at most DETECT_CHARS: the same prefix, without copying the whole text
     language, language_source = article_language(
-        raw.get("language"), entry.feed_language, f"{title}\n{text}")
+        raw.get("language"), entry.feed_language, f"{title}\n{text[:DETECT_CHARS]}")
     return Article(
         feed_id=entry.feed_id,
         seq=entry.seq,

@@ -45,10 +45,26 @@ _BLOCK_TAG = re.compile(
     re.IGNORECASE,
 )
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u200b]+")
+# `_collapse_spaces` does `_SPACES.sub(" ", ...)` faster: each of these characters turns into
+# " " (str.replace), then each run of two or more " " into one.
+_OTHER_SPACES = "\t\f\v\u00a0\u200b"
+_SPACE_RUN = re.compile(" {2,}")
+
+
+def _collapse_spaces(value: str) -> str:
+    """`_SPACES.sub(" ", value)`: every run of spaces, tabs, form feeds, vertical tabs, no-break
+    and zero-width spaces as one " "."""
+    for char in _OTHER_SPACES:
+        if char in value:
+            value = value.replace(char, " ")
+    return _SPACE_RUN.sub(" ", value) if "  " in value else value
 _ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
 # UTF-8 read as windows-1252 / Latin-1 leaves these pairs ("â€™" for "’", "Ã©" for "é").
 _MOJIBAKE_HINT = re.compile("[\u00c2\u00c3\u00e2][\u0080-\u00bf\u2018-\u203a\u20ac\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u02c6\u02dc]")  # noqa: E501
 # 1x1 images (and zero-sized ones) are tracking pixels, never content.
+# Built once (nh3.clean builds its sanitizer at every call): the same options, the same output.
+_TEXT_CLEANER = nh3.Cleaner(tags=set())  # drops tags; script/style with their content
+_HTML_CLEANER = nh3.Cleaner(url_schemes=_ALLOWED_URL_SCHEMES, link_rel="noopener noreferrer nofollow")
 _IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 _PIXEL_SIZE = re.compile(r"\b(?:width|height)\s*=\s*[\"']?[01](?:px)?[\"'\s/>]", re.IGNORECASE)
 
@@ -89,8 +105,11 @@ def clean_text(value: str) -> str:
     """Mojibake repaired, Unicode NFC, whitespace collapsed within lines, blank lines squeezed."""
     value = repair_mojibake(replace_surrogates(value))
     value = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n"))
-    lines = (_SPACES.sub(" ", line).strip() for line in value.split("\n"))
-    return "\n\n".join(line for line in lines if line)
+    if "\n" not in value:  # one line (most titles, names, GUIDs)
+        return _collapse_spaces(value).strip()
+    # _SPACES never matches a line break: one pass over the whole value, then the lines
+    lines = [line.strip() for line in _collapse_spaces(value).split("\n")]
+    return "\n\n".join(filter(None, lines))
 
 
 def html_to_text(markup: str | None) -> str:
@@ -103,7 +122,7 @@ def html_to_text(markup: str | None) -> str:
     with_breaks = _up_to_last_tag_end(_BLOCK_TAG, markup, "\n")
     if too_costly(with_breaks):
         return _fallback_text(markup)
-    stripped = nh3.clean(with_breaks, tags=set())  # drops tags; script/style with their content
+    stripped = _TEXT_CLEANER.clean(with_breaks)
     return clean_text(_unescape_serialized(stripped))
 
 
@@ -116,9 +135,7 @@ def sanitize_html(markup: str | None) -> str:
     if too_costly(markup):
         text = _fallback_text(original)
         return "".join(f"<p>{html_lib.escape(p, quote=False)}</p>" for p in text.split("\n\n") if p)
-    return nh3.clean(
-        markup, url_schemes=_ALLOWED_URL_SCHEMES, link_rel="noopener noreferrer nofollow"
-    ).strip()
+    return _HTML_CLEANER.clean(markup).strip()
 
 
 def word_count(text: str) -> int:

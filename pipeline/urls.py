@@ -11,6 +11,8 @@ no canonical form: None, never an exception.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url, url_query_cleaner
@@ -29,6 +31,12 @@ _TRACKING_PREFIXES = ("utm_",)
 # Longer links are not canonicalized (w3lib takes ~0.5 s a MB): validation rejects a
 # canonical URL over 2,000 bytes anyway; real links are under 500 characters.
 MAX_LINK_CHARS = 1 << 15
+# A link already in canonical form but for a fragment: http(s), a lower-case ASCII host
+# (no port, no user, no IDNA label), a path of unreserved characters and "/" only, no query.
+# Most real links are; for these `_canonical` is the link without its fragment and with
+# "/" for an empty path (tests/unit/test_urls.py compares both ways on many links).
+_PLAIN = re.compile(
+    r"(https?://(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63})(/[A-Za-z0-9._~/-]*)?(?:#[!-~]*)?")
 
 
 def _is_tracking(name: str) -> bool:
@@ -47,8 +55,35 @@ def canonical_url(link: str | None, base: str | None = None) -> str | None:
         return None
 
 
+@lru_cache(maxsize=256)  # one base (the feed's link) serves all of a feed's entries
+def _parses(base: str) -> bool:
+    try:
+        urlsplit(base)
+    except ValueError:  # a broken IPv6 host: urljoin raises on it
+        return False
+    return True
+
+
+def _plain(url: str) -> str | None:
+    """The canonical form of a `_PLAIN` link (itself without its fragment), else None."""
+    plain = _PLAIN.fullmatch(url)
+    if plain is None or "xn--" in plain[1] or "/." in (plain[2] or ""):
+        return None
+    return plain[1] + (plain[2] or "/")
+
+
 def _canonical(link: str, base: str | None) -> str:
+    if base is None or _parses(base):
+        # urljoin returns an absolute http(s) link without ";", "?" or dot segments as it is
+        plain = _plain(link)
+        if plain is not None:
+            return plain
     resolved = urljoin(base, link) if base else link
+    plain = _plain(resolved)
+    return plain if plain is not None else _canonical_w3lib(resolved)
+
+
+def _canonical_w3lib(resolved: str) -> str:
     parts = urlsplit(resolved)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return resolved

@@ -70,3 +70,27 @@ def test_signature_size_and_bands_fit_bigint(sig_bytes):
     assert len(sig) == sig_bytes
     assert all(-(2 ** 63) <= bucket < 2 ** 63 for _, bucket in neardup.bands(sig))
     assert len(neardup.bands(sig)) == neardup.BANDS
+
+
+def test_signature_is_datasketchs_minhash_of_the_shingles():
+    """The vectorized MinHash gives datasketch's hash values exactly: stored signatures are
+    compared with new ones."""
+    import struct
+    import zlib
+
+    from datasketch import MinHash
+
+    template = neardup._template()
+    texts = [" ".join(f"word{i % m} story {i * 7 % 13} über ÉTÉ" for i in range(n))
+             for n, m in ((12, 5), (40, 40), (400, 17), (3000, 1000))]
+    texts += ["İstanbul " * 50, "a b c " * 20]
+    for text in texts:
+        minhash = MinHash(num_perm=neardup.NUM_PERM, hashfunc=zlib.crc32, permutations=template.permutations,
+                          scheme=template.scheme)
+        minhash.update_batch(sorted(neardup.shingles(f"title\n{text}")))
+        expected = struct.pack(f"<{neardup.NUM_PERM}I", *(int(v) for v in minhash.hashvalues))
+        got = neardup.signature("title", text)
+        if len(re.findall(r"\w+", text)) < neardup.MIN_WORDS:
+            assert got is None
+        else:
+            assert got == expected

@@ -38,3 +38,37 @@ def test_normalized_article_carries_language_source_and_word_count():
     article = normalize_entry(ParsedEntry(1, 0, raw, datetime(2026, 11, 20, tzinfo=timezone.utc)))
     assert (article.language, article.language_source) == ("de", "detected")
     assert article.word_count == len(GERMAN.split())
+
+
+def test_detection_scores_as_py3langid_does():
+    """The vectorized scanner and float32 table give py3langid's own scores, bit for bit."""
+    import numpy as np
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier, visit_counts
+
+    from pipeline.language import _identifier
+
+    reference = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    ours = _identifier()
+    texts = ["The council approved the harbour budget on Thursday after a long debate. " * 3,
+             "Le conseil municipal a voté le budget du port jeudi soir après un long débat. " * 2,
+             "Der Stadtrat hat am Donnerstag den Haushalt für den Hafen beschlossen. Ärger über Straßen.",
+             "東京都は木曜日に港湾予算を承認した。長い議論の後で決まった。", "x", "", "   \n\t", "ab" * 3000,
+             "Ελληνικά κείμενα και русский текст вместе, with English too. 123 456 789 !!!"]
+    for text in texts:
+        assert np.array_equal(ours._decide(text), reference._decide(text)), text
+        assert ours.classify(text) == reference.classify(text)
+        data = reference._encode(text)
+        expected = visit_counts(reference.tk_nextmove, reference._rowbase, reference.tk_output, data)
+        got = ours._automaton.visits(data)
+        assert (list(got.items()) if got else None) == (list(expected.items()) if expected else None)
+
+
+def test_collapsing_only_what_changes_equals_collapsing_every_run():
+    import random
+
+    from pipeline.text import _SPACES, _collapse_spaces
+
+    rng = random.Random(3)
+    for _ in range(20_000):
+        value = "".join(rng.choice(" \t\f\v\u00a0\u200bab\n") for _ in range(rng.randint(0, 12)))
+        assert _collapse_spaces(value) == _SPACES.sub(" ", value)

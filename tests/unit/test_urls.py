@@ -59,3 +59,40 @@ def test_non_text_links_and_bases_are_no_links():
 def test_an_ipv6_host_keeps_its_brackets():
     assert canonical_url("http://[2001:DB8::1]:8080/a#x") == "http://[2001:db8::1]:8080/a"
     assert canonical_url("https://[::1]:443/") == "https://[::1]/"
+
+
+def _plain_links(count: int, seed: int = 7) -> list[str]:
+    """Links shaped like real ones, most of them in the fast path's plain form, some just off it."""
+    import random
+
+    rng = random.Random(seed)
+    links = []
+    for _ in range(count):
+        labels = ["".join(rng.choice("abz09-") for _ in range(rng.randint(1, 8))) for _ in range(rng.randint(1, 3))]
+        host = ".".join([*labels, rng.choice(["com", "org", "io", "xn--p1ai", "co"])])
+        path = "".join(rng.choice("aZ09-._~/") for _ in range(rng.randint(0, 15)))
+        tail = rng.choice(["", "", "#", "#top", "#a/?b=c", "?", "?b=2&a=1", ";p", "/./x", "/..", "%41", " x"])
+        scheme = rng.choice(["http", "https", "https", "HTTPS"])
+        links.append(f"{scheme}://{host}{'/' if path else ''}{path}{tail}")
+    return links
+
+
+def test_plain_links_canonicalize_as_w3lib_does():
+    """The fast path (`_PLAIN`) gives w3lib's canonical form exactly, with and without a base."""
+    from urllib.parse import urljoin
+
+    from pipeline import urls
+
+    plain = 0
+    for link in _plain_links(20_000):
+        fast = urls._plain(link)
+        if fast is not None:
+            plain += 1
+            assert fast == urls._canonical_w3lib(link), link
+        for base in (None, "https://feeds.example/news/", "http://other.example", "http://[::1"):
+            try:
+                expected = urls._canonical_w3lib(urljoin(base, link) if base else link)
+            except ValueError:
+                expected = None
+            assert canonical_url(link, base) == expected, (link, base)
+    assert plain > 1_500
