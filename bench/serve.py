@@ -18,7 +18,6 @@ def main() -> None:
     routes = {f"/{p.name}": Route(p.read_bytes(), delay=args.delay)
               for p in sorted(args.directory.iterdir()) if p.is_file()}
     server = FeedServer(routes)
-    server._httpd.request_queue_size = 1024  # many concurrent clients
     server.start()
     print(server.port, flush=True)
     threading.Event().wait()

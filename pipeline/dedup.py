@@ -4,7 +4,7 @@ Pure: it is given the batch and what storage knows about the keys the batch
 mentions, and touches no I/O. Rules, in order, for each article:
 
 1. Same feed, identity key and content as an earlier article of this batch: duplicate
-   (`feed_guid`). The same identity with *other* content in one batch is ambiguous (a
+   (`same_identity_key`). The same identity with *other* content in one batch is ambiguous (a
    GUID reused for another story): both go on to validation, whose uniqueness
    expectation holds them in quarantine.
 2. Same feed and identity key as a stored article: duplicate when the content
@@ -77,12 +77,12 @@ def _decide_one(
     identity = (article.feed_id, article.identity_key)
     earlier = seen_identity.get(identity)
     if earlier is not None and earlier.content_hash == article.content_hash:
-        return _batch_duplicate(DuplicateRule.FEED_GUID, earlier)
+        return _batch_duplicate(DuplicateRule.SAME_IDENTITY_KEY, earlier)
     match = stored.by_identity.get(identity)
     if match is not None:
         if match.content_hash == article.content_hash:
-            return _duplicate(DuplicateRule.FEED_GUID, match)
-        return DedupVerdict(Decision.UPDATE, DuplicateRule.FEED_GUID, match.id, match.canonical_url)
+            return _duplicate(DuplicateRule.SAME_IDENTITY_KEY, match)
+        return DedupVerdict(Decision.UPDATE, DuplicateRule.SAME_IDENTITY_KEY, match.id, match.canonical_url)
     url = article.canonical_url
     if url and earlier is None:
         if url in seen_url:

@@ -58,8 +58,8 @@ def declared_encoding(body: bytes, content_type: str | None) -> str | None:
         match = _CHARSET.search(content_type)
         if match:
             return match.group(1).lower()
-    match = _XML_ENCODING.match(body[:512].lstrip(codecs.BOM_UTF8))
-    return match.group(1).decode("ascii").lower() if match else None
+    xml_match = _XML_ENCODING.match(body[:512].lstrip(codecs.BOM_UTF8))
+    return xml_match.group(1).decode("ascii").lower() if xml_match else None
 
 
 def repair_utf8(body: bytes, content_type: str | None = None) -> tuple[bytes, str] | None:

@@ -49,7 +49,8 @@ def iso_639_1_codes() -> list[str]:
     """The two-letter ISO 639-1 language codes, from the Unicode CLDR data Babel ships."""
     from babel import Locale
 
-    return sorted(code for code in Locale("en").languages if len(code) == 2 and code.isalpha())
+    return sorted(code for code in Locale("en").languages
+                  if isinstance(code, str) and len(code) == 2 and code.isalpha())
 
 
 def row_expectations(gx: Any) -> list[Any]:

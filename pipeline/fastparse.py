@@ -120,8 +120,8 @@ def _encoding(body: bytes, content_type: str | None) -> str:
         media = content_type.split(";", 1)[0].strip().lower()
         if media.startswith("text/") and declared_http is None and body.isascii():
             return "us-ascii"  # RFC 3023's default, which feedparser tries first
-    match = _XML_ENCODING.match(body[:512].removeprefix(b"\xef\xbb\xbf"))
-    declared_xml = match.group(1).decode("ascii").lower() if match else None
+    xml_match = _XML_ENCODING.match(body[:512].removeprefix(b"\xef\xbb\xbf"))
+    declared_xml = xml_match.group(1).decode("ascii").lower() if xml_match else None
     if declared_http is not None and declared_xml is not None and declared_http != declared_xml:
         raise Unsupported(f"charset {declared_http} against declaration {declared_xml}")
     declared = declared_http or declared_xml

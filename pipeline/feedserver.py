@@ -22,6 +22,12 @@ CONTENT_TYPES = {".xml": "application/xml", ".rss": "application/rss+xml",
                  ".json": "application/feed+json", ".html": "text/html"}
 
 
+class _Server(ThreadingHTTPServer):
+    # A backlog for many concurrent clients: with the default (5) the kernel drops SYNs
+    # past it and each dropped client waits a second before retrying.
+    request_queue_size = 1024
+
+
 @dataclass
 class Route:
     body: bytes
@@ -49,7 +55,7 @@ class FeedServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._httpd = _Server(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 

@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 import httpcore
 import httpx
 
-from pipeline import netguard, schedule
+from pipeline import netguard, polling_policy
 from pipeline.config import Settings
 from pipeline.netguard import (
     AddressPolicy,
@@ -63,8 +63,8 @@ class _FetchFailure(Exception):
         self.retry_at = retry_at
 
 
-def bounds(settings: Settings) -> schedule.Bounds:
-    return schedule.Bounds(timedelta(seconds=settings.min_interval_s),
+def bounds(settings: Settings) -> polling_policy.Bounds:
+    return polling_policy.Bounds(timedelta(seconds=settings.min_interval_s),
                            timedelta(seconds=settings.max_interval_s))
 
 
@@ -237,7 +237,7 @@ def _classify(exc: BaseException) -> _FetchFailure:
 def _status_failure(response: httpx.Response, now: datetime) -> _FetchFailure:
     status = response.status_code
     message = f"HTTP {status} {response.reason_phrase}"
-    retry_at = schedule.retry_after(response.headers.get("retry-after"), now)
+    retry_at = polling_policy.retry_after(response.headers.get("retry-after"), now)
     if status == 410:
         return _FetchFailure("gone", message, status)
     if status in (429, 503):
@@ -337,17 +337,17 @@ class Fetcher:
             failure = _classify(exc)
             return result(
                 FetchOutcome.ERROR, status=failure.status, error_kind=failure.kind, error=str(failure),
-                next_check_at=schedule.next_check(now, limits, hints=(failure.retry_at,),
+                next_check_at=polling_policy.next_check(now, limits, hints=(failure.retry_at,),
                                                   error_streak=feed.consecutive_errors + 1),
             )
 
     def _received(self, feed: FeedState, now: datetime, response: httpx.Response,
                   hops: list[tuple[int, str]], deadline: float,
-                  result: Callable[..., FetchResult], limits: schedule.Bounds) -> FetchResult:
+                  result: Callable[..., FetchResult], limits: polling_policy.Bounds) -> FetchResult:
         """The result of a final response: not modified, an HTTP error, or its body read."""
         headers = {k: response.headers[k] for k in KEPT_HEADERS if k in response.headers}
-        hints = (schedule.cache_until(response.headers, now),
-                 schedule.retry_after(response.headers.get("retry-after"), now))
+        hints = (polling_policy.cache_until(response.headers, now),
+                 polling_policy.retry_after(response.headers.get("retry-after"), now))
         redirect = _permanent_target(hops)
         final_url = str(response.url)
         if response.status_code == 304:
@@ -355,7 +355,7 @@ class Fetcher:
                           etag=response.headers.get("etag"),
                           last_modified=response.headers.get("last-modified"),
                           headers=headers, permanent_redirect=redirect,
-                          next_check_at=schedule.next_check(now, limits, hints=hints))
+                          next_check_at=polling_policy.next_check(now, limits, hints=hints))
         if response.status_code >= 400:
             raise _status_failure(response, now)
         try:
@@ -376,7 +376,7 @@ class Fetcher:
             etag=response.headers.get("etag"),
             last_modified=response.headers.get("last-modified"),
             final_url=final_url, headers=headers, permanent_redirect=redirect,
-            next_check_at=schedule.next_check(now, limits, hints=hints),
+            next_check_at=polling_policy.next_check(now, limits, hints=hints),
         )
 
 

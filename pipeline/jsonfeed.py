@@ -37,7 +37,7 @@ def _authors(item: dict[str, Any], feed: dict[str, Any]) -> list[dict[str, str]]
     found = _list(item.get("authors")) or ([item["author"]] if isinstance(item.get("author"), dict) else [])
     if not found:
         found = _list(feed.get("authors")) or ([feed["author"]] if isinstance(feed.get("author"), dict) else [])
-    return [{"name": _text(a["name"])} for a in found if isinstance(a, dict) and _text(a.get("name"))]
+    return [{"name": name} for a in found if isinstance(a, dict) and (name := _text(a.get("name")))]
 
 
 def _list(value: Any) -> list[Any]:

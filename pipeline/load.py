@@ -69,7 +69,7 @@ WITH lost AS (
     SELECT DISTINCT ON (t.feed_id, t.seq) t.feed_id, t.seq, a.id, a.canonical_url,
            a.feed_id AS article_feed, a.content_hash,
            CASE WHEN a.feed_id = t.feed_id AND a.identity_key = t.article->>'identity_key'
-                THEN 'feed_guid'
+                THEN 'same_identity_key'
                 WHEN a.canonical_url = t.article->>'canonical_url' THEN 'canonical_url'
                 ELSE 'content_hash' END AS rule
     FROM staged_entries t

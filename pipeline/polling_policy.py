@@ -1,4 +1,5 @@
-"""When to check a feed next. Pure: every function takes `now`.
+"""When to check a feed next: its polling policy (not the DAG's schedule). Pure: each function
+takes `now`.
 
 The next check is the longest of what the publisher asked for (`Retry-After`,
 `Cache-Control: max-age`, `Expires`, the feed's `<ttl>`), clamped between the

@@ -27,7 +27,7 @@ class Decision(str, Enum):
 class DuplicateRule(str, Enum):
     """Why an entry is an exact duplicate (or, with changed content, an update)."""
 
-    FEED_GUID = "feed_guid"  # same feed, same identity key (guid, else link)
+    SAME_IDENTITY_KEY = "same_identity_key"  # same feed, same identity key (by its identity rule)
     CANONICAL_URL = "canonical_url"  # same canonical URL as a stored or earlier entry
     CONTENT_HASH = "content_hash"  # same title and text as a stored or earlier entry
 

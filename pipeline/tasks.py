@@ -238,7 +238,7 @@ def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) ->
     per feed, record results in SQL and Data Docs, and judge the quarantined shares
     against the warn and fail levels. Past the fail level it raises, after committing,
     so the load that follows still lands the good rows and the quarantined ones."""
-    checker = validate.validator(settings.data_dir / "gx")
+    gx_dir = settings.data_dir / "gx"  # the context is built only for a batch to check
     parameters = {
         "latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp(),
         "max_title_chars": settings.max_title_chars,
@@ -250,7 +250,7 @@ def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) ->
         articles = storage.staged_articles(cur, run_id, ("new", "update"))
         rows = None
         if articles:
-            rows = checker.run(ROWS_SUITE, run_id, parameters, validate.article_frame(articles))
+            rows = validate.validator(gx_dir).run(ROWS_SUITE, run_id, parameters, validate.article_frame(articles))
         failures = rows.failures if rows else {}
         reasons = {
             (articles[i].feed_id, articles[i].seq): [f.to_json() for f in found]
@@ -267,7 +267,7 @@ def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) ->
             frame = validate.feed_frame([
                 {"feed_id": fid, "entries": n, "undated_share": undated / n, "quarantined_share": bad / n}
                 for fid, _, n, undated, bad in per_feed])
-            feeds = checker.run(FEEDS_SUITE, run_id, parameters, frame, index="feed_id")
+            feeds = validate.validator(gx_dir).run(FEEDS_SUITE, run_id, parameters, frame, index="feed_id")
         by_expectation = Counter(r["expectation"] for rs in reasons.values() for r in rs)
         entries = sum(n for _, _, n, _, _ in per_feed)
         fail, warn = validate.judge(
@@ -282,7 +282,8 @@ def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) ->
             if outcome is not None:
                 storage.record_validation(cur, run_id, outcome, now)
         storage.mark_validated(cur, run_id, now, fail, warn, docs)
-    checker.prune_docs(settings.data_docs_keep)
+    if rows is not None or feeds is not None:
+        validate.validator(gx_dir).prune_docs(settings.data_docs_keep)
     summary = {"entries": entries, "validated": len(articles),
                "passed": len(articles) - len(failures), "quarantined": len(reasons),
                "failed_expectations": dict(by_expectation), "data_docs": docs}

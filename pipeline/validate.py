@@ -156,7 +156,8 @@ class Validator:
         [(key, validation)] = list(result.run_results.items())
         sites = self.context.get_docs_sites_urls(resource_identifier=key)
         docs = unquote(urlsplit(sites[0]["site_url"]).path) if sites and sites[0].get("site_url") else None
-        outcomes, failures = [], {}
+        outcomes: list[ExpectationOutcome] = []
+        failures: dict[int, list[Failure]] = {}
         for item in validation.results:
             config = item.expectation_config
             column = config.kwargs.get("column") or ",".join(config.kwargs.get("column_list") or []) or None

@@ -1,21 +1,31 @@
-"""Test set-up: a real PostgreSQL and a real Airflow metadata database.
+"""Test set-up: a real PostgreSQL and a real Airflow metadata database, started lazily.
 
-The server is `DATABASE_URL`'s when set, else the embedded one (pgserver)
-under `.data/test`. Each test that asks for `db_url` gets a fresh database
-cloned from a migrated template. Airflow's environment is set here, before
-anything imports airflow.
+Nothing here starts or contacts a server at import: the unit tier runs without one. The
+server is `DATABASE_URL`'s when set, else the embedded one (pgserver) under `.data/test`,
+started by the first fixture that needs it (`admin_url`). Each test that asks for `db_url`
+gets a fresh database cloned from a migrated template.
+
+Airflow's environment is set here, at import, before anything imports airflow; its
+metadata database URL is not known until a server runs, so `airflow_metadata_url` sets
+AIRFLOW__DATABASE__SQL_ALCHEMY_CONN (the DAG tier's conftest requests it for every DAG
+test, before any of them imports airflow).
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
+import queue
 import shutil
 import sys
 import tempfile
+import threading
 import uuid
+import warnings
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
@@ -28,26 +38,21 @@ from tests.helpers import settings_for_tests
 
 SHARED = PROJECT_ROOT.parent / "shared"
 _SESSION = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-
-
-def _server_admin_url() -> str:
-    configured = os.environ.get("DATABASE_URL")
-    if configured:
-        parts = urlsplit(normalize_db_url(configured))
-        return urlunsplit(parts._replace(path="/postgres"))
-    return database.embedded_server_url(PROJECT_ROOT / ".data" / "test", "postgres")
-
-
-ADMIN_URL = _server_admin_url()
 TEMPLATE_DB = f"news_template_{_SESSION}"
 AIRFLOW_DB = f"airflow_test_{_SESSION}"
+# Read once, then removed: tests pass URLs explicitly; the DAG tests set their own.
+_CONFIGURED_DB_URL = os.environ.pop("DATABASE_URL", None) or None
+os.environ.pop("AIRFLOW_CONN_NEWS_DB", None)
+# What a test runs in a subprocess (`python -m pipeline ...`) and does not give a data dir
+# gets this session's own, not the project's `.data`: its GX project is not shared with
+# other sessions (or xdist workers) running at the same time.
+_SUBPROCESS_DATA_DIR = tempfile.mkdtemp(prefix="news-data-")
+atexit.register(shutil.rmtree, _SUBPROCESS_DATA_DIR, ignore_errors=True)
+os.environ["NEWS_DATA_DIR"] = _SUBPROCESS_DATA_DIR
 
-
-def _url_for(name: str) -> str:
-    return urlunsplit(urlsplit(ADMIN_URL)._replace(path="/" + name))
-
-
-# Airflow reads its configuration at import: set it before any test imports it.
+# Airflow reads its configuration at import: set it before any test imports it. The
+# metadata database is set by `airflow_metadata_url`; until then airflow would see none
+# of the caller's (a stray import gets a SQLite file in this private home, never a real DB).
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-home-")
 atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ.update(
@@ -56,20 +61,33 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _url_for(AIRFLOW_DB).replace(
-            "postgresql://", "postgresql+psycopg2://", 1
-        ),
         "GX_ANALYTICS_ENABLED": "false",
     }
 )
+os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
 # Airflow puts the DAG bundle's folder on sys.path when it parses DAGs (BundleDagBag): so do tests.
 sys.path.append(str(PROJECT_ROOT / "dags"))
-os.environ.pop("DATABASE_URL", None)  # tests pass URLs explicitly; the DAG test sets its own
-os.environ.pop("AIRFLOW_CONN_NEWS_DB", None)
 
 
-def _admin(statement: sql.Composable) -> None:
-    conn = psycopg2.connect(ADMIN_URL)
+@cache
+def _server_admin_url() -> str:
+    """The server's `postgres` database; the first call starts the embedded server if needed."""
+    if _CONFIGURED_DB_URL:
+        parts = urlsplit(normalize_db_url(_CONFIGURED_DB_URL))
+        return urlunsplit(parts._replace(path="/postgres"))
+    data_dir = PROJECT_ROOT / ".data" / "test"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "start.lock", "w") as lock:  # xdist workers: one starts it, the rest reuse it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return database.embedded_server_url(data_dir, "postgres")
+
+
+def _url_for(admin_url: str, name: str) -> str:
+    return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
+
+
+def _admin(admin_url: str, statement: sql.Composable) -> None:
+    conn = psycopg2.connect(admin_url)
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -78,31 +96,87 @@ def _admin(statement: sql.Composable) -> None:
         conn.close()
 
 
-def _drop(name: str) -> None:
-    _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+def _drop(admin_url: str, name: str) -> None:
+    _admin(admin_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class _Dropper:
+    """Drops databases on a thread of its own. DROP DATABASE makes PostgreSQL checkpoint
+    (1-2 s on this server, more when other sessions dirty it): no test waits for that."""
+
+    def __init__(self, admin_url: str):
+        self.admin_url = admin_url
+        self.names: queue.Queue[str | None] = queue.Queue()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._work, name="drop-test-databases", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while (name := self.names.get()) is not None:
+            try:
+                _drop(self.admin_url, name)
+            except Exception as exc:  # noqa: BLE001 - reported at the end of the session
+                self.errors.append(f"{name}: {exc}")
+
+    def drop(self, name: str) -> None:
+        self.names.put(name)
+
+    def close(self, timeout: float = 300) -> None:
+        self.names.put(None)
+        self.thread.join(timeout)
+        if self.thread.is_alive() or self.errors:
+            warnings.warn(f"test databases left behind: {self.errors or 'the drops did not finish'}",
+                          stacklevel=1)
 
 
 @pytest.fixture(scope="session")
-def template_db() -> Iterator[str]:
-    database.ensure_database(ADMIN_URL, TEMPLATE_DB)
-    database.migrate(_url_for(TEMPLATE_DB))
+def admin_url() -> str:
+    """The test server's admin URL: the server starts here, on first use."""
+    return _server_admin_url()
+
+
+@pytest.fixture(scope="session")
+def _dropper(admin_url: str) -> Iterator[_Dropper]:
+    dropper = _Dropper(admin_url)
+    yield dropper
+    dropper.close()
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_url: str, _dropper: _Dropper) -> Iterator[str]:
+    database.ensure_database(admin_url, TEMPLATE_DB)
+    database.migrate(_url_for(admin_url, TEMPLATE_DB))
     yield TEMPLATE_DB
-    _drop(TEMPLATE_DB)
+    _dropper.drop(TEMPLATE_DB)
 
 
 @pytest.fixture
-def db_url(template_db: str) -> Iterator[str]:
-    """A fresh, migrated news database for one test."""
+def db_url(admin_url: str, template_db: str, _dropper: _Dropper) -> Iterator[str]:
+    """A fresh, migrated news database for one test (dropped in the background after it)."""
     name = f"news_{_SESSION}_{uuid.uuid4().hex[:8]}"
-    _admin(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
-    yield _url_for(name)
-    _drop(name)
+    _admin(admin_url, sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                     sql.Identifier(template_db)))
+    yield _url_for(admin_url, name)
+    _dropper.drop(name)
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Iterator[str]:
+def airflow_metadata_url(admin_url: str) -> str:
+    """Points Airflow at this session's metadata database (not created here: `airflow_db`)."""
+    url = _url_for(admin_url, AIRFLOW_DB).replace("postgresql://", "postgresql+psycopg2://", 1)
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = url
+    if "airflow.settings" in sys.modules:  # imported before this fixture ran: re-read the setting
+        from airflow import settings as airflow_settings
+
+        airflow_settings.configure_vars()
+        airflow_settings.reconfigure_orm()
+    return url
+
+
+@pytest.fixture(scope="session")
+def airflow_db(admin_url: str, airflow_metadata_url: str) -> Iterator[str]:
     """Airflow's metadata database, migrated once per session."""
-    database.ensure_database(ADMIN_URL, AIRFLOW_DB)
+    database.ensure_database(admin_url, AIRFLOW_DB)
     from airflow.utils import db as airflow_db_utils
 
     airflow_db_utils.upgradedb()
@@ -110,13 +184,20 @@ def airflow_db() -> Iterator[str]:
     from airflow import settings as airflow_settings
 
     airflow_settings.dispose_orm(do_log=False)
-    _drop(AIRFLOW_DB)
+    _drop(admin_url, AIRFLOW_DB)
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `settings` fixture's data dir, one per session (per xdist worker): the Great
+    Expectations project under it (`gx/`) is built once, not once per test."""
+    return tmp_path_factory.mktemp("news-data")
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings for tests: short timeouts, a private data dir."""
-    return settings_for_tests(tmp_path)
+def settings(shared_data_dir: Path) -> Settings:
+    """Settings for tests: short timeouts, the session's data dir (its GX project)."""
+    return settings_for_tests(shared_data_dir)
 
 
 @pytest.fixture
@@ -124,4 +205,3 @@ def shared_dir() -> Path:
     if not (SHARED / "corpora").is_dir():
         pytest.skip("../shared is absent")
     return SHARED
-

@@ -274,7 +274,7 @@ def assert_nothing_lost_or_duplicated(db_url: str, generations: int,
     assert scalar(db_url, "SELECT count(*) FROM quarantine") == 0
     re_served = {guid(slug_of(p), 3 * g - 1) for p in FEEDS for g in range(1, generations)}
     duplicates = query(db_url, "SELECT guid, rule, times_seen FROM duplicates")
-    assert sorted(duplicates) == sorted((g, "feed_guid", 1) for g in re_served)
+    assert sorted(duplicates) == sorted((g, "same_identity_key", 1) for g in re_served)
     runs = query(db_url, "SELECT run_id, status, (counts->>'new')::int FROM ingest_runs "
                          "WHERE loaded_at IS NOT NULL ORDER BY started_at")
     assert [(run_id, status) for run_id, status, _ in runs] == [(r, "ok") for r in loaded_runs]

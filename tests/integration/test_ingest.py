@@ -39,12 +39,28 @@ def test_demo_feeds_load_with_duplicates_and_quarantine_recorded(db_url, setting
     assert (t["new"], t["duplicates"], t["quarantined"]) == (8, 2, 1)
     assert scalar(db_url, "SELECT count(*) FROM articles") == 8
     rules = dict(query(db_url, "SELECT rule, count(*) FROM duplicates GROUP BY rule"))
-    assert rules == {"feed_guid": 1, "content_hash": 1}
+    assert rules == {"same_identity_key": 1, "content_hash": 1}
     assert scalar(db_url, "SELECT count(*) FROM duplicates WHERE matched_article_id IS NULL") == 0
     [(reasons, entry)] = query(db_url, "SELECT reasons, entry FROM quarantine")
     assert entry["link"] == "javascript:void(0)"
     assert {"expectation": "expect_column_values_to_match_regex", "column": "canonical_url",
             "observed": "javascript:void(0)"} in reasons
+
+
+def test_shards_on_worker_processes_store_what_one_process_stores(db_url, settings):
+    """The CLI's default: shards on a process pool, each a fetch-parse-normalize pass. Same rows,
+    same accounting as in one process; every shard's feeds are fetched once."""
+    routes = {f"/f{n}.xml": Route(rss([item(10 * n + k) for k in range(3)] + [item(1000)])) for n in range(7)}
+    with FeedServer(routes) as srv:
+        sources = [FeedSource(srv.url(p)) for p in routes]
+        pooled = run(db_url, settings.replace(workers=2, shard_size=2), sources)
+        assert sorted(path for path, _ in srv.requests) == sorted(routes)
+    assert_counts_add_up(pooled)
+    t = pooled["totals"]
+    assert (t["feeds"], t["entries"], t["new"], t["duplicates"]) == (7, 28, 22, 6)  # item 1000 in each feed
+    assert query(db_url, "SELECT count(DISTINCT shard) FROM run_feeds") == [(4,)]
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 22
+    assert scalar(db_url, "SELECT count(*) FROM fetch_log WHERE NOT staged") == 0
 
 
 def test_articles_are_normalized_in_the_table(db_url, settings, demo):
@@ -77,7 +93,7 @@ def test_reserved_entries_are_duplicates_recorded_once_per_run(db_url, settings)
         second = summaries[1]
     assert second["totals"]["duplicates"] == 2 and second["totals"]["new"] == 0
     assert scalar(db_url, "SELECT count(*) FROM articles") == 2
-    assert query(db_url, "SELECT rule, times_seen FROM duplicates ORDER BY id") == [("feed_guid", 2)] * 2
+    assert query(db_url, "SELECT rule, times_seen FROM duplicates ORDER BY id") == [("same_identity_key", 2)] * 2
 
 
 def test_changed_content_under_the_same_guid_is_an_update(db_url, settings):

@@ -27,7 +27,7 @@ def test_same_guid_twice_in_a_batch_keeps_the_first():
     again = art(1, 1, "a", "https://x/1", "One")
     verdicts = decide([a, again], StoredIndex())
     assert verdicts[0].decision is Decision.NEW
-    assert verdicts[1].decision is Decision.DUPLICATE and verdicts[1].rule is DuplicateRule.FEED_GUID
+    assert verdicts[1].decision is Decision.DUPLICATE and verdicts[1].rule is DuplicateRule.SAME_IDENTITY_KEY
     assert verdicts[1].matched_url == "https://x/1"
 
 
@@ -36,7 +36,7 @@ def test_stored_same_identity_same_content_is_duplicate_changed_content_is_updat
     index = StoredIndex.of([stored(old, 10)])
     same = decide([art(1, 5, "a", "https://x/1", "One")], index)[0]
     changed = decide([art(1, 5, "a", "https://x/1", "One, corrected")], index)[0]
-    assert (same.decision, same.rule, same.matched_article_id) == (Decision.DUPLICATE, DuplicateRule.FEED_GUID, 10)
+    assert (same.decision, same.rule, same.matched_article_id) == (Decision.DUPLICATE, DuplicateRule.SAME_IDENTITY_KEY, 10)
     assert (changed.decision, changed.matched_article_id) == (Decision.UPDATE, 10)
 
 

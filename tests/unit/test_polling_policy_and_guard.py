@@ -1,7 +1,7 @@
 from datetime import datetime, timedelta, timezone
 
 from pipeline.discover import alternate_feeds
-from pipeline.schedule import Bounds, cache_until, next_check, retry_after
+from pipeline.polling_policy import Bounds, cache_until, next_check, retry_after
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 BOUNDS = Bounds(timedelta(minutes=10), timedelta(hours=24))
