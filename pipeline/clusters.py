@@ -33,15 +33,15 @@ def _store(cur: Cursor, signatures: dict[int, bytes], bands: dict[int, list[tupl
 
 
 def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
-    """Store signatures and bands of the run's new and updated articles; cluster the new ones."""
-    cur.execute(
-        """SELECT a.id, s.article->>'signature', s.decision, a.feed_id
-           FROM staged_entries s
-           JOIN articles a ON a.canonical_url = s.article->>'canonical_url'
-                          OR (s.decision = 'update' AND a.id = s.matched_article_id)
+    """Store signatures and bands of the run's new and updated articles (from the load's
+    plan, in its transaction); cluster the new ones."""
+    cur.execute(  # ids: a new article's from its insert (RETURNING), an update's the matched one
+        """SELECT coalesce(s.article_id, s.matched_article_id), s.article->>'signature', s.decision, s.feed_id
+           FROM load_plan s
            WHERE s.run_id = %s AND s.decision IN ('new', 'update')
              AND s.article->>'signature' IS NOT NULL
-           ORDER BY a.id""",
+             AND coalesce(s.article_id, s.matched_article_id) IS NOT NULL
+           ORDER BY 1""",
         (run_id,),
     )
     rows, feed_of = {}, {}

@@ -1,7 +1,10 @@
-"""Load stage: the one place that writes articles, duplicates and quarantine.
+"""Load stage: the one place that writes articles, duplicates, quarantine, versions,
+clusters and the feeds' fetch state.
 
-One transaction per run's batch, under an advisory lock, straight from the
-staging table (no round trip of article data through Python):
+One transaction per run's batch, under an advisory lock (`begin`), applying the plan the
+load task decided in the same transaction (`load_plan`: the staged entries with their
+decisions; no round trip of article data through Python). New articles' ids come from
+the insert's RETURNING:
 
 * new articles are inserted (`ON CONFLICT DO NOTHING`, and not over a stored copy of the
   same content); a row another writer inserted meanwhile is re-labelled a duplicate, or
@@ -22,7 +25,7 @@ staging table (no round trip of article data through Python):
   parsing knew (a body that is no feed);
 * a release run's claims on held quarantine rows end here;
 * `ingest_runs.loaded_at` marks the run loaded: a retried load is a no-op;
-* a run whose validation did not complete is refused.
+* a run whose fetched entries were not all staged is refused.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pipeline.errors import RunNotLoadable
 _LOAD_LOCK = 715_002
 
 _INSERT_NEW = """
+WITH inserted AS (
 INSERT INTO articles (feed_id, guid, identity_key, canonical_url, title, text, html,
                       published_at, published_source, authors, tags, language, content_hash,
                       first_seen_at, updated_at, first_run_id, language_source, word_count,
@@ -50,13 +54,17 @@ SELECT s.feed_id, a->>'guid', a->>'identity_key', a->>'canonical_url', a->>'titl
        a->>'language', a->>'content_hash', %(now)s, %(now)s, %(run)s,
        a->>'language_source', coalesce((a->>'word_count')::int, 0),
        a->>'published_raw', a->>'date_issue', s.fetched_at
-FROM staged_entries s, LATERAL (SELECT s.article AS a) art
+FROM load_plan s, LATERAL (SELECT s.article AS a) art
 WHERE s.run_id = %(run)s AND s.decision = 'new'
   -- the decider's content rule, against what other runs loaded since this run's dedup
   AND NOT EXISTS (SELECT 1 FROM articles x WHERE x.content_hash = a->>'content_hash')
 ORDER BY s.feed_id, s.seq
 ON CONFLICT DO NOTHING
-RETURNING feed_id, identity_key
+RETURNING id, feed_id, identity_key
+)  -- each new article's id, from the insert itself, into the plan (clustering links by it)
+UPDATE load_plan p SET article_id = i.id FROM inserted i
+WHERE p.run_id = %(run)s AND p.decision = 'new' AND p.feed_id = i.feed_id
+  AND p.article->>'identity_key' = i.identity_key
 """
 
 # Rows planned as new that were not inserted: another run loaded the entry (or a copy of
@@ -72,7 +80,7 @@ WITH lost AS (
                 THEN 'same_identity_key'
                 WHEN a.canonical_url = t.article->>'canonical_url' THEN 'canonical_url'
                 ELSE 'content_hash' END AS rule
-    FROM staged_entries t
+    FROM load_plan t
     JOIN articles a ON a.first_run_id IS DISTINCT FROM %(run)s
      AND ((a.feed_id = t.feed_id AND a.identity_key = t.article->>'identity_key')
           OR a.canonical_url = t.article->>'canonical_url'
@@ -82,7 +90,7 @@ WITH lost AS (
              (a.feed_id = t.feed_id AND a.identity_key = t.article->>'identity_key') DESC,
              (a.canonical_url = t.article->>'canonical_url') DESC, a.id
 )
-UPDATE staged_entries s
+UPDATE load_plan s
 SET decision = CASE WHEN m.rule <> 'content_hash' AND m.article_feed = s.feed_id
                          AND m.content_hash <> s.article->>'content_hash'
                     THEN 'update' ELSE 'duplicate' END,
@@ -95,7 +103,7 @@ WHERE s.run_id = %(run)s AND s.feed_id = m.feed_id AND s.seq = m.seq
 # fetched before another run that loaded first), or already holds this content (another
 # run made the same update). Each is a duplicate of the article it matched.
 _RELABEL_STALE_UPDATES = """
-UPDATE staged_entries s SET decision = 'duplicate'
+UPDATE load_plan s SET decision = 'duplicate'
 FROM articles a
 WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id
   AND (a.fetched_at > s.fetched_at OR a.content_hash = s.article->>'content_hash')
@@ -115,7 +123,7 @@ FROM (
                CASE WHEN a.text <> s.article->>'text' THEN 'body' END,
                CASE WHEN a.canonical_url <> s.article->>'canonical_url' THEN 'url' END,
                CASE WHEN a.guid IS DISTINCT FROM s.article->>'guid' THEN 'guid' END], NULL) AS changed
-    FROM staged_entries s JOIN articles a ON a.id = s.matched_article_id
+    FROM load_plan s JOIN articles a ON a.id = s.matched_article_id
     WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.content_hash <> s.article->>'content_hash'
 ) v
 WHERE nth <= %(version_cap)s
@@ -141,7 +149,7 @@ SET title = s.article->>'title', text = s.article->>'text', html = s.article->>'
                            ELSE s.article->>'language_source' END,
     word_count = coalesce((s.article->>'word_count')::int, a.word_count),
     version = a.version + 1, updated_at = %(now)s, fetched_at = s.fetched_at
-FROM staged_entries s
+FROM load_plan s
 WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id
   AND a.content_hash <> s.article->>'content_hash' AND a.fetched_at <= s.fetched_at
 """
@@ -151,7 +159,7 @@ WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_
 # older and does not apply. (Touches no column the search vector reads.)
 _CONFIRM_CONTENT = """
 UPDATE articles a SET fetched_at = s.fetched_at
-FROM staged_entries s
+FROM load_plan s
 WHERE s.run_id = %(run)s AND s.decision = 'duplicate' AND a.id = s.matched_article_id
   AND a.feed_id = s.feed_id AND a.content_hash = s.article->>'content_hash'
   AND a.fetched_at < s.fetched_at
@@ -166,7 +174,7 @@ SELECT DISTINCT ON (dup_key) * FROM (
            s.feed_id, s.article->>'guid', s.article->>'canonical_url', s.article->>'content_hash',
            s.rule, m.id AS matched, %(run)s::text AS first_run, %(run)s::text AS last_run,
            %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen
-    FROM staged_entries s
+    FROM load_plan s
     LEFT JOIN articles m ON m.id = coalesce(
         s.matched_article_id, (SELECT x.id FROM articles x WHERE x.canonical_url = s.matched_url))
     WHERE s.run_id = %(run)s AND s.decision = 'duplicate'
@@ -185,7 +193,7 @@ SELECT DISTINCT ON (entry_key) * FROM (
            %(run)s::text AS first_run, %(run)s::text AS last_run, s.reasons, s.raw, s.article,
            %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen,
            s.feed_language, s.feed_link, s.fetched_at
-    FROM staged_entries s
+    FROM load_plan s
     WHERE s.run_id = %(run)s AND s.decision = 'quarantined'
 ) q
 ON CONFLICT (entry_key) DO UPDATE SET
@@ -199,7 +207,7 @@ ON CONFLICT (entry_key) DO UPDATE SET
 # duplicates) leave the quarantine; those that fail again stay, with fresh reasons.
 _MARK_RELEASED = """
 UPDATE quarantine q SET released_at = %(now)s, released_run_id = %(run)s
-FROM staged_entries s
+FROM load_plan s
 JOIN ingest_runs r ON r.run_id = s.run_id AND r.kind = 'release'
 WHERE s.run_id = %(run)s AND s.decision <> 'quarantined'
   AND q.id = s.seq AND q.feed_id = s.feed_id AND q.released_at IS NULL
@@ -213,7 +221,7 @@ FROM (SELECT feed_id,
              count(*) FILTER (WHERE decision = 'update') AS updated,
              count(*) FILTER (WHERE decision = 'duplicate') AS duplicates,
              count(*) FILTER (WHERE decision = 'quarantined') AS quarantined
-      FROM staged_entries WHERE run_id = %(run)s GROUP BY feed_id) c
+      FROM load_plan WHERE run_id = %(run)s GROUP BY feed_id) c
 WHERE l.run_id = %(run)s AND l.feed_id = c.feed_id
 """
 
@@ -305,34 +313,38 @@ SELECT count(*) AS entries,
        count(*) FILTER (WHERE decision = 'duplicate') AS duplicates,
        count(*) FILTER (WHERE decision = 'quarantined') AS quarantined,
        count(*) FILTER (WHERE decision IS NULL) AS undecided
-FROM staged_entries WHERE run_id = %(run)s
+FROM load_plan WHERE run_id = %(run)s
 """
 
 
-def load_run(
-    cur: Cursor, run_id: str, now: datetime, redirect_confirmations: int = 3, version_cap: int = 50
-) -> dict[str, Any]:
-    """Load a run's decided batch; returns its counts. Idempotent: a second call changes nothing."""
-    params = {"run": run_id, "now": now, "confirmations": redirect_confirmations,
-              "version_cap": version_cap}
+def begin(cur: Cursor, run_id: str) -> dict[str, Any] | None:
+    """Start a run's load: take the load lock (one decider and writer at a time) and check
+    the run. Returns its counts when it was loaded already (a retried load is a no-op),
+    else None. Raises RunNotLoadable when fetched entries were not all staged."""
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
-    cur.execute(
-        "SELECT loaded_at, counts, validated_at FROM ingest_runs WHERE run_id = %s FOR UPDATE",
-        (run_id,),
-    )
+    cur.execute("SELECT loaded_at, counts FROM ingest_runs WHERE run_id = %s FOR UPDATE", (run_id,))
     row = cur.fetchone()
     if row is None:
         raise KeyError(f"unknown run {run_id}")
     if row[0] is not None:
         return dict(row[1] or {}, already_loaded=True)
-    if row[2] is None:
-        raise RunNotLoadable(f"run {run_id} was not validated: nothing is loaded unvalidated")
-    counts = _counts(cur, params)
-    if counts.pop("undecided"):
-        raise RunNotLoadable(f"run {run_id} has entries without a decision: dedup/validate did not run")
-    cur.execute(_UNSTAGED_FETCHES, params)
+    cur.execute(_UNSTAGED_FETCHES, {"run": run_id})
     if cur.fetchone()[0]:
         raise RunNotLoadable(f"run {run_id} lost staged entries: not loaded, so its feeds fetch them again")
+    return None
+
+
+def apply_plan(
+    cur: Cursor, run_id: str, now: datetime, redirect_confirmations: int = 3, version_cap: int = 50
+) -> dict[str, Any]:
+    """Apply the decided plan (`load_plan`, in this transaction, after `begin`); return the
+    run's counts. The only writer of articles, duplicates, quarantine, versions, clusters
+    and the feeds' fetch state."""
+    params = {"run": run_id, "now": now, "confirmations": redirect_confirmations,
+              "version_cap": version_cap}
+    counts = _counts(cur, params)
+    if counts.pop("undecided"):
+        raise RunNotLoadable(f"run {run_id} has entries without a decision: the plan is incomplete")
     cur.execute(_INSERT_NEW, params)
     relabelled = 0
     if cur.rowcount != counts["new"]:

@@ -430,19 +430,39 @@ def _stage_feed_alone(cur: Cursor, run_id: str, batch: FeedBatch) -> FeedBatch:
         return FeedBatch(batch.feed_id, error_kind="internal_error", error=f"staging failed: {describe(exc)}")
 
 
-# --- dedup and validate ------------------------------------------------------------
+# --- the load plan -----------------------------------------------------------------
+# The load task decides (identity rules, dedup, validation) and loads in one transaction.
+# Its decisions go to `load_plan`, a temporary copy of the run's staged entries that lives
+# only in that transaction: the staged rows, written once by the shard tasks, are never
+# rewritten, and the load's SQL (pipeline.load) applies the plan.
 
 
-_SET_ARTICLES = """UPDATE staged_entries s SET article = v.article::jsonb
+def open_plan(cur: Cursor, run_id: str) -> int:
+    """Copy the run's staged entries into this transaction's `load_plan`; return their number."""
+    cur.execute(
+        """CREATE TEMP TABLE load_plan ON COMMIT DROP AS
+           SELECT run_id, feed_id, seq, raw, fetched_at, feed_language, feed_link, article,
+                  decision, rule, matched_article_id, matched_url, reasons,
+                  NULL::bigint AS article_id  -- of a new article: from the INSERT's RETURNING
+           FROM staged_entries WHERE run_id = %s""",
+        (run_id,),
+    )
+    count = cur.rowcount
+    cur.execute("ALTER TABLE load_plan ADD PRIMARY KEY (feed_id, seq)")
+    cur.execute("ANALYZE load_plan")
+    return count
+
+
+_SET_ARTICLES = """UPDATE load_plan s SET article = v.article::jsonb
                    FROM (VALUES %s) AS v(run_id, feed_id, seq, article)
                    WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq"""
 
 
 def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]
                  ) -> dict[tuple[int, int], list[dict[str, Any]]]:
-    """Re-stage articles (re-keyed by their feed's identity rule). Should PostgreSQL refuse
-    the batch, each article is staged alone: those it refuses are returned, with the
-    reason, to be quarantined."""
+    """Plan articles re-keyed by their feed's identity rule. Should PostgreSQL refuse the
+    batch, each article is planned alone: those it refuses are returned, with the reason,
+    to be quarantined."""
     rows = [(run_id, a.feed_id, a.seq, json.dumps(a.to_json())) for a in articles]
     try:
         with savepoint(cur):
@@ -468,7 +488,7 @@ def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]
 
 def staged_articles(cur: Cursor, run_id: str, decisions: Sequence[str] | None = None) -> list[Article]:
     """The run's normalized articles in (feed, position) order, optionally by decision."""
-    query = "SELECT article FROM staged_entries WHERE run_id = %s AND article IS NOT NULL"
+    query = "SELECT article FROM load_plan WHERE run_id = %s AND article IS NOT NULL"
     params: list[Any] = [run_id]
     if decisions is not None:
         query += " AND decision = ANY(%s)"
@@ -544,7 +564,7 @@ def set_decisions(
 ) -> None:
     execute_values(
         cur,
-        """UPDATE staged_entries s SET decision = v.decision, rule = v.rule,
+        """UPDATE load_plan s SET decision = v.decision, rule = v.rule,
                matched_article_id = v.matched_id, matched_url = v.matched_url, reasons = NULL
            FROM (VALUES %s) AS v(run_id, feed_id, seq, decision, rule, matched_id, matched_url)
            WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq""",
@@ -562,7 +582,7 @@ def set_quarantined(cur: Cursor, run_id: str, reasons: dict[tuple[int, int], lis
     """Mark rows as quarantined with their failed expectations."""
     execute_values(
         cur,
-        """UPDATE staged_entries s SET decision = 'quarantined', reasons = v.reasons::jsonb
+        """UPDATE load_plan s SET decision = 'quarantined', reasons = v.reasons::jsonb
            FROM (VALUES %s) AS v(run_id, feed_id, seq, reasons)
            WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq""",
         [(run_id, fid, seq, json.dumps(r)) for (fid, seq), r in reasons.items()],
@@ -574,7 +594,7 @@ def set_quarantined(cur: Cursor, run_id: str, reasons: dict[tuple[int, int], lis
 def batch_duplicates_of(cur: Cursor, run_id: str, urls: Sequence[str]) -> list[tuple[int, int, str]]:
     """Rows of this run marked duplicate of an earlier row in the batch with one of `urls`."""
     cur.execute(
-        """SELECT feed_id, seq, matched_url FROM staged_entries
+        """SELECT feed_id, seq, matched_url FROM load_plan
            WHERE run_id = %s AND decision = 'duplicate' AND matched_article_id IS NULL
              AND matched_url = ANY(%s)""",
         (run_id, list(urls)),
@@ -597,7 +617,7 @@ def feed_entry_counts(cur: Cursor, run_id: str) -> list[tuple[int, str, int, int
         """SELECT s.feed_id, f.url, count(*),
                   count(*) FILTER (WHERE s.article->>'published_source' = 'fetched'),
                   count(*) FILTER (WHERE s.decision = 'quarantined')
-           FROM staged_entries s JOIN feeds f ON f.id = s.feed_id
+           FROM load_plan s JOIN feeds f ON f.id = s.feed_id
            WHERE s.run_id = %s GROUP BY s.feed_id, f.url ORDER BY s.feed_id""",
         (run_id,),
     )

@@ -179,20 +179,20 @@ def _log_failures(run_id: str, batch: FeedBatch) -> None:
                         staged.entry.seq, staged.reasons[0].get("observed"))
 
 
-def dedup_run(db_url: str, run_id: str) -> dict[str, Any]:
+def _decide(cur: Any, run_id: str) -> dict[str, Any]:
     """Apply each feed's identity rule (re-chosen from this fetch, except for release runs,
-    which hold only some of a feed's entries), then decide new / update / duplicate. An
-    entry whose identity cannot be computed is quarantined with the exception."""
-    with connect(db_url) as conn, conn.cursor() as cur:
-        articles = storage.staged_articles(cur, run_id)
-        keyed, failures, changes = _apply_identity_rules(cur, run_id, articles)
-        storage.set_quarantined(cur, run_id, failures)
-        refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new != old])
-        storage.set_quarantined(cur, run_id, refused)
-        articles = [new for _, new in keyed if (new.feed_id, new.seq) not in refused]
-        index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))
-        verdicts = dedup.decide(articles, index)
-        storage.set_decisions(cur, run_id, articles, verdicts)
+    which hold only some of a feed's entries), then decide new / update / duplicate, into
+    the load plan. An entry whose identity cannot be computed is quarantined with the
+    exception."""
+    articles = storage.staged_articles(cur, run_id)
+    keyed, failures, changes = _apply_identity_rules(cur, run_id, articles)
+    storage.set_quarantined(cur, run_id, failures)
+    refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new != old])
+    storage.set_quarantined(cur, run_id, refused)
+    articles = [new for _, new in keyed if (new.feed_id, new.seq) not in refused]
+    index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))
+    verdicts = dedup.decide(articles, index)
+    storage.set_decisions(cur, run_id, articles, verdicts)
     counts = Counter(v.decision.value for v in verdicts)
     rules = Counter(v.rule.value for v in verdicts if v.decision is Decision.DUPLICATE and v.rule)
     summary = {"articles": len(articles), **counts, "duplicate_rules": dict(rules),
@@ -233,11 +233,11 @@ def _apply_identity_rules(
     return keyed, failures, len(changes)
 
 
-def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
-    """Run the suites: quarantine every row that fails the row contract, check the batch
-    per feed, record results in SQL and Data Docs, and judge the quarantined shares
-    against the warn and fail levels. Past the fail level it raises, after committing,
-    so the load that follows still lands the good rows and the quarantined ones."""
+def _validate(cur: Any, settings: Settings, run_id: str, now: datetime) -> tuple[dict[str, Any], str | None]:
+    """Run the suites over the plan: quarantine every row that fails the row contract,
+    check the batch per feed, record results in SQL and Data Docs, and judge the
+    quarantined shares against the warn and fail levels. Returns the summary and the
+    failure (past the fail level), which the load task raises once the batch is loaded."""
     gx_dir = settings.data_dir / "gx"  # the context is built only for a batch to check
     parameters = {
         "latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp(),
@@ -246,42 +246,41 @@ def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) ->
         "max_undated_share": settings.max_undated_share,
         "feed_fail_ratio": settings.feed_quarantine_fail_ratio,
     }
-    with connect(db_url) as conn, conn.cursor() as cur:
-        articles = storage.staged_articles(cur, run_id, ("new", "update"))
-        rows = None
-        if articles:
-            rows = validate.validator(gx_dir).run(ROWS_SUITE, run_id, parameters, validate.article_frame(articles))
-        failures = rows.failures if rows else {}
-        reasons = {
-            (articles[i].feed_id, articles[i].seq): [f.to_json() for f in found]
-            for i, found in failures.items()
-        }
-        bad_urls = [url for i in failures if (url := articles[i].canonical_url)]
-        for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, bad_urls):
-            reasons.setdefault((feed_id, seq), [{"expectation": "duplicate_of_quarantined_entry",
-                                                 "column": "canonical_url", "observed": url}])
-        storage.set_quarantined(cur, run_id, reasons)
-        per_feed = storage.feed_entry_counts(cur, run_id)
-        feeds = None
-        if per_feed:
-            frame = validate.feed_frame([
-                {"feed_id": fid, "entries": n, "undated_share": undated / n, "quarantined_share": bad / n}
-                for fid, _, n, undated, bad in per_feed])
-            feeds = validate.validator(gx_dir).run(FEEDS_SUITE, run_id, parameters, frame, index="feed_id")
-        by_expectation = Counter(r["expectation"] for rs in reasons.values() for r in rs)
-        entries = sum(n for _, _, n, _, _ in per_feed)
-        fail, warn = validate.judge(
-            entries, len(reasons), {url: (n, bad) for _, url, n, _, bad in per_feed},
-            by_expectation, _levels(settings))
-        feed_problems = [f"{o.expectation}:{o.column}" for o in (feeds.expectations if feeds else ()) if not o.success]
-        if feed_problems and not fail:
-            warn = "; ".join(filter(None, [warn, "batch checks failed: " + ", ".join(feed_problems)]))
-        first = rows or feeds
-        docs = first.data_docs if first is not None else None
-        for outcome in (rows, feeds):
-            if outcome is not None:
-                storage.record_validation(cur, run_id, outcome, now)
-        storage.mark_validated(cur, run_id, now, fail, warn, docs)
+    articles = storage.staged_articles(cur, run_id, ("new", "update"))
+    rows = None
+    if articles:
+        rows = validate.validator(gx_dir).run(ROWS_SUITE, run_id, parameters, validate.article_frame(articles))
+    failures = rows.failures if rows else {}
+    reasons = {
+        (articles[i].feed_id, articles[i].seq): [f.to_json() for f in found]
+        for i, found in failures.items()
+    }
+    bad_urls = [url for i in failures if (url := articles[i].canonical_url)]
+    for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, bad_urls):
+        reasons.setdefault((feed_id, seq), [{"expectation": "duplicate_of_quarantined_entry",
+                                             "column": "canonical_url", "observed": url}])
+    storage.set_quarantined(cur, run_id, reasons)
+    per_feed = storage.feed_entry_counts(cur, run_id)
+    feeds = None
+    if per_feed:
+        frame = validate.feed_frame([
+            {"feed_id": fid, "entries": n, "undated_share": undated / n, "quarantined_share": bad / n}
+            for fid, _, n, undated, bad in per_feed])
+        feeds = validate.validator(gx_dir).run(FEEDS_SUITE, run_id, parameters, frame, index="feed_id")
+    by_expectation = Counter(r["expectation"] for rs in reasons.values() for r in rs)
+    entries = sum(n for _, _, n, _, _ in per_feed)
+    fail, warn = validate.judge(
+        entries, len(reasons), {url: (n, bad) for _, url, n, _, bad in per_feed},
+        by_expectation, _levels(settings))
+    feed_problems = [f"{o.expectation}:{o.column}" for o in (feeds.expectations if feeds else ()) if not o.success]
+    if feed_problems and not fail:
+        warn = "; ".join(filter(None, [warn, "batch checks failed: " + ", ".join(feed_problems)]))
+    first = rows or feeds
+    docs = first.data_docs if first is not None else None
+    for outcome in (rows, feeds):
+        if outcome is not None:
+            storage.record_validation(cur, run_id, outcome, now)
+    storage.mark_validated(cur, run_id, now, fail, warn, docs)
     if rows is not None or feeds is not None:
         validate.validator(gx_dir).prune_docs(settings.data_docs_keep)
     summary = {"entries": entries, "validated": len(articles),
@@ -292,23 +291,13 @@ def validate_run(db_url: str, settings: Settings, run_id: str, now: datetime) ->
         log.warning("validation warning: %s", warn)
     if docs:
         log.info("data docs: %s", docs)
-    if fail:
-        raise ValidationThresholdExceeded(fail)
-    return summary
+    return summary, fail
 
 
 def _levels(settings: Settings) -> validate.Levels:
     return validate.Levels(settings.quarantine_warn_ratio, settings.quarantine_fail_ratio,
                            settings.feed_quarantine_warn_ratio, settings.feed_quarantine_fail_ratio,
                            settings.quarantine_min_entries)
-
-
-def load_run(db_url: str, settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
-    with connect(db_url) as conn, conn.cursor() as cur:
-        counts = load.load_run(cur, run_id, now, settings.redirect_confirmations,
-                               settings.versions_per_feed_per_run)
-    log.info("load: %s", counts)
-    return counts
 
 
 def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
@@ -356,20 +345,23 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
 
 def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime] = utcnow
                ) -> dict[str, Any]:
-    """The run's one decider and writer: dedup (with each feed's identity rule), validate,
-    then load, in that order. Past the validation fail level the good and quarantined
-    rows still land, and then it raises `ValidationThresholdExceeded` (terminal)."""
-    decided = dedup_run(db_url, run_id)
-    breach: ValidationThresholdExceeded | None = None
+    """The run's one decider and writer, in one transaction under the load lock: the
+    staged entries are copied into the plan; identity rules and dedup decide new / update
+    / duplicate; the suites quarantine what fails them; the plan is applied. Past the
+    validation fail level the good and quarantined rows still land, and then it raises
+    `ValidationThresholdExceeded` (terminal). A retried load of a loaded run is a no-op."""
     validated: dict[str, Any] = {}
-    try:
-        validated = validate_run(db_url, settings, run_id, clock())
-    except ValidationThresholdExceeded as exc:
-        breach = exc
-    loaded = load_run(db_url, settings, run_id, clock())
-    if breach is not None:
-        raise breach
-    return {"dedup": decided, "validate": validated, "load": loaded,
-            "data_docs": validated.get("data_docs")}
-
-
+    fail: str | None = None
+    with connect(db_url) as conn, conn.cursor() as cur:
+        done = load.begin(cur, run_id)
+        if done is not None:
+            return {"load": done, "data_docs": None}
+        storage.open_plan(cur, run_id)
+        decided = _decide(cur, run_id)
+        validated, fail = _validate(cur, settings, run_id, clock())
+        loaded = load.apply_plan(cur, run_id, clock(), settings.redirect_confirmations,
+                                 settings.versions_per_feed_per_run)
+    log.info("load: %s", loaded)
+    if fail:
+        raise ValidationThresholdExceeded(fail)
+    return {"dedup": decided, "validate": validated, "load": loaded, "data_docs": validated.get("data_docs")}

@@ -42,8 +42,8 @@ from tests.crashable_server import CrashableServer, find_bin_dir
 from tests.helpers import item, query, rss, scalar, settings_for_tests
 
 TEMPLATE = "crash_template"
-STAGES = ("prepare", "ingest_shard", "dedup", "validate", "load", "report")
-KILL_POINTS = ("prepare", "ingest_shard", "dedup", "validate", "inside_load")
+STAGES = ("prepare", "ingest_shard", "load", "report")
+KILL_POINTS = ("prepare", "ingest_shard", "inside_load")
 T0 = time.time() - 30 * 86400  # entries' dates: fixed for the module, well in the past
 # Three ways a feed says "unchanged": ETag (and Last-Modified), Last-Modified only, neither
 # (then only the body hash).
@@ -175,12 +175,8 @@ class Run:
         elif name == "ingest_shard":
             for shard in self.shards:
                 tasks.ingest_shard(db, cfg, run_id, shard, now)
-        elif name == "dedup":
-            tasks.dedup_run(db, run_id)
-        elif name == "validate":
-            tasks.validate_run(db, cfg, run_id, now)
         elif name == "load":
-            tasks.load_run(db, cfg, run_id, now)
+            tasks.load_batch(db, cfg, run_id)
         else:
             assert tasks.report_run(db, run_id, now)["status"] == "ok"
 
@@ -307,7 +303,7 @@ def test_staging_tables_are_logged(pg: CrashableServer, crash_db: str) -> None:
 # every boundary. Restarting (a cleared run) re-fetches: before anything was validated,
 # after validation committed, and after a load rolled back.
 CASES = [(point, "resume") for point in KILL_POINTS] + [
-    (point, "restart") for point in ("ingest_shard", "validate", "inside_load")]
+    (point, "restart") for point in ("ingest_shard", "inside_load")]
 
 
 @pytest.mark.parametrize(("kill_point", "retry"), CASES, ids=[f"{k}-{r}" for k, r in CASES])
@@ -321,7 +317,7 @@ def test_a_server_crash_loses_and_duplicates_nothing(
     if kill_point == "inside_load":
         crashed.stages(STAGES[:STAGES.index("load")])
         kill_inside_load(pg, crashed)
-        done = STAGES.index("validate")
+        done = STAGES.index("ingest_shard")
     else:
         done = STAGES.index(kill_point)
         crashed.stages(STAGES[:done + 1])
@@ -352,7 +348,7 @@ def test_a_run_whose_staging_was_pruned_is_not_loaded(
     srv, feeds = feed_server, sources(feed_server)
     serve(srv, 1)
     stale = Run(crash_db, crash_settings, feeds, "run-1")
-    stale.stages(STAGES[:STAGES.index("validate") + 1])
+    stale.stages(STAGES[:STAGES.index("ingest_shard") + 1])
     later = Run(crash_db, crash_settings, feeds, "run-2")
     later.shards = tasks.prepare_run(crash_db, crash_settings, "run-2", feeds,
                                       tasks.utcnow() + timedelta(days=3), force=True)
