@@ -1,0 +1,114 @@
+"""The feed list and each feed's state: registration, which feeds are due, health.
+
+Functions take an open cursor and run parameterized SQL; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import execute_values
+
+from pipeline.records import FeedSource, FeedState
+from pipeline.storage.transactions import PAGE, dict_rows
+
+
+def upsert_feeds(cur: Cursor, sources: Sequence[FeedSource], source: str = "list") -> list[int]:
+    """Register feeds; ids in list order. A URL that moved (301/308) maps to its feed.
+
+    `source='cli'` (an explicit subscription) also re-subscribes a removed feed.
+    """
+    cur.execute(
+        "SELECT old_url, feed_id FROM feed_url_history WHERE old_url = ANY(%s)",
+        ([s.url for s in sources],),
+    )
+    ids = dict(cur.fetchall())
+    fresh = [s for s in sources if s.url not in ids]
+    if fresh:
+        # Existing rows locked in id order first, as every writer of many feed rows does,
+        # so a run preparing while another records its fetches cannot deadlock with it.
+        cur.execute("SELECT 1 FROM feeds WHERE url = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+                    ([s.url for s in fresh],))
+        rows = execute_values(
+            cur,
+            """INSERT INTO feeds (url, title, source) VALUES %s
+               ON CONFLICT (url) DO UPDATE SET
+                   title = coalesce(feeds.title, EXCLUDED.title),
+                   source = CASE WHEN EXCLUDED.source = 'cli' THEN 'cli' ELSE feeds.source END,
+                   removed_at = CASE WHEN EXCLUDED.source = 'cli' THEN NULL ELSE feeds.removed_at END
+               RETURNING url, id""",
+            [(s.url, s.title, source) for s in fresh],
+            page_size=PAGE,
+            fetch=True,
+        )
+        ids.update(dict(rows))
+    return [ids[s.url] for s in sources]
+
+
+def plan_feeds(
+    cur: Cursor, list_ids: Sequence[int], now: datetime, force: bool
+) -> tuple[list[int], int]:
+    """The feeds a run covers: subscribed (in the list, or added by CLI), not removed, and
+    due (next check reached) unless `force`. Disabled feeds are included, to be reported.
+    Returns (feed ids, number of feeds not due)."""
+    cur.execute(
+        """SELECT id, enabled, next_check_at FROM feeds
+           WHERE removed_at IS NULL AND (id = ANY(%s) OR source = 'cli') ORDER BY id""",
+        (list(list_ids),),
+    )
+    included, not_due = [], 0
+    for feed_id, enabled, next_check_at in cur.fetchall():
+        if not enabled or force or next_check_at is None or next_check_at <= now:
+            included.append(feed_id)
+        else:
+            not_due += 1
+    return included, not_due
+
+
+def shard_feeds(cur: Cursor, run_id: str, shard: int) -> list[FeedState]:
+    """The shard's feeds as the fetcher needs them. The error streak is the one before this
+    run, so a retried shard backs off from the same streak as its first attempt."""
+    cur.execute(
+        """SELECT f.id, f.url, f.etag, f.last_modified, f.enabled, f.disabled_reason,
+                  f.body_hash,
+                  CASE WHEN f.enabled THEN feed_error_streak(f.id, r.run_id) ELSE 0 END
+           FROM run_feeds r JOIN feeds f ON f.id = r.feed_id
+           WHERE r.run_id = %s AND r.shard = %s ORDER BY f.id""",
+        (run_id, shard),
+    )
+    return [FeedState(*row) for row in cur.fetchall()]
+
+
+def feeds_needing_attention(cur: Cursor) -> list[dict[str, Any]]:
+    """Every disabled or failing subscribed feed, whether or not this run fetched it."""
+    cur.execute(
+        """SELECT url, status, error_streak, last_success_at, next_check_at, reason
+           FROM feed_health WHERE status IN ('disabled', 'failing')
+           ORDER BY status, error_streak DESC, url"""
+    )
+    names = ("url", "status", "error_streak", "last_success_at", "next_check_at", "reason")
+    return [
+        {k: v.isoformat() if isinstance(v, datetime) else v for k, v in zip(names, row, strict=False)}
+        for row in cur.fetchall()
+    ]
+
+
+def subscribed_feeds(cur: Cursor) -> list[FeedSource]:
+    cur.execute("SELECT url, title FROM feeds WHERE removed_at IS NULL ORDER BY id")
+    return [FeedSource(url, title) for url, title in cur.fetchall()]
+
+
+def remove_feed(cur: Cursor, url: str, now: datetime) -> bool:
+    """Unsubscribe (the feed's articles stay); False when it was not subscribed."""
+    cur.execute("UPDATE feeds SET removed_at = %s WHERE url = %s AND removed_at IS NULL", (now, url))
+    return cur.rowcount == 1
+
+
+def feed_health(cur: Cursor) -> list[dict[str, Any]]:
+    cur.execute("""SELECT url, source, status, error_streak, last_success_at, next_check_at, reason,
+                          identity_rule, identity_rule_reason
+                   FROM feed_health ORDER BY url""")
+    return dict_rows(cur)

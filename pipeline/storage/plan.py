@@ -1,0 +1,195 @@
+"""The load plan: the load task's decisions (identity rules, dedup, validation), in its transaction.
+
+Functions take an open cursor and run parameterized SQL; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import execute_values
+
+from pipeline.containment import exception_reason
+from pipeline.identity import IdentityRule
+from pipeline.records import Article, DedupVerdict, StoredArticleKey
+from pipeline.storage.transactions import PAGE, dict_rows, is_connection_error, savepoint
+
+
+def open_plan(cur: Cursor, run_id: str) -> int:
+    """Copy the run's staged entries into this transaction's `load_plan`; return their number."""
+    cur.execute(
+        """CREATE TEMP TABLE load_plan ON COMMIT DROP AS
+           SELECT run_id, feed_id, seq, raw, fetched_at, feed_language, feed_link, article,
+                  decision, rule, matched_article_id, matched_url, reasons,
+                  NULL::bigint AS article_id  -- of a new article: from the INSERT's RETURNING
+           FROM staged_entries WHERE run_id = %s""",
+        (run_id,),
+    )
+    count = cur.rowcount
+    cur.execute("ALTER TABLE load_plan ADD PRIMARY KEY (feed_id, seq)")
+    cur.execute("ANALYZE load_plan")
+    return count
+
+
+_SET_ARTICLES = """UPDATE load_plan s SET article = v.article::jsonb
+                   FROM (VALUES %s) AS v(run_id, feed_id, seq, article)
+                   WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq"""
+
+
+def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]
+                 ) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """Plan articles re-keyed by their feed's identity rule. Should PostgreSQL refuse the
+    batch, each article is planned alone: those it refuses are returned, with the reason,
+    to be quarantined."""
+    rows = [(run_id, a.feed_id, a.seq, json.dumps(a.to_json())) for a in articles]
+    try:
+        with savepoint(cur):
+            execute_values(cur, _SET_ARTICLES, rows, template="(%s, %s::bigint, %s::int, %s)",
+                           page_size=PAGE)
+        return {}
+    except Exception as exc:  # noqa: BLE001 - find the rows refused, keep the others
+        if is_connection_error(exc):
+            raise
+    refused: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        try:
+            with savepoint(cur):
+                execute_values(cur, _SET_ARTICLES, [row], template="(%s, %s::bigint, %s::int, %s)")
+        except Exception as exc:  # noqa: BLE001
+            if is_connection_error(exc):
+                raise
+            refused[(row[1], row[2])] = [exception_reason(exc, "staging")]
+    return refused
+
+
+def staged_articles(cur: Cursor, run_id: str, decisions: Sequence[str] | None = None) -> list[Article]:
+    """The run's normalized articles in (feed, position) order, optionally by decision."""
+    query = "SELECT article FROM load_plan WHERE run_id = %s AND article IS NOT NULL"
+    params: list[Any] = [run_id]
+    if decisions is not None:
+        query += " AND decision = ANY(%s)"
+        params.append(list(decisions))
+    cur.execute(query + " ORDER BY feed_id, seq", params)
+    return [Article.from_json(row[0]) for row in cur]
+
+
+def stored_keys(cur: Cursor, articles: Sequence[Article]) -> list[StoredArticleKey]:
+    """Stored articles sharing an identity (within its feed), canonical URL or content hash
+    with the batch. Three index lookups, so the cost follows the batch, not the archive."""
+    cur.execute(
+        """SELECT id, feed_id, identity_key, canonical_url, content_hash FROM articles
+           WHERE (feed_id, identity_key) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))
+           UNION
+           SELECT id, feed_id, identity_key, canonical_url, content_hash FROM articles
+           WHERE canonical_url = ANY(%s)
+           UNION
+           SELECT id, feed_id, identity_key, canonical_url, content_hash FROM articles
+           WHERE content_hash = ANY(%s)""",
+        (
+            [a.feed_id for a in articles],
+            [a.identity_key for a in articles],
+            list({a.canonical_url for a in articles if a.canonical_url}),
+            list({a.content_hash for a in articles}),
+        ),
+    )
+    return [StoredArticleKey(*row) for row in cur.fetchall()]
+
+
+def identity_rules(cur: Cursor, feed_ids: Sequence[int]) -> dict[int, IdentityRule]:
+    cur.execute("SELECT id, identity_rule FROM feeds WHERE id = ANY(%s)", (list(feed_ids),))
+    return {feed_id: IdentityRule(rule) for feed_id, rule in cur.fetchall()}
+
+
+def stored_guids_by_link(cur: Cursor, articles: Sequence[Article]) -> dict[int, dict[str, str | None]]:
+    """feed -> {link: the GUID the feed's article at that link was stored with}."""
+    cur.execute(
+        "SELECT feed_id, canonical_url, guid FROM articles WHERE canonical_url = ANY(%s)",
+        (list({a.link for a in articles if a.link}),),
+    )
+    by_feed: dict[int, dict[str, str | None]] = {}
+    for feed_id, url, guid in cur.fetchall():
+        by_feed.setdefault(feed_id, {})[url] = guid
+    return by_feed
+
+
+def change_identity_rules(cur: Cursor, run_id: str, changes: dict[int, tuple[IdentityRule, IdentityRule, str]],
+                          now: datetime) -> None:
+    """Record each feed's new identity rule on its row and in `feed_identity_changes`."""
+    for feed_id, (old, new, reason) in changes.items():
+        cur.execute(
+            """UPDATE feeds SET identity_rule = %s, identity_rule_reason = %s,
+                   identity_rule_changed_at = %s WHERE id = %s""",
+            (new.value, reason, now, feed_id),
+        )
+        cur.execute(
+            """INSERT INTO feed_identity_changes (feed_id, run_id, old_rule, new_rule, reason, changed_at)
+               VALUES (%s, %s, %s, %s, %s, %s)""",
+            (feed_id, run_id, old.value, new.value, reason, now),
+        )
+
+
+def identity_rule_changes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:
+    """The feeds whose identity rule this run changed, with why."""
+    cur.execute("""SELECT f.url, c.old_rule, c.new_rule, c.reason FROM feed_identity_changes c
+                   JOIN feeds f ON f.id = c.feed_id WHERE c.run_id = %s ORDER BY f.url""", (run_id,))
+    return dict_rows(cur)
+
+
+def set_decisions(
+    cur: Cursor, run_id: str, articles: Sequence[Article], verdicts: Sequence[DedupVerdict]
+) -> None:
+    execute_values(
+        cur,
+        """UPDATE load_plan s SET decision = v.decision, rule = v.rule,
+               matched_article_id = v.matched_id, matched_url = v.matched_url, reasons = NULL
+           FROM (VALUES %s) AS v(run_id, feed_id, seq, decision, rule, matched_id, matched_url)
+           WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq""",
+        [
+            (run_id, a.feed_id, a.seq, v.decision.value, v.rule.value if v.rule else None,
+             v.matched_article_id, v.matched_url)
+            for a, v in zip(articles, verdicts, strict=False)
+        ],
+        template="(%s, %s::bigint, %s::int, %s, %s, %s::bigint, %s)",
+        page_size=PAGE,
+    )
+
+
+def set_quarantined(cur: Cursor, run_id: str, reasons: dict[tuple[int, int], list[dict[str, Any]]]) -> None:
+    """Mark rows as quarantined with their failed expectations."""
+    execute_values(
+        cur,
+        """UPDATE load_plan s SET decision = 'quarantined', reasons = v.reasons::jsonb
+           FROM (VALUES %s) AS v(run_id, feed_id, seq, reasons)
+           WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq""",
+        [(run_id, fid, seq, json.dumps(r)) for (fid, seq), r in reasons.items()],
+        template="(%s, %s::bigint, %s::int, %s)",
+        page_size=PAGE,
+    )
+
+
+def batch_duplicates_of(cur: Cursor, run_id: str, urls: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Rows of this run marked duplicate of an earlier row in the batch with one of `urls`."""
+    cur.execute(
+        """SELECT feed_id, seq, matched_url FROM load_plan
+           WHERE run_id = %s AND decision = 'duplicate' AND matched_article_id IS NULL
+             AND matched_url = ANY(%s)""",
+        (run_id, list(urls)),
+    )
+    return list(cur.fetchall())
+
+
+def feed_entry_counts(cur: Cursor, run_id: str) -> list[tuple[int, str, int, int, int]]:
+    """(feed_id, url, entries, undated, quarantined) per feed of the run's batch."""
+    cur.execute(
+        """SELECT s.feed_id, f.url, count(*),
+                  count(*) FILTER (WHERE s.article->>'published_source' = 'fetched'),
+                  count(*) FILTER (WHERE s.decision = 'quarantined')
+           FROM load_plan s JOIN feeds f ON f.id = s.feed_id
+           WHERE s.run_id = %s GROUP BY s.feed_id, f.url ORDER BY s.feed_id""",
+        (run_id,),
+    )
+    return list(cur.fetchall())

@@ -1,0 +1,116 @@
+"""Runs: their shards, state, summary, and the pruning of abandoned staging.
+
+Functions take an open cursor and run parameterized SQL; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import Json, execute_values
+
+from pipeline.storage.transactions import PAGE
+
+STALE_STAGING = timedelta(days=2)
+
+
+def create_run(
+    cur: Cursor, run_id: str, started_at: datetime, feed_ids: Sequence[int], shards: int,
+    not_due: int = 0, kind: str = "fetch",
+) -> int:
+    """Record a run and assign its feeds to shards; a repeated call keeps the first plan."""
+    cur.execute(
+        """INSERT INTO ingest_runs (run_id, started_at, feed_count, shards, not_due, kind)
+           VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING RETURNING shards""",
+        (run_id, started_at, len(feed_ids), shards, not_due, kind),
+    )
+    if cur.fetchone() is None:
+        cur.execute("SELECT shards FROM ingest_runs WHERE run_id = %s", (run_id,))
+        return int(cur.fetchone()[0])
+    execute_values(
+        cur,
+        "INSERT INTO run_feeds (run_id, feed_id, shard) VALUES %s ON CONFLICT DO NOTHING",
+        [(run_id, feed_id, i % shards) for i, feed_id in enumerate(feed_ids)],
+        page_size=PAGE,
+    )
+    return shards
+
+
+def prune_stale_staging(cur: Cursor, now: datetime) -> None:
+    """Drop staged data of runs that never loaded and are old enough to be abandoned."""
+    cur.execute(
+        """DELETE FROM staged_entries WHERE run_id IN (
+               SELECT run_id FROM ingest_runs WHERE loaded_at IS NULL AND started_at < %s)""",
+        (now - STALE_STAGING,),
+    )
+
+
+def assign_run_feeds(cur: Cursor, run_id: str, feed_ids: Sequence[int]) -> None:
+    """Put feeds in a run's only shard (release runs, whose feeds are known after staging)."""
+    execute_values(cur, "INSERT INTO run_feeds (run_id, feed_id, shard) VALUES %s ON CONFLICT DO NOTHING",
+                   [(run_id, fid, 0) for fid in feed_ids])
+    cur.execute("UPDATE ingest_runs SET feed_count = %s WHERE run_id = %s", (len(feed_ids), run_id))
+
+
+def release_counts(cur: Cursor, run_id: str) -> tuple[int, int]:
+    """(released by this run, still held after it) among the entries it re-ran."""
+    cur.execute(
+        """SELECT count(*) FILTER (WHERE released_run_id = %s),
+                  count(*) FILTER (WHERE released_at IS NULL AND last_run_id = %s)
+           FROM quarantine""",
+        (run_id, run_id),
+    )
+    released, held = cur.fetchone()
+    return int(released), int(held)
+
+
+def run_feed_outcomes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:
+    cur.execute(
+        """SELECT r.feed_id, f.url,
+                  coalesce(l.outcome, 'error') AS outcome, l.status, l.error_kind,
+                  CASE WHEN l.feed_id IS NULL THEN 'not fetched (task failed)' ELSE l.error END,
+                  coalesce(l.duration_ms, 0), coalesce(l.entries, 0), coalesce(l.new, 0),
+                  coalesce(l.updated, 0), coalesce(l.duplicates, 0), coalesce(l.quarantined, 0),
+                  l.parser
+           FROM run_feeds r JOIN feeds f ON f.id = r.feed_id
+           LEFT JOIN fetch_log l ON l.run_id = r.run_id AND l.feed_id = r.feed_id
+           WHERE r.run_id = %s ORDER BY r.feed_id""",
+        (run_id,),
+    )
+    names = ("feed_id", "url", "outcome", "status", "error_kind", "error", "duration_ms",
+             "entries", "new", "updated", "duplicates", "quarantined", "parser")
+    return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
+
+
+def run_state(cur: Cursor, run_id: str) -> dict[str, Any]:
+    """What a run's summary needs from its row."""
+    cur.execute(
+        """SELECT started_at, loaded_at, validation_error, validation_warning, data_docs, not_due, kind
+           FROM ingest_runs WHERE run_id = %s""",
+        (run_id,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise KeyError(f"unknown run {run_id}")
+    return dict(zip([d.name for d in cur.description], row, strict=False))
+
+
+def finish_run(cur: Cursor, run_id: str, now: datetime, status: str, summary: dict[str, Any]) -> None:
+    cur.execute(
+        "UPDATE ingest_runs SET finished_at = %s, status = %s, summary = %s WHERE run_id = %s",
+        (now, status, Json(summary), run_id),
+    )
+
+
+def run_summary(cur: Cursor, run_id: str) -> dict[str, Any] | None:
+    cur.execute("SELECT summary FROM ingest_runs WHERE run_id = %s", (run_id,))
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def article_count(cur: Cursor) -> int:
+    cur.execute("SELECT count(*) FROM articles")
+    return int(cur.fetchone()[0])
