@@ -359,6 +359,7 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
         storage.open_plan(cur, run_id)
         decided = _decide(cur, run_id)
         validated, fail = _validate(cur, settings, run_id, clock())
+        storage.plan_decided(cur)
         loaded = load.apply_plan(cur, run_id, clock(), settings.redirect_confirmations,
                                  settings.versions_per_feed_per_run)
     log.info("load: %s", loaded)

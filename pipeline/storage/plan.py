@@ -31,8 +31,14 @@ def open_plan(cur: Cursor, run_id: str) -> int:
     )
     count = cur.rowcount
     cur.execute("ALTER TABLE load_plan ADD PRIMARY KEY (feed_id, seq)")
-    cur.execute("ANALYZE load_plan")
+    cur.execute("SET LOCAL work_mem = '64MB'")  # the load's sorts and hashes stay in memory
     return count
+
+
+def plan_decided(cur: Cursor) -> None:
+    """The plan is decided: statistics for the load's joins (a temporary table gets none
+    from autovacuum, and the decisions change what the planner must expect)."""
+    cur.execute("ANALYZE load_plan")
 
 
 _SET_ARTICLES = """UPDATE load_plan s SET article = v.article::jsonb
