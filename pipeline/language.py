@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 from functools import lru_cache
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
+
+from pipeline import model_cache
 
 MIN_CHARS = 80
 MIN_PROBABILITY = 0.9
@@ -28,7 +32,7 @@ def language_code(value: str | None) -> str | None:
 @lru_cache(maxsize=1)
 def _identifier() -> Any:
     import numpy as np
-    from py3langid.langid import MODEL_FILE, RAW_FLOOR, LanguageIdentifier
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, RAW_FLOOR, LanguageIdentifier
 
     class Identifier(LanguageIdentifier):
         """py3langid's identifier, scoring the same numbers faster: the byte-DFA walk is
@@ -47,9 +51,23 @@ def _identifier() -> Any:
             fill = 0.0 if self._norm_probs else RAW_FLOOR
             return np.full(len(self.nb_classes), fill, dtype=np.float32)
 
-    identifier = Identifier.from_model_file(MODEL_FILE, norm_probs=True)
-    identifier._automaton = _Automaton(identifier.tk_nextmove, identifier._rowbase, identifier.tk_output)
-    identifier._ptc32 = np.asarray(identifier.nb_ptc, dtype=np.float32)
+    def build() -> dict[str, Any]:
+        model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        automaton = _Automaton(model.tk_nextmove, model._rowbase, model.tk_output)
+        return {"ptc32": np.asarray(model.nb_ptc, dtype=np.float32), "pc": model.nb_pc,
+                "classes": np.asarray(model.nb_classes, dtype=str), "nextmove": automaton.nextmove,
+                "row": np.asarray(model.tk_row, dtype=np.int64), "output": automaton.output,
+                "depth": np.asarray(automaton.depth)}
+
+    model = Path(MODEL_FILE) if Path(MODEL_FILE).is_absolute() else MODEL_DIR / MODEL_FILE
+    stat = model.stat()
+    saved = model_cache.arrays(f"py3langid-{version('py3langid')}-{stat.st_size}-{int(stat.st_mtime)}-v1", build)
+    identifier = Identifier(saved["ptc32"], np.asarray(saved["pc"]), [str(c) for c in saved["classes"]],
+                            saved["nextmove"], saved["output"], norm_probs=True,
+                            tk_row=[int(r) for r in saved["row"]])
+    identifier._automaton = _Automaton.checked_before(saved["nextmove"], identifier._rowbase, saved["output"],
+                                                      int(saved["depth"]))
+    identifier._ptc32 = saved["ptc32"]
     return identifier
 
 
@@ -84,6 +102,16 @@ class _Automaton:
         if (depth < 0).any() or not (depth[moves] <= depth[:, None] + 1).all():
             raise RuntimeError("py3langid's scanner is not an Aho-Corasick automaton")
         self.depth = int(depth.max())
+
+    @classmethod
+    def checked_before(cls, nextmove: Any, rowbase: list[int], output: Any, depth: int) -> _Automaton:
+        """The automaton whose check passed when its arrays were cached (pipeline.model_cache)."""
+        import numpy as np
+
+        automaton = cls.__new__(cls)
+        automaton.nextmove, automaton.output, automaton.depth = nextmove, output, depth
+        automaton.rowbase = np.asarray(rowbase, dtype=np.int64)
+        return automaton
 
     def visits(self, text: bytes) -> Counter[int] | None:
         """py3langid's `visit_counts(nextmove, rowbase, output, text)`."""

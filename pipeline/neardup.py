@@ -22,11 +22,15 @@ import struct
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
+from importlib.metadata import version
 from itertools import islice
 from typing import Any
 
+from pipeline import model_cache
+
 SIGNATURE_VERSION = "v1"
 NUM_PERM = 64
+_SEED = 20_261_128
 BANDS, ROWS = 16, 4
 SHINGLE_WORDS = 4
 MIN_WORDS = 40
@@ -39,7 +43,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 def _template() -> Any:
     from datasketch import MinHash
 
-    return MinHash(num_perm=NUM_PERM, seed=20_261_128, hashfunc=zlib.crc32)
+    return MinHash(num_perm=NUM_PERM, seed=_SEED, hashfunc=zlib.crc32)
 
 
 @lru_cache(maxsize=1)
@@ -47,11 +51,15 @@ def _permutations() -> tuple[Any, Any]:
     """The template's affine permutations (a, b), as uint32 rows."""
     import numpy as np
 
-    template = _template()
-    if template.scheme != "affine32":  # the only scheme `_minhash` computes
-        raise RuntimeError(f"unexpected MinHash scheme {template.scheme!r}")
-    a, b = template.permutations
-    return np.asarray(a, dtype=np.uint32), np.asarray(b, dtype=np.uint32)
+    def build() -> dict[str, Any]:
+        template = _template()
+        if template.scheme != "affine32":  # the only scheme `_minhash` computes
+            raise RuntimeError(f"unexpected MinHash scheme {template.scheme!r}")
+        a, b = template.permutations
+        return {"a": np.asarray(a, dtype=np.uint32), "b": np.asarray(b, dtype=np.uint32)}
+
+    saved = model_cache.arrays(f"minhash-{version('datasketch')}-{NUM_PERM}-{_SEED}-v1", build)
+    return np.asarray(saved["a"]), np.asarray(saved["b"])
 
 
 def _words(text: str) -> list[str]:
