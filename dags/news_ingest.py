@@ -91,8 +91,8 @@ def news_ingest() -> None:
 
         cfg = common.settings()
         result = tasks.load_batch(common.db_url(cfg), cfg, str(run_id), common.now)
-        print(f"Data Docs: {result['data_docs']}")
-        return result
+        print(f"Data Docs: {result.data_docs}")
+        return result.to_dict()
 
     @task(trigger_rule="all_done", retries=0)
     def report(run_id: str | None = None, ti: Any = None) -> dict[str, Any]:

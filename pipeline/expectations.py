@@ -74,7 +74,7 @@ def row_expectations(gx: Any) -> list[Any]:
         # A title is a line, not a body: longer ones are markup or feed bugs.
         e.ExpectColumnValueLengthsToBeBetween(column="title", max_value={"$PARAMETER": "max_title_chars"}),
         # Bound the body so one runaway entry cannot bloat the table.
-        e.ExpectColumnValueLengthsToBeBetween(column="text", max_value=MAX_TEXT_CHARS),
+        e.ExpectColumnValuesToBeBetween(column="text_chars", min_value=0, max_value=MAX_TEXT_CHARS),
         # Publication time within [1995-01-01, now + tolerance]: earlier or later is a bad date.
         e.ExpectColumnValuesToBeBetween(
             column="published_epoch",

@@ -141,16 +141,10 @@ def stage_bodies(db_url: str, settings: Settings, run_id: str,
     """Parse and normalize bodies (feed_id, url to resolve against, body, content type,
     fetched_at) in memory and stage what they gave in one transaction."""
     tolerance = timedelta(hours=settings.future_tolerance_hours)
-    batches = [parse_and_normalize(fid, url, body, ctype, at, settings.max_entries_per_feed,
-                                   settings.feed_parser, tolerance)
-               for fid, url, body, ctype, at in bodies]
-    with connect(db_url) as conn, conn.cursor() as cur:
-        staged = storage.stage_batches(cur, run_id, batches, settings.max_interval_s)
-    counts = PassCounts()
-    for batch in staged:
-        counts.add(batch)
-        _log_failures(run_id, batch)
-    return counts
+    return _stage(db_url, settings, run_id, [
+        parse_and_normalize(fid, url, body, ctype, at, settings.max_entries_per_feed, settings.feed_parser,
+                            tolerance)
+        for fid, url, body, ctype, at in bodies])
 
 
 def stage_entries(db_url: str, settings: Settings, run_id: str, entries: Sequence[Any]) -> PassCounts:
@@ -159,11 +153,14 @@ def stage_entries(db_url: str, settings: Settings, run_id: str, entries: Sequenc
     by_feed: dict[int, list[Any]] = {}
     for entry in entries:
         by_feed.setdefault(entry.feed_id, []).append(normalize_staged(entry, tolerance))
-    batches = [FeedBatch(fid, tuple(staged)) for fid, staged in by_feed.items()]
+    return _stage(db_url, settings, run_id, [FeedBatch(fid, tuple(staged)) for fid, staged in by_feed.items()])
+
+
+def _stage(db_url: str, settings: Settings, run_id: str, batches: list[FeedBatch]) -> PassCounts:
     with connect(db_url) as conn, conn.cursor() as cur:
-        staged_batches = storage.stage_batches(cur, run_id, batches, settings.max_interval_s)
+        staged = storage.stage_batches(cur, run_id, batches, settings.max_interval_s)
     counts = PassCounts()
-    for batch in staged_batches:
+    for batch in staged:
         counts.add(batch)
         _log_failures(run_id, batch)
     return counts
@@ -184,7 +181,7 @@ def _decide(cur: Any, run_id: str) -> dict[str, Any]:
     which hold only some of a feed's entries), then decide new / update / duplicate, into
     the load plan. An entry whose identity cannot be computed is quarantined with the
     exception."""
-    articles = storage.staged_articles(cur, run_id)
+    articles, _ = storage.staged_articles(cur, run_id)
     keyed, failures, changes = _apply_identity_rules(cur, run_id, articles)
     storage.set_quarantined(cur, run_id, failures)
     refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new != old])
@@ -246,10 +243,11 @@ def _validate(cur: Any, settings: Settings, run_id: str, now: datetime) -> tuple
         "max_undated_share": settings.max_undated_share,
         "feed_fail_ratio": settings.feed_quarantine_fail_ratio,
     }
-    articles = storage.staged_articles(cur, run_id, ("new", "update"))
+    articles, text_chars = storage.staged_articles(cur, run_id, ("new", "update"))
     rows = None
     if articles:
-        rows = validate.validator(gx_dir).run(ROWS_SUITE, run_id, parameters, validate.article_frame(articles))
+        frame = validate.article_frame(articles, text_chars)
+        rows = validate.validator(gx_dir).run(ROWS_SUITE, run_id, parameters, frame)
     failures = rows.failures if rows else {}
     reasons = {
         (articles[i].feed_id, articles[i].seq): [f.to_json() for f in found]
@@ -343,8 +341,21 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
     return summary
 
 
+@dataclass(frozen=True)
+class LoadSummary:
+    """What the load task decided and wrote."""
+
+    load: dict[str, Any]  # counts: entries, new, updated, duplicates, quarantined, ...
+    dedup: dict[str, Any] = field(default_factory=dict)
+    validate: dict[str, Any] = field(default_factory=dict)
+    data_docs: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime] = utcnow
-               ) -> dict[str, Any]:
+               ) -> LoadSummary:
     """The run's one decider and writer, in one transaction under the load lock: the
     staged entries are copied into the plan; identity rules and dedup decide new / update
     / duplicate; the suites quarantine what fails them; the plan is applied. Past the
@@ -355,7 +366,7 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
     with connect(db_url) as conn, conn.cursor() as cur:
         done = load.begin(cur, run_id)
         if done is not None:
-            return {"load": done, "data_docs": None}
+            return LoadSummary(done)
         storage.open_plan(cur, run_id)
         decided = _decide(cur, run_id)
         validated, fail = _validate(cur, settings, run_id, clock())
@@ -365,4 +376,4 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
     log.info("load: %s", loaded)
     if fail:
         raise ValidationThresholdExceeded(fail)
-    return {"dedup": decided, "validate": validated, "load": loaded, "data_docs": validated.get("data_docs")}
+    return LoadSummary(loaded, decided, validated, validated.get("data_docs"))

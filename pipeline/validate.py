@@ -202,7 +202,9 @@ def validator(project_dir: Path) -> Validator:
     return _validators[project_dir]
 
 
-def article_frame(articles: Sequence[Article]) -> Any:
+def article_frame(articles: Sequence[Article], text_chars: Sequence[int]) -> Any:
+    """The row contract's frame: one row per article, its text by length (the decider does
+    not hold the texts)."""
     import pandas as pd
 
     return pd.DataFrame(
@@ -214,8 +216,8 @@ def article_frame(articles: Sequence[Article]) -> Any:
             "canonical_url_bytes": [len((a.canonical_url or "").encode()) for a in articles],
             "identity_key_bytes": [len(a.identity_key.encode()) for a in articles],
             "title": [a.title for a in articles],
-            "text": [a.text for a in articles],
-            "content_chars": [len(a.title) + len(a.text) for a in articles],
+            "text_chars": list(text_chars),
+            "content_chars": [len(a.title) + n for a, n in zip(articles, text_chars, strict=True)],
             "published_epoch": [a.published_at.timestamp() for a in articles],
             "language": [a.language for a in articles],
         }

@@ -41,17 +41,18 @@ def plan_decided(cur: Cursor) -> None:
     cur.execute("ANALYZE load_plan")
 
 
-_SET_ARTICLES = """UPDATE load_plan s SET article = v.article::jsonb
+_SET_ARTICLES = """UPDATE load_plan s SET article = s.article || v.article::jsonb
                    FROM (VALUES %s) AS v(run_id, feed_id, seq, article)
                    WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq"""
 
 
 def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]
                  ) -> dict[tuple[int, int], list[dict[str, Any]]]:
-    """Plan articles re-keyed by their feed's identity rule. Should PostgreSQL refuse the
-    batch, each article is planned alone: those it refuses are returned, with the reason,
-    to be quarantined."""
-    rows = [(run_id, a.feed_id, a.seq, json.dumps(a.to_json())) for a in articles]
+    """Plan articles re-keyed by their feed's identity rule (decider's articles: their
+    text and html are not read, so the keys they hold are merged into the planned ones).
+    Should PostgreSQL refuse the batch, each article is planned alone: those it refuses
+    are returned, with the reason, to be quarantined."""
+    rows = [(run_id, a.feed_id, a.seq, json.dumps(_without_content(a.to_json()))) for a in articles]
     try:
         with savepoint(cur):
             execute_values(cur, _SET_ARTICLES, rows, template="(%s, %s::bigint, %s::int, %s)",
@@ -72,15 +73,29 @@ def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]
     return refused
 
 
-def staged_articles(cur: Cursor, run_id: str, decisions: Sequence[str] | None = None) -> list[Article]:
-    """The run's normalized articles in (feed, position) order, optionally by decision."""
-    query = "SELECT article FROM load_plan WHERE run_id = %s AND article IS NOT NULL"
+def _without_content(article: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in article.items() if k not in ("text", "html")}
+
+
+def staged_articles(cur: Cursor, run_id: str, decisions: Sequence[str] | None = None
+                    ) -> tuple[list[Article], list[int]]:
+    """The run's normalized articles in (feed, position) order, optionally by decision, as
+    the decider reads them: everything but their content (no html; of the text, its first
+    character, so that "has a text" still holds), and beside them the length of each text.
+    The decider's memory so grows with the number of entries, not with their size."""
+    query = """SELECT (article - 'html') || jsonb_build_object('text', left(article->>'text', 1)),
+                      char_length(article->>'text')
+               FROM load_plan WHERE run_id = %s AND article IS NOT NULL"""
     params: list[Any] = [run_id]
     if decisions is not None:
         query += " AND decision = ANY(%s)"
         params.append(list(decisions))
     cur.execute(query + " ORDER BY feed_id, seq", params)
-    return [Article.from_json(row[0]) for row in cur]
+    articles, text_chars = [], []
+    for article, chars in cur:
+        articles.append(Article.from_json({**article, "html": ""}))
+        text_chars.append(chars or 0)
+    return articles, text_chars
 
 
 def stored_keys(cur: Cursor, articles: Sequence[Article]) -> list[StoredArticleKey]:

@@ -179,7 +179,7 @@ def test_an_older_fetch_loaded_after_a_newer_run_puts_nothing_back(db_url, setti
         run_until_loaded(db_url, settings, "older", sources)  # fetched edition 1, staged
         server.routes["/f.xml"] = Route(edition(2))
         local_runner.ingest(db_url, settings, sources, "newer", force=True)  # fetched 2, loaded
-        late = tasks.load_batch(db_url, settings, "older")["load"]
+        late = tasks.load_batch(db_url, settings, "older").load
         tasks.report_run(db_url, "older", tasks.utcnow())
         assert texts(db_url) == final_texts()
         assert_no_duplicate_articles(db_url)
