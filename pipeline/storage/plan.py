@@ -32,6 +32,7 @@ def open_plan(cur: Cursor, run_id: str) -> int:
     count = cur.rowcount
     cur.execute("ALTER TABLE load_plan ADD PRIMARY KEY (feed_id, seq)")
     cur.execute("SET LOCAL work_mem = '64MB'")  # the load's sorts and hashes stay in memory
+    cur.execute("ANALYZE load_plan")  # for the decider's joins (autovacuum skips temporary tables)
     return count
 
 
