@@ -27,6 +27,15 @@ def shared_feeds(shared: Path) -> list[bytes]:
     return [p.read_bytes() for p in sorted(corpus.rglob("*.xml"))]
 
 
+def bench_feeds(shared: Path) -> list[bytes]:
+    """The 200 distinct real feeds of ../shared/corpora/bench-feeds (files named by hash)."""
+    corpus = shared / "corpora" / "bench-feeds" / "feeds"
+    return [p.read_bytes() for p in sorted(corpus.iterdir()) if p.is_file()]
+
+
+SOURCES = {"news-feeds": shared_feeds, "bench-feeds": bench_feeds}
+
+
 def generated_feed(n: int, entries: int = 25, seed: int = 0) -> bytes:
     rng = random.Random(seed * 100_003 + n)
     items = []
@@ -42,10 +51,11 @@ def generated_feed(n: int, entries: int = 25, seed: int = 0) -> bytes:
             f"<link>https://feed{n}.example/</link>{''.join(items)}</channel></rss>").encode()
 
 
-def build_corpus(count: int, shared: Path | None) -> tuple[list[bytes], str]:
-    """`count` distinct feed bodies, and a description of where they came from."""
-    if shared is not None and (shared / "corpora" / "news-feeds").is_dir():
-        base = shared_feeds(shared)
+def build_corpus(count: int, shared: Path | None, source: str = "news-feeds") -> tuple[list[bytes], str]:
+    """`count` distinct feed bodies, and a description of where they came from: real feeds of
+    ../shared/corpora/`source` (news-feeds or bench-feeds) replicated, else generated ones."""
+    if shared is not None and (shared / "corpora" / source).is_dir():
+        base = SOURCES[source](shared)
         return ([replicate(base[i % len(base)], i // len(base)) for i in range(count)],
-                f"{len(base)} real news feeds (../shared) replicated into {count} distinct feeds")
+                f"{len(base)} real feeds (../shared/corpora/{source}) replicated into {count} distinct feeds")
     return [generated_feed(i) for i in range(count)], f"{count} generated feeds (../shared absent)"

@@ -8,8 +8,11 @@ other `FEED_PARSER` setting (fast path on and off, same bytes), and the cost of 
 which nothing changed (all 304). With
 `../shared` present it also runs the labelled near-duplicate evaluation
 (bench.syndication: pair precision and recall) and measures the dedup cost per article
-against 10,000 and 200,000 stored articles (bench.dedup_cost). Last, it times the normalize
-stage on a 10 MB entry of each kind of hostile markup (bench.adversarial).
+against 10,000 and 1,000,000 stored articles (bench.dedup_cost). Last, it times the normalize
+stage on a 10 MB entry of each kind of hostile markup (bench.adversarial). The issue's
+ratios: the peer (bench.peer: lemon24/reader 3.26 on the same feeds and server), the DAG on
+a running Airflow (bench.dag_pace) over the CLI, and peak memory at 1,000 and 10,000 feeds,
+each in a process of its own (bench.scale; the 10,000-feed run takes about 20 minutes here).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench import adversarial, dag_pace, dedup_cost, parse_rate, syndication
+from bench import adversarial, dag_pace, dedup_cost, parse_rate, scale, syndication
 from bench.corpus import build_corpus
 from pipeline import database, fetch, local_runner, tasks
 from pipeline.config import PROJECT_ROOT, Settings
@@ -122,7 +125,7 @@ def main() -> int:
                         help="server latency for the separate fetch-only measurement (s)")
     parser.add_argument("--eval-pairs", type=int, default=300,
                         help="same-topic story pairs in the near-duplicate evaluation (0: skip)")
-    parser.add_argument("--cost-sizes", default="10000,200000",
+    parser.add_argument("--cost-sizes", default="10000,1000000",
                         help="stored-article counts for the dedup cost measurement ('': skip)")
     parser.add_argument("--compare-parsers", type=int, default=1,
                         help="also run end to end with the other FEED_PARSER setting (0: skip)")
@@ -132,6 +135,9 @@ def main() -> int:
                         help="threads of the peer (lemon24/reader) on the same feeds (0: skip)")
     parser.add_argument("--dag-pace", type=int, default=1,
                         help="also run the corpus through the DAG on a running Airflow (0: skip)")
+    parser.add_argument("--scale-feeds", default="1000,10000",
+                        help="peak memory of a CLI ingest at these two feed counts, each in its own "
+                             "process (bench.scale; the larger from bench-feeds) ('': skip)")
     args = parser.parse_args()
 
     # Every bench feed is on one loopback host: open loopback, lift the per-host limit to the
@@ -203,6 +209,9 @@ def main() -> int:
         sizes = tuple(int(n) for n in args.cost_sizes.split(","))
         results["dedup_cost_per_article"] = dedup_cost.measure(
             fresh_database(settings, "news_bench_cost"), settings, SHARED, sizes)
+    if SHARED.is_dir() and args.scale_feeds:
+        small, large = (int(n) for n in args.scale_feeds.split(","))
+        results["peak_memory_at_scale"] = scale.table(small, large)
     hostile = adversarial.table(int(args.adversarial_mb * 2**20)) if args.adversarial_mb else []
     if args.adversarial_mb:
         results["tiny_entries_10mb_parse"] = [adversarial.tiny_entries(p) for p in ("auto", "feedparser")]
