@@ -39,6 +39,8 @@ from pipeline.records import Article
 DUPLICATES_SUITE = "duplicates_table"
 CLUSTERS_SUITE = "clusters_table"
 TABLE_SUITES = (TABLE_SUITE, DUPLICATES_SUITE, CLUSTERS_SUITE)
+log = logging.getLogger(__name__)
+
 _DB_URL_VARIABLE = "NEWS_GX_DATABASE_URL"  # the SQL data source reads it: no secret on disk
 
 
@@ -103,10 +105,11 @@ class Validator:
         self.context = gx.get_context(mode="file", project_root_dir=str(project_dir))
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         pandas = self.context.data_sources.add_or_update_pandas("news_batches")
-        self.checkpoints = {
-            ROWS_SUITE: self._checkpoint(pandas, ROWS_SUITE, row_expectations(gx), ROW_ID, frame=True),
-            FEEDS_SUITE: self._checkpoint(pandas, FEEDS_SUITE, feed_expectations(gx), "feed_id", frame=True),
+        self._builders: dict[str, Any] = {
+            ROWS_SUITE: lambda: self._checkpoint(pandas, ROWS_SUITE, row_expectations(gx), ROW_ID, frame=True),
+            FEEDS_SUITE: lambda: self._checkpoint(pandas, FEEDS_SUITE, feed_expectations(gx), "feed_id", frame=True),
         }
+        self.checkpoints = {name: build() for name, build in self._builders.items()}
         self._table_ready = False
 
     def _checkpoint(self, datasource: Any, name: str, expectations: list[Any], index: str,
@@ -137,22 +140,38 @@ class Validator:
             return
         sql = self.context.data_sources.add_or_update_sql(
             "news_db", connection_string="${" + _DB_URL_VARIABLE + "}")
-        self.checkpoints[TABLE_SUITE] = self._checkpoint(
-            sql, TABLE_SUITE, table_expectations(self.gx), "id", frame=False, query=TABLE_QUERY)
-        self.checkpoints[DUPLICATES_SUITE] = self._checkpoint(
-            sql, DUPLICATES_SUITE, duplicate_expectations(self.gx), "id", frame=False, query=DUPLICATES_QUERY)
-        self.checkpoints[CLUSTERS_SUITE] = self._checkpoint(
-            sql, CLUSTERS_SUITE, cluster_expectations(self.gx), "id", frame=False, query=CLUSTERS_QUERY)
+        gx = self.gx
+        self._builders.update({
+            TABLE_SUITE: lambda: self._checkpoint(
+                sql, TABLE_SUITE, table_expectations(gx), "id", frame=False, query=TABLE_QUERY),
+            DUPLICATES_SUITE: lambda: self._checkpoint(
+                sql, DUPLICATES_SUITE, duplicate_expectations(gx), "id", frame=False, query=DUPLICATES_QUERY),
+            CLUSTERS_SUITE: lambda: self._checkpoint(
+                sql, CLUSTERS_SUITE, cluster_expectations(gx), "id", frame=False, query=CLUSTERS_QUERY),
+        })
+        for name in (TABLE_SUITE, DUPLICATES_SUITE, CLUSTERS_SUITE):
+            self.checkpoints[name] = self._builders[name]()
         self._table_ready = True
 
     def run(self, suite: str, run_name: str, parameters: dict[str, Any], frame: Any = None,
             index: str = ROW_ID) -> SuiteOutcome:
-        checkpoint = self.checkpoints[suite]
-        result = checkpoint.run(
-            batch_parameters={"dataframe": frame} if frame is not None else None,
-            expectation_parameters=parameters,
-            run_id=self.gx.RunIdentifier(run_name=run_name),
-        )
+        from great_expectations.exceptions.resource_freshness import ResourceFreshnessAggregateError
+
+        def run_checkpoint() -> Any:
+            return self.checkpoints[suite].run(
+                batch_parameters={"dataframe": frame} if frame is not None else None,
+                expectation_parameters=parameters,
+                run_id=self.gx.RunIdentifier(run_name=run_name),
+            )
+
+        try:
+            result = run_checkpoint()
+        except ResourceFreshnessAggregateError:
+            # Another process (a CLI run beside a DAG task) saved the same suite, definition
+            # or checkpoint into the shared project since this one did: save them again, once.
+            log.info("GX project %s changed under this process: suite %s saved again", self.root, suite)
+            self.checkpoints[suite] = self._builders[suite]()
+            result = run_checkpoint()
         [(key, validation)] = list(result.run_results.items())
         sites = self.context.get_docs_sites_urls(resource_identifier=key)
         docs = unquote(urlsplit(sites[0]["site_url"]).path) if sites and sites[0].get("site_url") else None
