@@ -76,14 +76,15 @@ def news_ingest() -> None:
         force = bool((params or {}).get("force"))
         return tasks.prepare_run(common.db_url(cfg), cfg, str(run_id), sources, common.now(), force=force)
 
-    @task(pool=FETCH_POOL, map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    # multiple_outputs=False: a task returning a dict pushes it as one XCom, not one per key.
+    @task(pool=FETCH_POOL, map_index_template="shard {{ task.op_kwargs['shard'] }}", multiple_outputs=False)
     def ingest_shard(shard: int, run_id: str | None = None) -> dict[str, Any]:
         from pipeline import tasks
 
         cfg = common.settings()
         return tasks.ingest_shard(common.db_url(cfg), cfg, str(run_id), shard, common.now()).to_dict()
 
-    @task(trigger_rule="all_done", outlets=[common.ARTICLES])
+    @task(trigger_rule="all_done", outlets=[common.ARTICLES], multiple_outputs=False)
     def load(run_id: str | None = None) -> dict[str, Any]:
         """Past the validation fail level it lands the good and quarantined rows, then raises
         ValidationThresholdExceeded (terminal: no retry)."""
@@ -94,7 +95,7 @@ def news_ingest() -> None:
         print(f"Data Docs: {result.data_docs}")
         return result.to_dict()
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(trigger_rule="all_done", retries=0, multiple_outputs=False)
     def report(run_id: str | None = None, ti: Any = None) -> dict[str, Any]:
         from pipeline import tasks
         from pipeline.errors import EveryFeedFailed

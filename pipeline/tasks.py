@@ -128,10 +128,7 @@ def ingest_shard(
         shard=shard, feeds=len(feeds), fetched=dict(Counter(r.outcome.value for r in results)),
         unchanged_bodies=sum(r.unchanged for r in results),
         bytes=sum(len(r.body or b"") for r in results),
-        entries=counts.entries, articles=counts.articles, failed_entries=counts.failed_entries,
-        failed_feeds=counts.failed_feeds, not_feeds=counts.not_feeds,
-        malformed_feeds_kept=counts.malformed_feeds_kept, entries_over_cap=counts.entries_over_cap,
-        nuls_removed=counts.nuls_removed, parsers=dict(counts.parsers))
+        **{**asdict(counts), "parsers": dict(counts.parsers)})
     log.info("shard %s: %s", shard, summary)
     return summary
 
@@ -176,12 +173,14 @@ def _log_failures(run_id: str, batch: FeedBatch) -> None:
                         staged.entry.seq, staged.reasons[0].get("observed"))
 
 
-def _decide(cur: Any, run_id: str) -> dict[str, Any]:
+def _decide(cur: Any, run_id: str) -> tuple[dict[str, Any], list[Article], list[int]]:
     """Apply each feed's identity rule (re-chosen from this fetch, except for release runs,
     which hold only some of a feed's entries), then decide new / update / duplicate, into
     the load plan. An entry whose identity cannot be computed is quarantined with the
-    exception."""
-    articles, _ = storage.staged_articles(cur, run_id)
+    exception. Returns the summary, and the articles planned new or updated with the
+    lengths of their texts (what validation checks)."""
+    articles, text_chars = storage.staged_articles(cur, run_id)
+    chars = {(a.feed_id, a.seq): n for a, n in zip(articles, text_chars, strict=True)}
     keyed, failures, changes = _apply_identity_rules(cur, run_id, articles)
     storage.set_quarantined(cur, run_id, failures)
     refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new != old])
@@ -195,7 +194,9 @@ def _decide(cur: Any, run_id: str) -> dict[str, Any]:
     summary = {"articles": len(articles), **counts, "duplicate_rules": dict(rules),
                "identity_rule_changes": changes, "failed_entries": len(failures) + len(refused)}
     log.info("dedup: %s", summary)
-    return summary
+    planned = [a for a, v in zip(articles, verdicts, strict=True)
+               if v.decision in (Decision.NEW, Decision.UPDATE)]
+    return summary, planned, [chars[(a.feed_id, a.seq)] for a in planned]
 
 
 def _apply_identity_rules(
@@ -230,10 +231,12 @@ def _apply_identity_rules(
     return keyed, failures, len(changes)
 
 
-def _validate(cur: Any, settings: Settings, run_id: str, now: datetime) -> tuple[dict[str, Any], str | None]:
-    """Run the suites over the plan: quarantine every row that fails the row contract,
-    check the batch per feed, record results in SQL and Data Docs, and judge the
-    quarantined shares against the warn and fail levels. Returns the summary and the
+def _validate(cur: Any, settings: Settings, run_id: str, now: datetime, articles: list[Article],
+              text_chars: list[int]) -> tuple[dict[str, Any], str | None]:
+    """Run the suites over the plan's new and updated `articles` (with their texts'
+    lengths): quarantine every row that fails the row contract, check the batch per feed,
+    record results in SQL and Data Docs, and judge the quarantined shares against the warn
+    and fail levels. Returns the summary and the
     failure (past the fail level), which the load task raises once the batch is loaded."""
     gx_dir = settings.data_dir / "gx"  # the context is built only for a batch to check
     parameters = {
@@ -243,7 +246,6 @@ def _validate(cur: Any, settings: Settings, run_id: str, now: datetime) -> tuple
         "max_undated_share": settings.max_undated_share,
         "feed_fail_ratio": settings.feed_quarantine_fail_ratio,
     }
-    articles, text_chars = storage.staged_articles(cur, run_id, ("new", "update"))
     rows = None
     if articles:
         frame = validate.article_frame(articles, text_chars)
@@ -368,8 +370,8 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
         if done is not None:
             return LoadSummary(done)
         storage.open_plan(cur, run_id)
-        decided = _decide(cur, run_id)
-        validated, fail = _validate(cur, settings, run_id, clock())
+        decided, planned, text_chars = _decide(cur, run_id)
+        validated, fail = _validate(cur, settings, run_id, clock(), planned, text_chars)
         storage.plan_decided(cur)
         loaded = load.apply_plan(cur, run_id, clock(), settings.redirect_confirmations,
                                  settings.versions_per_feed_per_run)

@@ -78,20 +78,16 @@ def _without_content(article: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in article.items() if k not in ("text", "html")}
 
 
-def staged_articles(cur: Cursor, run_id: str, decisions: Sequence[str] | None = None
-                    ) -> tuple[list[Article], list[int]]:
-    """The run's normalized articles in (feed, position) order, optionally by decision, as
+def staged_articles(cur: Cursor, run_id: str) -> tuple[list[Article], list[int]]:
+    """The run's normalized articles in (feed, position) order, as
     the decider reads them: everything but their content (no html; of the text, its first
     character, so that "has a text" still holds), and beside them the length of each text.
     The decider's memory so grows with the number of entries, not with their size."""
     query = """SELECT (article - 'html') || jsonb_build_object('text', left(article->>'text', 1)),
                       char_length(article->>'text')
-               FROM load_plan WHERE run_id = %s AND article IS NOT NULL"""
-    params: list[Any] = [run_id]
-    if decisions is not None:
-        query += " AND decision = ANY(%s)"
-        params.append(list(decisions))
-    cur.execute(query + " ORDER BY feed_id, seq", params)
+               FROM load_plan WHERE run_id = %s AND article IS NOT NULL
+               ORDER BY feed_id, seq"""
+    cur.execute(query, (run_id,))
     articles, text_chars = [], []
     for article, chars in cur:
         articles.append(Article.from_json({**article, "html": ""}))
