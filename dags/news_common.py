@@ -20,6 +20,15 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def run_time(data_interval_end: datetime | None, dag_run: Any = None) -> datetime:
+    """A run's time, not the wall clock's: the end of its data interval (a scheduled run,
+    a backfill), else when it was triggered (a manual run has no data interval)."""
+    instant = data_interval_end if data_interval_end is not None else getattr(dag_run, "run_after", None)
+    if instant is None:
+        return now()
+    return datetime.fromtimestamp(instant.timestamp(), UTC)  # a plain datetime, not pendulum's
+
+
 def settings() -> Any:
     """The task's settings: `Settings.from_env()`, the same as the CLI's."""
     from pipeline.config import Settings

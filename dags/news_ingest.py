@@ -4,9 +4,11 @@
 Fetches the feed list (`FEEDS_FILE`), then parses, normalizes, deduplicates,
 validates (Great Expectations) and loads the entries into the news database.
 
-* **prepare**: registers the feeds, picks those due (each feed's next check comes from
-  `Retry-After`, `Cache-Control`, `Expires`, `<ttl>` and its error streak; trigger with
-  `{"force": true}` to fetch all now) and splits them into shards. Migrations run at
+* **prepare**: registers the feeds, picks those due at the run's time (the end of its
+  data interval; each feed's next check follows its publication rate, with `Retry-After`,
+  `Cache-Control`, `Expires`, `<ttl>` as floors and its error streak; trigger with
+  `{"force": true}` to fetch all now), the most urgent first when more are due than
+  `RUN_MAX_FEEDS`, and splits them into shards. Migrations run at
   start-up (`make run`, the compose init service), never here.
 * **ingest_shard** (mapped, one task per shard, in the `feed_fetch` pool): one pass over
   the shard, in memory: HTTP with conditional GET (each feed's outcome to `fetch_log`,
@@ -42,31 +44,23 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 FETCH_POOL = "feed_fetch"
 
+HOT_DOC = """
+### news_ingest_hot
 
-@dag(
-    dag_id="news_ingest",
-    schedule=CronDataIntervalTimetable(os.environ.get("INGEST_SCHEDULE", "*/15 * * * *"), timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    dagrun_timeout=timedelta(minutes=60),
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(seconds=20),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=10),
-        "retry_policy": common.TerminalErrors(),
-    },
-    tags=["news"],
-    doc_md=__doc__,
-    params={
-        "force": Param(False, type="boolean",
-                       description="Fetch every subscribed feed now, even those whose next check is later."),
-    },
-)
+The hot lane: the same tasks as `news_ingest`, on its own, shorter schedule
+(`HOT_INGEST_SCHEDULE`, every 3 minutes by default), covering only **hot** feeds: those
+whose publication rate asks for a shorter interval than the main schedule's
+(`HOT_FEED_INTERVAL`; `feed_health.hot`). A feed that publishes hundreds of stories an
+hour through a 20-item window would lose most of them between two main runs; a hot run
+is small (a few feeds), so it finishes well within its period and never waits behind a
+long main run.
+"""
+
+
 def news_ingest() -> None:
     @task
-    def prepare(run_id: str | None = None, params: dict[str, Any] | None = None) -> list[int]:
+    def prepare(run_id: str | None = None, params: dict[str, Any] | None = None,
+                data_interval_end: datetime | None = None, dag_run: Any = None) -> list[int]:
         from pipeline import tasks
         from pipeline.feedlist import read_feed_list
 
@@ -74,15 +68,19 @@ def news_ingest() -> None:
         sources = read_feed_list(cfg.feeds_file)
         print(f"feed list {cfg.feeds_file}: {len(sources)} feeds")
         force = bool((params or {}).get("force"))
-        return tasks.prepare_run(common.db_url(cfg), cfg, str(run_id), sources, common.now(), force=force)
+        lane = str((params or {}).get("lane") or "all")
+        return tasks.prepare_run(common.db_url(cfg), cfg, str(run_id), sources,
+                                 common.run_time(data_interval_end, dag_run), force=force, lane=lane)
 
     # multiple_outputs=False: a task returning a dict pushes it as one XCom, not one per key.
     @task(pool=FETCH_POOL, map_index_template="shard {{ task.op_kwargs['shard'] }}", multiple_outputs=False)
-    def ingest_shard(shard: int, run_id: str | None = None) -> dict[str, Any]:
+    def ingest_shard(shard: int, run_id: str | None = None, data_interval_end: datetime | None = None,
+                     dag_run: Any = None) -> dict[str, Any]:
         from pipeline import tasks
 
         cfg = common.settings()
-        return tasks.ingest_shard(common.db_url(cfg), cfg, str(run_id), shard, common.now()).to_dict()
+        at = common.run_time(data_interval_end, dag_run)
+        return tasks.ingest_shard(common.db_url(cfg), cfg, str(run_id), shard, at).to_dict()
 
     @task(trigger_rule="all_done", outlets=[common.ARTICLES], multiple_outputs=False)
     def load(run_id: str | None = None) -> dict[str, Any]:
@@ -99,22 +97,15 @@ def news_ingest() -> None:
     def report(run_id: str | None = None, ti: Any = None) -> dict[str, Any]:
         from pipeline import tasks
         from pipeline.errors import EveryFeedFailed
+        from pipeline.report_table import format_report
 
         try:
             summary = tasks.report_run(common.db_url(common.settings()), str(run_id), common.now())
         except EveryFeedFailed as exc:  # systemic (network down) or every body broken
             raise AirflowFailException(str(exc)) from exc
-        for feed in summary["feeds"]:
-            if feed["outcome"] in ("error", "disabled"):
-                print(f"{feed['outcome']}: {feed['url']}: {feed['error']}")
-        for feed in summary["attention"]:
-            print(f"needs attention ({feed['status']}, {feed['error_streak']} errors): "
-                  f"{feed['url']}: {feed['reason']}")
-        if summary.get("validation_warning"):
-            print(f"validation warning: {summary['validation_warning']}")
-        print(f"Data Docs: {summary.get('data_docs')}")
-        print(f"run {run_id} {summary['status']}: {summary['totals']}")
         failure = common.run_failure(summary, common.failed_tasks(ti))
+        # The Task SDK cannot set a run's note: the run's "News run" tab (plugins/) shows this too.
+        print(format_report(summary, failure))
         if failure:
             raise AirflowFailException(failure)  # terminal, and this leaf sets the run's state
         return {"status": summary["status"], "totals": summary["totals"],
@@ -124,4 +115,34 @@ def news_ingest() -> None:
     ingest_shard.expand(shard=shards) >> load() >> report()
 
 
-news_ingest()
+def _ingest_dag(dag_id: str, schedule: str, lane: str, doc: str, timeout: timedelta) -> Any:
+    """The ingest DAG for one lane: the same tasks, its own schedule."""
+    return dag(
+        dag_id=dag_id,
+        schedule=CronDataIntervalTimetable(schedule, timezone="UTC"),
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=timeout,
+        default_args={
+            "retries": 2,
+            "retry_delay": timedelta(seconds=20),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": timedelta(minutes=10),
+            "retry_policy": common.TerminalErrors(),
+        },
+        tags=["news"] + (["hot"] if lane == "hot" else []),
+        doc_md=doc,
+        params={
+            "force": Param(False, type="boolean",
+                           description="Fetch every feed of this lane now, even those whose next check is later."),
+            "lane": Param(lane, enum=["all", "hot"],
+                          description="all: every due feed; hot: only the feeds too fast for the main schedule."),
+        },
+    )(news_ingest)()
+
+
+_ingest_dag("news_ingest", os.environ.get("INGEST_SCHEDULE", "*/15 * * * *"), "all", __doc__,
+            timedelta(minutes=60))
+_ingest_dag("news_ingest_hot", os.environ.get("HOT_INGEST_SCHEDULE", "*/3 * * * *"), "hot", HOT_DOC,
+            timedelta(minutes=10))

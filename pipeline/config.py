@@ -149,8 +149,19 @@ class Settings(BaseSettings):
     # CIDRs the SSRF guard lets through; comma-separated in the environment.
     allowed_networks: Annotated[tuple[Network, ...], NoDecode, BeforeValidator(_networks)] = Field(
         (), validation_alias="FETCH_ALLOWED_NETWORKS")
-    min_interval_s: int = Field(600, ge=1, validation_alias="FETCH_MIN_INTERVAL")
+    # Bounds of a feed's polling interval, which follows its publication rate in between.
+    min_interval_s: int = Field(120, ge=1, validation_alias="FETCH_MIN_INTERVAL")
     max_interval_s: int = Field(86_400, ge=1, validation_alias="FETCH_MAX_INTERVAL")
+    # The first wait after a failed fetch; it doubles with each error in a row (up to the max).
+    error_backoff_s: int = Field(600, ge=1, validation_alias="FETCH_ERROR_BACKOFF")
+    # Share of the entries a feed serves that it may publish between two polls.
+    window_fill: float = Field(0.33, gt=0.0, le=1.0, validation_alias="POLL_WINDOW_FILL")
+    # A feed whose interval is shorter than this is hot: the hot DAG (HOT_INGEST_SCHEDULE)
+    # polls it between the main runs. Keep it at the main schedule's period.
+    hot_interval_s: int = Field(900, ge=1, validation_alias="HOT_FEED_INTERVAL")
+    # At most this many feeds in one run; past it, the most urgent go first (fairly across
+    # hosts) and the rest are deferred to the next run.
+    run_max_feeds: int = Field(50_000, ge=1, validation_alias="RUN_MAX_FEEDS")
     max_entries_per_feed: int = Field(500, ge=1, validation_alias="FETCH_MAX_ENTRIES")
     redirect_confirmations: int = Field(3, ge=1, validation_alias="REDIRECT_CONFIRMATIONS")
     versions_per_feed_per_run: int = Field(50, ge=0, validation_alias="VERSIONS_PER_FEED_PER_RUN")

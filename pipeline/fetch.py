@@ -63,9 +63,15 @@ class _FetchFailure(Exception):
         self.retry_at = retry_at
 
 
+def polling_rules(settings: Settings) -> polling_policy.Rules:
+    return polling_policy.Rules(bounds(settings), settings.window_fill,
+                                timedelta(seconds=settings.hot_interval_s))
+
+
 def bounds(settings: Settings) -> polling_policy.Bounds:
     return polling_policy.Bounds(timedelta(seconds=settings.min_interval_s),
-                           timedelta(seconds=settings.max_interval_s))
+                                 timedelta(seconds=settings.max_interval_s),
+                                 timedelta(seconds=settings.error_backoff_s))
 
 
 def make_client(settings: Settings) -> httpx.Client:

@@ -34,27 +34,33 @@ from datetime import datetime
 from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
-from psycopg2.extras import Json
+from psycopg2.extras import Json, execute_values
 
-from pipeline import clusters
+from pipeline import clusters, polling_policy
 from pipeline.errors import RunNotLoadable
 
 _LOAD_LOCK = 715_002
 
 _INSERT_NEW = """
-WITH inserted AS (
+WITH fetches AS (  -- lineage: the fetch whose body held the entries (fetch_of_entry, 015)
+    SELECT feed_id, fetched_at, fetch_of_entry(%(run)s, feed_id, fetched_at) AS id
+    FROM (SELECT DISTINCT feed_id, fetched_at FROM load_plan
+          WHERE run_id = %(run)s AND decision = 'new') d
+), inserted AS (
 INSERT INTO articles (feed_id, guid, identity_key, canonical_url, title, text, html,
                       published_at, published_source, authors, tags, language, content_hash,
                       first_seen_at, updated_at, first_run_id, language_source, word_count,
-                      published_raw, date_issue, fetched_at)
+                      published_raw, date_issue, fetched_at, first_fetch_id, content_run_id,
+                      content_fetch_id)
 SELECT s.feed_id, a->>'guid', a->>'identity_key', a->>'canonical_url', a->>'title', a->>'text',
        a->>'html', (a->>'published_at')::timestamptz, a->>'published_source',
        ARRAY(SELECT jsonb_array_elements_text(a->'authors')),
        ARRAY(SELECT jsonb_array_elements_text(a->'tags')),
        a->>'language', a->>'content_hash', %(now)s, %(now)s, %(run)s,
        a->>'language_source', coalesce((a->>'word_count')::int, 0),
-       a->>'published_raw', a->>'date_issue', s.fetched_at
-FROM load_plan s, LATERAL (SELECT s.article AS a) art
+       a->>'published_raw', a->>'date_issue', s.fetched_at, x.id, %(run)s, x.id
+FROM load_plan s LEFT JOIN fetches x ON x.feed_id = s.feed_id AND x.fetched_at = s.fetched_at,
+     LATERAL (SELECT s.article AS a) art
 WHERE s.run_id = %(run)s AND s.decision = 'new'
   -- the decider's content rule, against what other runs loaded since this run's dedup
   AND NOT EXISTS (SELECT 1 FROM articles x WHERE x.content_hash = a->>'content_hash')
@@ -109,13 +115,15 @@ WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_
   AND (a.fetched_at > s.fetched_at OR a.content_hash = s.article->>'content_hash')
 """
 
-# Before an update, keep the previous content with what changed; at most
-# %(version_cap)s versions per feed per run, so a feed that rewrites every entry on every
-# fetch cannot flood the table (the update itself still applies).
+# Before an update, keep the previous content with what changed, and the run and fetch
+# that produced it; at most %(version_cap)s versions per feed per run, so a feed that
+# rewrites every entry on every fetch cannot flood the table (the update itself still applies).
 _KEEP_VERSIONS = """
 INSERT INTO article_versions (article_id, version, run_id, changed, title, text, html,
-                              canonical_url, guid, content_hash, replaced_at)
-SELECT id, version, %(run)s, changed, title, text, html, canonical_url, guid, content_hash, %(now)s
+                              canonical_url, guid, content_hash, replaced_at, content_run_id,
+                              content_fetch_id)
+SELECT id, version, %(run)s, changed, title, text, html, canonical_url, guid, content_hash, %(now)s,
+       content_run_id, content_fetch_id
 FROM (
     SELECT a.*, row_number() OVER (PARTITION BY s.feed_id ORDER BY s.seq) AS nth,
            array_remove(ARRAY[
@@ -148,7 +156,8 @@ SET title = s.article->>'title', text = s.article->>'text', html = s.article->>'
     language_source = CASE WHEN s.article->>'language' IS NULL THEN a.language_source
                            ELSE s.article->>'language_source' END,
     word_count = coalesce((s.article->>'word_count')::int, a.word_count),
-    version = a.version + 1, updated_at = %(now)s, fetched_at = s.fetched_at
+    version = a.version + 1, updated_at = %(now)s, fetched_at = s.fetched_at,
+    content_run_id = %(run)s, content_fetch_id = fetch_of_entry(%(run)s, s.feed_id, s.fetched_at)
 FROM load_plan s
 WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id
   AND a.content_hash <> s.article->>'content_hash' AND a.fetched_at <= s.fetched_at
@@ -232,6 +241,37 @@ WHERE l.run_id = %(run)s AND l.feed_id = c.feed_id
 # * validators and the body hash only for feeds whose body was used, and the permanent
 #   redirect count, only from a fetch newer than the one the row's validators came from
 #   (`advancing`): an older run loading late moves nothing back.
+# What the polling policy needs of each of the run's successful fetches that is its feed's
+# newest (a real fetch: not a replay or a release): the entries served (none when 304 or
+# the body is unchanged), how many were new and how many the feed's stored articles
+# already held, their dates, and the feed's state before it.
+_POLLING_OBSERVATIONS = """
+SELECT l.feed_id, l.fetched_at,
+       CASE WHEN l.outcome = 'ok' AND NOT l.unchanged THEN l.entries END,
+       f.last_success_at, f.publish_rate, f.window_size,
+       coalesce(p.new, 0), coalesce(p.overlap, 0), p.published
+FROM fetch_log l
+JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind = 'fetch'
+JOIN feeds f ON f.id = l.feed_id
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE s.decision = 'new') AS new,
+           count(*) FILTER (WHERE s.decision IN ('update', 'duplicate')
+                              AND (s.rule = 'same_identity_key' OR a.feed_id = s.feed_id)) AS overlap,
+           array_agg((s.article ->> 'published_at')::timestamptz)
+               FILTER (WHERE s.article ->> 'published_source' <> 'fetched') AS published
+    FROM load_plan s LEFT JOIN articles a ON a.id = s.matched_article_id
+    WHERE s.run_id = l.run_id AND s.feed_id = l.feed_id) p ON true
+WHERE l.run_id = %(run)s AND l.outcome IN ('ok', 'not_modified')
+  AND l.fetched_at >= coalesce(f.last_fetched_at, '-infinity')
+"""
+
+_RECORD_POLLING = """
+UPDATE fetch_log l SET possible_gap = v.gap, publish_rate = v.rate, window_size = v.size,
+                       poll_interval_s = v.seconds
+FROM (VALUES %s) AS v(run_id, feed_id, gap, rate, size, seconds)
+WHERE l.run_id = v.run_id AND l.feed_id = v.feed_id
+"""
+
 _LOCK_FEEDS = """
 SELECT 1 FROM feeds WHERE id IN (SELECT feed_id FROM fetch_log WHERE run_id = %(run)s)
 ORDER BY id FOR NO KEY UPDATE
@@ -247,8 +287,17 @@ SET last_fetched_at = greatest(f.last_fetched_at, l.fetched_at),
     consecutive_errors = feed_error_streak(f.id),
     last_success_at = CASE WHEN l.outcome IN ('ok', 'not_modified')
                            THEN greatest(f.last_success_at, l.fetched_at) ELSE f.last_success_at END,
-    next_check_at = CASE WHEN v.newest THEN coalesce(l.next_check_at, f.next_check_at)
-                         ELSE f.next_check_at END,
+    -- After a successful fetch: the interval its publication rate asks for, the publisher's
+    -- hints (Retry-After, Cache-Control, Expires, <ttl>, in l.next_check_at) as floors.
+    next_check_at = CASE WHEN NOT v.newest THEN f.next_check_at
+                         WHEN l.poll_interval_s IS NOT NULL
+                         THEN greatest(l.next_check_at, l.fetched_at + make_interval(secs => l.poll_interval_s))
+                         ELSE coalesce(l.next_check_at, f.next_check_at) END,
+    publish_rate = CASE WHEN v.polled THEN l.publish_rate ELSE f.publish_rate END,
+    window_size = CASE WHEN v.polled THEN l.window_size ELSE f.window_size END,
+    poll_interval_s = CASE WHEN v.polled THEN l.poll_interval_s ELSE f.poll_interval_s END,
+    hot = CASE WHEN v.polled THEN l.poll_interval_s < %(hot_interval_s)s ELSE f.hot END,
+    gaps = f.gaps + l.possible_gap::int,
     etag = CASE WHEN NOT v.advancing THEN f.etag
                 WHEN l.outcome = 'ok' THEN l.etag
                 WHEN l.outcome = 'not_modified' THEN coalesce(l.etag, f.etag) ELSE f.etag END,
@@ -268,7 +317,8 @@ FROM fetch_log l
 JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind = 'fetch'
 JOIN feeds g ON g.id = l.feed_id,
 LATERAL (SELECT l.fetched_at >= coalesce(g.last_fetched_at, '-infinity') AS newest,
-                l.fetched_at >= coalesce(g.loaded_fetched_at, '-infinity') AS advancing) v
+                l.fetched_at >= coalesce(g.loaded_fetched_at, '-infinity') AS advancing,
+                l.poll_interval_s IS NOT NULL AS polled) v
 WHERE l.run_id = %(run)s AND f.id = l.feed_id AND l.outcome <> 'disabled'
 """
 
@@ -335,7 +385,8 @@ def begin(cur: Cursor, run_id: str) -> dict[str, Any] | None:
 
 
 def apply_plan(
-    cur: Cursor, run_id: str, now: datetime, redirect_confirmations: int = 3, version_cap: int = 50
+    cur: Cursor, run_id: str, now: datetime, polling: polling_policy.Rules,
+    redirect_confirmations: int = 3, version_cap: int = 50,
 ) -> dict[str, Any]:
     """Apply the decided plan (`load_plan`, in this transaction, after `begin`); return the
     run's counts. The only writer of articles, duplicates, quarantine, versions, clusters
@@ -367,7 +418,8 @@ def apply_plan(
     cur.execute(_END_CLAIMS, params)
     cur.execute(_FEED_COUNTS, params)
     cur.execute(_LOCK_FEEDS, params)
-    cur.execute(_FEED_STATE, params)
+    counts["possible_gaps"] = _adapt_polling(cur, params, polling)
+    cur.execute(_FEED_STATE, {**params, "hot_interval_s": polling.hot_interval.total_seconds()})
     cur.execute(_MOVE_CONFIRMED, params)
     cur.execute(
         "UPDATE ingest_runs SET loaded_at = %s, counts = %s WHERE run_id = %s",
@@ -375,6 +427,23 @@ def apply_plan(
     )
     cur.execute("DELETE FROM staged_entries WHERE run_id = %s", (run_id,))
     return counts
+
+
+def _adapt_polling(cur: Cursor, params: dict[str, Any], rules: polling_policy.Rules) -> int:
+    """Each successful fetch's verdict from the polling policy (rate, interval, possible
+    gap), recorded on its fetch_log row for `_FEED_STATE`. Returns the possible gaps."""
+    cur.execute(_POLLING_OBSERVATIONS, params)
+    verdicts = []
+    for (feed_id, fetched_at, entries, last_success, rate, window, new, overlap,
+         published) in cur.fetchall():
+        verdict = polling_policy.adapt(polling_policy.Observation(
+            fetched_at, last_success, rate, window, entries, new, overlap, published or ()),
+            rules.bounds, rules.fill)
+        verdicts.append((feed_id, verdict.gap, verdict.rate, verdict.window,
+                         round(verdict.interval.total_seconds())))
+    execute_values(cur, _RECORD_POLLING, [(params["run"], *v) for v in verdicts],
+                   template="(%s, %s::bigint, %s::boolean, %s::float8, %s::int, %s::int)", page_size=1000)
+    return sum(gap for _, gap, *_ in verdicts)
 
 
 def _counts(cur: Cursor, params: dict[str, Any]) -> dict[str, Any]:

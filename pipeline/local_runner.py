@@ -93,13 +93,15 @@ def ingest(
     clock: Callable[[], datetime] = utcnow,
     on_shard: Callable[[ShardSummary], None] | None = None,
     force: bool = False,
+    lane: str = "all",
 ) -> dict[str, Any]:
-    """Run every task once, in the DAG's order, and return the run summary.
+    """Run every task once, in the DAG's order, and return the run summary. `clock` is the
+    run's time (a replay or a simulation passes its own); `lane` "hot" covers hot feeds only.
 
     The summary's `stage_seconds` says where the time went."""
     timed = StageClock()
     with timed("prepare"):
-        shards = prepare_run(db_url, settings, run_id, sources, clock(), force)
+        shards = prepare_run(db_url, settings, run_id, sources, clock(), force, lane)
     with timed("fetch_parse_normalize"):
         run_shards(db_url, settings, run_id, shards, clock, on_shard)
     summary = finish(db_url, settings, run_id, clock, timed)

@@ -1,17 +1,26 @@
 """When to check a feed next: its polling policy (not the DAG's schedule). Pure: each function
 takes `now`.
 
-The next check is the longest of what the publisher asked for (`Retry-After`,
-`Cache-Control: max-age`, `Expires`, the feed's `<ttl>`), clamped between the
-configured minimum and maximum interval. After an error it backs off
-exponentially with the error streak instead, still within the bounds (and
-never earlier than a `Retry-After`).
+After a successful fetch the interval follows the feed's publication rate (`adapt`):
+the rate is estimated from the dates of the entries it serves and from the entries
+that were new since the last fetch, raised at once and lowered smoothly, and the
+interval is the time in which the feed is expected to publish `fill` of the entries it
+serves (its window), so that no story scrolls out of the window between two polls; a
+quiet feed is polled rarely. A fetch in which every entry is new, from a feed fetched
+before, may have missed entries (a possible gap): the interval is halved at once.
+
+The publisher's hints (`Retry-After`, `Cache-Control: max-age`, `Expires`, the feed's
+`<ttl>`) are floors (`next_check`), and everything stays between the configured
+minimum and maximum interval. After an error it backs off exponentially with the error
+streak instead, still within the bounds (and never earlier than a `Retry-After`).
+Which due feeds a run takes when it cannot take them all is `rank_due`.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -53,6 +62,7 @@ def cache_until(headers: Mapping[str, str], now: datetime) -> datetime | None:
 class Bounds:
     min_interval: timedelta
     max_interval: timedelta
+    error_backoff: timedelta | None = None  # the first wait after an error (None: min_interval)
 
 
 def next_check(
@@ -65,7 +75,7 @@ def next_check(
 ) -> datetime:
     """When to fetch next. `error_streak` counts this fetch if it failed."""
     if error_streak > 0:
-        backoff = bounds.min_interval * (2 ** min(error_streak - 1, 20))
+        backoff = (bounds.error_backoff or bounds.min_interval) * (2 ** min(error_streak - 1, 20))
         wanted = now + min(backoff, bounds.max_interval)
     else:
         wanted = now + bounds.min_interval
@@ -75,3 +85,136 @@ def next_check(
     if candidates:
         wanted = max(wanted, max(candidates))
     return min(max(wanted, now + bounds.min_interval), now + bounds.max_interval)
+
+
+# How a feed's rate is smoothed when it falls: the weight of a new observation is
+# 1 - exp(-elapsed / RATE_MEMORY). A rise is taken at once (a missed story is worse than
+# an extra fetch).
+RATE_MEMORY = timedelta(hours=12)
+# Entries dated less than this apart count as one date (a feed that stamps every entry
+# with the time it was generated tells nothing about its rate).
+_SAME_DATE = timedelta(minutes=1)
+# The interval of a feed whose rate is not known yet (no dates, fetched once).
+UNKNOWN_RATE_INTERVAL = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The policy's settings: interval bounds, the window share a feed may fill between
+    two polls, and the interval under which a feed is hot."""
+
+    bounds: Bounds
+    fill: float
+    hot_interval: timedelta
+
+    def is_hot(self, interval: timedelta) -> bool:
+        return interval < self.hot_interval
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one successful fetch of a feed showed, with the feed's state before it."""
+
+    fetched_at: datetime
+    previous_fetch: datetime | None  # the feed's last fetch whose entries were loaded
+    previous_rate: float | None  # entries per hour, as last estimated
+    previous_window: int | None  # entries the feed served then
+    entries: int | None  # entries served now (None: 304 or the same body, nothing parsed)
+    new: int = 0  # of them, new to the store
+    overlap: int = 0  # of them, already stored from this feed (updates and re-seen)
+    published: Sequence[datetime] = ()  # the served entries' dates
+
+
+@dataclass(frozen=True)
+class Polling:
+    """The policy's verdict on a feed after a fetch."""
+
+    rate: float | None  # entries per hour
+    window: int | None
+    interval: timedelta
+    gap: bool  # every entry new, from a feed fetched before: entries may have been missed
+
+
+def window_rate(published: Sequence[datetime], now: datetime) -> float | None:
+    """Entries per hour from the dates of the entries a feed serves: as many entries as
+    have distinct dates, over the time from the oldest to `now`. None with fewer than two
+    distinct dates (undated, or all stamped alike)."""
+    dates = sorted((d for d in published if d <= now + _SAME_DATE), reverse=True)
+    distinct: list[datetime] = []
+    for d in dates:
+        if not distinct or distinct[-1] - d >= _SAME_DATE:
+            distinct.append(d)
+    if len(distinct) < 2:
+        return None
+    span = max(now - distinct[-1], _SAME_DATE)
+    return len(distinct) / (span.total_seconds() / 3600)
+
+
+def interval_for(rate: float | None, window: int | None, bounds: Bounds, fill: float) -> timedelta:
+    """The interval in which a feed publishing `rate` entries an hour fills `fill` of its
+    `window`, within the bounds."""
+    if rate is None:
+        wanted = UNKNOWN_RATE_INTERVAL
+    elif rate <= 0:
+        wanted = bounds.max_interval
+    else:
+        wanted = timedelta(hours=fill * max(window or 1, 1) / rate)
+    return min(max(wanted, bounds.min_interval), bounds.max_interval)
+
+
+def adapt(obs: Observation, bounds: Bounds, fill: float) -> Polling:
+    """The feed's rate, window and interval after a successful fetch (see the module)."""
+    elapsed = (obs.fetched_at - obs.previous_fetch if obs.previous_fetch is not None
+               and obs.fetched_at > obs.previous_fetch else None)
+    gap = bool(obs.previous_fetch is not None and obs.entries and obs.new > 0 and obs.overlap == 0)
+    hours = elapsed.total_seconds() / 3600 if elapsed is not None else None
+    # New entries over the time since the last fetch; none new counts as half of one (a
+    # feed that published nothing in a short while is not known to publish nothing).
+    seen = [r for r in (window_rate(obs.published, obs.fetched_at) if obs.entries else None,
+                        max(obs.new, 0.5) / hours if hours else None) if r is not None]
+    observed = max(seen) if seen else None
+    rate = obs.previous_rate
+    if observed is not None:
+        if rate is None or observed >= rate or elapsed is None:
+            rate = observed
+        else:
+            weight = 1 - math.exp(-elapsed.total_seconds() / RATE_MEMORY.total_seconds())
+            rate = rate + weight * (observed - rate)
+    window = obs.entries if obs.entries else obs.previous_window
+    interval = interval_for(rate, window, bounds, fill)
+    if gap and elapsed is not None:  # the window overflowed, or nearly: poll sooner at once
+        interval = max(min(interval, elapsed / 2), bounds.min_interval)
+    return Polling(rate, window, interval, gap)
+
+
+@dataclass(frozen=True)
+class DueFeed:
+    """A feed due for a fetch, as the ranking needs it."""
+
+    id: int
+    host: Hashable
+    urgency: float  # time since its last fetch over its interval (inf: never fetched)
+
+
+def urgency(now: datetime, last_fetched: datetime | None, interval: timedelta | None) -> float:
+    """How overdue a feed is: intervals elapsed since its last fetch. A fast publisher
+    (short interval) grows urgent sooner; a feed never fetched comes first."""
+    if last_fetched is None:
+        return math.inf
+    return max((now - last_fetched).total_seconds() / (interval or UNKNOWN_RATE_INTERVAL).total_seconds(), 0.0)
+
+
+def rank_due(due: Sequence[DueFeed], capacity: int) -> tuple[list[int], list[int]]:
+    """(taken, deferred) feed ids when at most `capacity` feeds fit in a run: the most
+    urgent first, fairly across hosts (each host's most urgent feed before any host's
+    second), so one source with many feeds cannot crowd out the others."""
+    by_host: dict[Hashable, list[DueFeed]] = {}
+    for feed in due:
+        by_host.setdefault(feed.host, []).append(feed)
+    ranked: list[tuple[int, float, int]] = []
+    for feeds in by_host.values():
+        feeds.sort(key=lambda f: (-f.urgency, f.id))
+        ranked.extend((turn, -f.urgency, f.id) for turn, f in enumerate(feeds))
+    ranked.sort()
+    order = [feed_id for _, _, feed_id in ranked]
+    return order[:capacity], order[capacity:]

@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from pipeline import dedup, feed_identity, fetch, load, storage, validate
+from pipeline import dedup, feed_identity, fetch, load, polling_policy, storage, validate
 from pipeline.config import Settings
 from pipeline.containment import describe, exception_reason
 from pipeline.database import connect, require_schema
@@ -43,6 +44,9 @@ def shard_count(feeds: int, settings: Settings) -> int:
     return max(1, min(math.ceil(feeds / settings.shard_size), settings.max_shards))
 
 
+LANES = ("all", "hot")
+
+
 def prepare_run(
     db_url: str,
     settings: Settings,
@@ -50,20 +54,32 @@ def prepare_run(
     sources: Sequence[FeedSource],
     now: datetime,
     force: bool = False,
+    lane: str = "all",
 ) -> list[int]:
     """Register the feed list and plan the run: the subscribed feeds that are due (all of
-    them with `force`), in shards. Returns the shard numbers to fetch."""
+    them with `force`; in the "hot" lane, only hot feeds), in shards. When more are due than
+    `run_max_feeds`, the most urgent go first, fairly across hosts, and the rest are
+    deferred to the next run. Returns the shard numbers to fetch."""
+    if lane not in LANES:
+        raise ValueError(f"lane must be one of {LANES}, got {lane!r}")
     with connect(db_url) as conn, conn.cursor() as cur:
         require_schema(cur)
         list_ids = storage.upsert_feeds(cur, sources)
-        feed_ids, not_due = storage.plan_feeds(cur, list_ids, now, force)
+        candidates, not_due = storage.plan_feeds(cur, list_ids, now, force, hot_only=lane == "hot")
+        taken, deferred = polling_policy.rank_due(
+            [polling_policy.DueFeed(c.id, urlsplit(c.url).hostname or c.url, polling_policy.urgency(
+                now, c.last_fetched_at,
+                timedelta(seconds=c.poll_interval_s) if c.poll_interval_s else None))
+             for c in candidates if c.enabled], settings.run_max_feeds)
+        feed_ids = [c.id for c in candidates if not c.enabled] + taken
         shards = storage.create_run(
-            cur, run_id, now, feed_ids, shard_count(len(feed_ids), settings), not_due
-        )
+            cur, run_id, now, feed_ids, shard_count(len(feed_ids), settings), not_due,
+            lane=lane, deferred=len(deferred))
         storage.prune_stale_staging(cur, now)
         pruned = storage.prune_archive(cur, now, settings.archive_retention_days)
-    log.info("run %s: %d feeds due in %d shards, %d not due yet; %d archived bodies pruned",
-             run_id, len(feed_ids), shards, not_due, pruned)
+    log.info("run %s (%s lane): %d feeds due in %d shards, %d deferred, %d not due yet; "
+             "%d archived bodies pruned", run_id, lane, len(feed_ids), shards, len(deferred),
+             not_due, pruned)
     return list(range(shards))
 
 
@@ -307,6 +323,12 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
         loaded_at, validation_error = state["loaded_at"], state["validation_error"]
         summary = build_summary(storage.run_feed_outcomes(cur, run_id), state["started_at"], now)
         summary["totals"]["not_due"] = state["not_due"]
+        summary["totals"]["deferred"] = state["deferred"]
+        summary["lane"] = state["lane"]
+        gaps = storage.possible_gaps(cur, run_id)
+        summary["totals"]["possible_gaps"] = len(gaps)
+        summary["possible_gaps"] = gaps
+        summary["polling_warning"] = _polling_warning(gaps, state["deferred"])
         summary["attention"] = storage.feeds_needing_attention(cur)
         summary["identity_rule_changes"] = storage.identity_rule_changes(cur, run_id)
         totals = summary["totals"]
@@ -343,6 +365,19 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
     return summary
 
 
+def _polling_warning(gaps: list[str], deferred: int) -> str | None:
+    """What the run's polling may have missed: feeds whose fetch shared no entry with what
+    was stored (their intervals are shortened), and due feeds left to the next run."""
+    parts = []
+    if gaps:
+        shown = ", ".join(gaps[:5]) + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
+        parts.append(f"{len(gaps)} feeds may have missed entries (every entry fetched was new; "
+                     f"polled sooner from now): {shown}")
+    if deferred:
+        parts.append(f"{deferred} due feeds deferred to the next run (RUN_MAX_FEEDS)")
+    return "; ".join(parts) or None
+
+
 @dataclass(frozen=True)
 class LoadSummary:
     """What the load task decided and wrote."""
@@ -373,8 +408,8 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
         decided, planned, text_chars = _decide(cur, run_id)
         validated, fail = _validate(cur, settings, run_id, clock(), planned, text_chars)
         storage.plan_decided(cur)
-        loaded = load.apply_plan(cur, run_id, clock(), settings.redirect_confirmations,
-                                 settings.versions_per_feed_per_run)
+        loaded = load.apply_plan(cur, run_id, clock(), fetch.polling_rules(settings),
+                                 settings.redirect_confirmations, settings.versions_per_feed_per_run)
     log.info("load: %s", loaded)
     if fail:
         raise ValidationThresholdExceeded(fail)

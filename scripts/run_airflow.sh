@@ -4,6 +4,15 @@
 #
 #   FEEDS=FILE  ingest another feed list (OPML or one URL per line)
 #   DEMO=1      also serve the bundled sample feeds on 127.0.0.1:8765 and ingest those
+#   AIRFLOW_PORT=N  the API server's port (default 8080; the tasks' execution API follows it)
+#
+#   scripts/run_airflow.sh --background  start it detached, return once the API server answers
+#                                        (log: $AIRFLOW_HOME/airflow.log; fails after
+#                                        START_TIMEOUT seconds, default 300, and stops it)
+#   scripts/run_airflow.sh --stop        stop what --background started (its process group)
+#
+# The News view (plugins/: feeds, runs, stories, quarantine, quality) is mounted on the API
+# server under /news and shows in the UI's navigation and as a tab of each DAG run.
 #
 # Airflow's metadata lives in the database `airflow` on the same PostgreSQL
 # server as the news data (the embedded one unless DATABASE_URL is set), unless
@@ -15,14 +24,51 @@ PY=$ROOT/.venv/bin/python
 export PATH="$ROOT/.venv/bin:$PATH"
 
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$ROOT/.data/airflow}
+PORT=${AIRFLOW_PORT:-8080}
+PIDFILE=$AIRFLOW_HOME/airflow.pid
+mkdir -p "$AIRFLOW_HOME"
+
+case "${1:-}" in
+    --stop)
+        [[ -s $PIDFILE ]] || { echo "not running (no $PIDFILE)"; exit 0; }
+        pgid=$(cat "$PIDFILE")
+        kill -TERM -- "-$pgid" 2>/dev/null || true
+        for _ in $(seq 60); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.5; done
+        kill -KILL -- "-$pgid" 2>/dev/null || true
+        rm -f "$PIDFILE"
+        echo "stopped"
+        exit 0 ;;
+    --background)
+        log=$AIRFLOW_HOME/airflow.log
+        setsid "$ROOT/scripts/run_airflow.sh" >"$log" 2>&1 < /dev/null &
+        echo $! >"$PIDFILE"  # setsid's child leads its own process group: --stop ends the group
+        for _ in $(seq "${START_TIMEOUT:-300}"); do
+            if curl -fsS -o /dev/null "http://127.0.0.1:$PORT/api/v2/monitor/health" 2>/dev/null; then
+                echo "Airflow is up: http://localhost:$PORT (log: $log; stop: scripts/run_airflow.sh --stop)"
+                exit 0
+            fi
+            kill -0 "$(cat "$PIDFILE")" 2>/dev/null || { echo "Airflow exited; see $log" >&2; tail -20 "$log" >&2; exit 1; }
+            sleep 1
+        done
+        echo "Airflow did not answer within ${START_TIMEOUT:-300} s; see $log" >&2
+        "$ROOT/scripts/run_airflow.sh" --stop >/dev/null
+        exit 1 ;;
+    "") ;;
+    *) echo "usage: $0 [--background | --stop]" >&2; exit 2 ;;
+esac
+
 export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER=$ROOT/plugins
+export AIRFLOW__API__PORT=$PORT
+if [[ $PORT != 8080 ]]; then
+    export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://localhost:$PORT/execution/}
+fi
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 export AIRFLOW__CORE__EXECUTOR=${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}
 export AIRFLOW__CORE__PARALLELISM=${AIRFLOW__CORE__PARALLELISM:-8}
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}
 export PYTHONPATH=$ROOT:$ROOT/dags${PYTHONPATH:+:$PYTHONPATH}
-mkdir -p "$AIRFLOW_HOME"
 
 if [[ -z "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-}" ]]; then
     AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$("$PY" -m pipeline db-url --database airflow --sqlalchemy)
@@ -55,12 +101,13 @@ airflow pools set feed_fetch "${FETCH_POOL_SLOTS:-4}" "Concurrent feed fetch tas
 password_file=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
 (
     for _ in $(seq 120); do
-        if curl -fsS -o /dev/null http://localhost:8080/api/v2/monitor/health 2>/dev/null; then break; fi
+        if curl -fsS -o /dev/null "http://localhost:$PORT/api/v2/monitor/health" 2>/dev/null; then break; fi
         sleep 1
     done
     echo
     echo "================================================================="
-    echo " Airflow UI:  http://localhost:8080   (DAG: news_ingest, unpaused)"
+    echo " Airflow UI:  http://localhost:$PORT   (DAG: news_ingest, unpaused)"
+    echo " News view:   http://localhost:$PORT/plugin/news   (and the \"News run\" tab of each run)"
     echo " Feed list:   $FEEDS_FILE"
     echo " Login:       user admin, password: $("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" "$password_file" 2>/dev/null || echo "see $password_file")"
     echo " Query:       make psql   (or: .venv/bin/python -m pipeline db-url)"

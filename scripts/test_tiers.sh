@@ -6,10 +6,12 @@
 #
 # Tiers: unit (tests/unit: no database), integration (tests/integration but the crash
 # test), crash (the crash-safety test: it kills private PostgreSQL servers), dag
-# (tests/dag), distributed (tests/distributed), browser (tests/browser), compose (the
-# tests at the top of tests/), and any other tests/<dir> holding tests, as a tier named
-# after it. A tier whose directory is absent is skipped, not failed. Every tier named
-# runs even when one fails; the exit status is 1 if any failed.
+# (tests/dag), distributed (tests/distributed), browser (tests/browser: headless Chromium
+# through Selenium against `make run DEMO=1`'s Airflow, about a minute; skipped, saying why,
+# where chromium or chromedriver is missing: .ci/run installs them), compose (the tests at
+# the top of tests/), and any other tests/<dir> holding tests, as a tier named after it. A
+# tier whose directory is absent is skipped, not failed. Every tier named runs even when
+# one fails; the exit status is 1 if any failed.
 # The integration tier runs on $WORKERS pytest-xdist workers (default 4: its tests wait on
 # sockets, timeouts and PostgreSQL as much as they compute; WORKERS=0 runs it in one
 # process); the other tiers run in one process (their timing assertions and Airflow's

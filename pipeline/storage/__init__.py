@@ -13,7 +13,14 @@ from pipeline.storage.feeds import (
     subscribed_feeds,
     upsert_feeds,
 )
-from pipeline.storage.fetches import archive_bodies, archived_fetches, prune_archive, record_archived, record_fetches
+from pipeline.storage.fetches import (
+    archive_bodies,
+    archived_fetches,
+    possible_gaps,
+    prune_archive,
+    record_archived,
+    record_fetches,
+)
 from pipeline.storage.plan import (
     batch_duplicates_of,
     change_identity_rules,
@@ -51,6 +58,7 @@ __all__ = [
     "PAGE",
     "STALE_STAGING",
     "archive_bodies",
+    "possible_gaps",
     "archived_fetches",
     "article_count",
     "assign_run_feeds",

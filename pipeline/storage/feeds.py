@@ -6,6 +6,7 @@ Functions take an open cursor and run parameterized SQL; the caller owns the tra
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -48,21 +49,36 @@ def upsert_feeds(cur: Cursor, sources: Sequence[FeedSource], source: str = "list
     return [ids[s.url] for s in sources]
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A subscribed feed a run may cover, with what ranking it needs."""
+
+    id: int
+    url: str
+    enabled: bool
+    last_fetched_at: datetime | None
+    poll_interval_s: int | None
+
+
 def plan_feeds(
-    cur: Cursor, list_ids: Sequence[int], now: datetime, force: bool
-) -> tuple[list[int], int]:
-    """The feeds a run covers: subscribed (in the list, or added by CLI), not removed, and
-    due (next check reached) unless `force`. Disabled feeds are included, to be reported.
-    Returns (feed ids, number of feeds not due)."""
+    cur: Cursor, list_ids: Sequence[int], now: datetime, force: bool, hot_only: bool = False
+) -> tuple[list[Candidate], int]:
+    """The feeds a run may cover: subscribed (in the list, or added by CLI), not removed, and
+    due (next check reached) unless `force`; with `hot_only`, only hot feeds. Disabled
+    feeds are included, to be reported. Returns (candidates, number of feeds not due)."""
     cur.execute(
-        """SELECT id, enabled, next_check_at FROM feeds
-           WHERE removed_at IS NULL AND (id = ANY(%s) OR source = 'cli') ORDER BY id""",
-        (list(list_ids),),
+        """SELECT id, url, enabled, last_fetched_at, poll_interval_s,
+                  %(force)s OR next_check_at IS NULL OR next_check_at <= %(now)s OR NOT enabled AS due
+           FROM feeds
+           WHERE removed_at IS NULL AND (id = ANY(%(ids)s) OR source = 'cli')
+             AND (hot OR NOT %(hot_only)s)
+           ORDER BY id""",
+        {"ids": list(list_ids), "now": now, "force": force, "hot_only": hot_only},
     )
     included, not_due = [], 0
-    for feed_id, enabled, next_check_at in cur.fetchall():
-        if not enabled or force or next_check_at is None or next_check_at <= now:
-            included.append(feed_id)
+    for *row, due in cur.fetchall():
+        if due:
+            included.append(Candidate(*row))
         else:
             not_due += 1
     return included, not_due

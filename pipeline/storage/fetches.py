@@ -145,3 +145,9 @@ def record_archived(cur: Cursor, run_id: str, items: Sequence[tuple[int, str, st
         page_size=PAGE,
     )
     return [(fid, url, bodies[h][0], bodies[h][1], at) for fid, url, h, at in items]
+
+
+def possible_gaps(cur: Cursor, run_id: str) -> list[str]:
+    """URLs of the run's fetches that shared no entry with what their feed had stored."""
+    cur.execute("SELECT url FROM fetch_log WHERE run_id = %s AND possible_gap ORDER BY url", (run_id,))
+    return [url for (url,) in cur.fetchall()]

@@ -19,13 +19,13 @@ STALE_STAGING = timedelta(days=2)
 
 def create_run(
     cur: Cursor, run_id: str, started_at: datetime, feed_ids: Sequence[int], shards: int,
-    not_due: int = 0, kind: str = "fetch",
+    not_due: int = 0, kind: str = "fetch", lane: str = "all", deferred: int = 0,
 ) -> int:
     """Record a run and assign its feeds to shards; a repeated call keeps the first plan."""
     cur.execute(
-        """INSERT INTO ingest_runs (run_id, started_at, feed_count, shards, not_due, kind)
-           VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING RETURNING shards""",
-        (run_id, started_at, len(feed_ids), shards, not_due, kind),
+        """INSERT INTO ingest_runs (run_id, started_at, feed_count, shards, not_due, kind, lane, deferred)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING RETURNING shards""",
+        (run_id, started_at, len(feed_ids), shards, not_due, kind, lane, deferred),
     )
     if cur.fetchone() is None:
         cur.execute("SELECT shards FROM ingest_runs WHERE run_id = %s", (run_id,))
@@ -88,7 +88,8 @@ def run_feed_outcomes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:
 def run_state(cur: Cursor, run_id: str) -> dict[str, Any]:
     """What a run's summary needs from its row."""
     cur.execute(
-        """SELECT started_at, loaded_at, validation_error, validation_warning, data_docs, not_due, kind
+        """SELECT started_at, loaded_at, validation_error, validation_warning, data_docs, not_due, kind,
+                  lane, deferred
            FROM ingest_runs WHERE run_id = %s""",
         (run_id,),
     )
@@ -98,10 +99,20 @@ def run_state(cur: Cursor, run_id: str) -> dict[str, Any]:
     return dict(zip([d.name for d in cur.description], row, strict=False))
 
 
+# The run's feed counts, from its summary's totals, as `counts` keys (run_history.feeds).
+_FEED_COUNT_KEYS = {"feeds": "feeds", "feeds_fetched": "fetched", "feeds_not_modified": "not_modified",
+                    "feeds_failed": "failed", "feeds_disabled": "disabled"}
+
+
 def finish_run(cur: Cursor, run_id: str, now: datetime, status: str, summary: dict[str, Any]) -> None:
+    """Record the run's end, its summary, and its feed counts beside the load's entry counts."""
+    totals = summary.get("totals", {})
+    feed_counts = {key: totals.get(total) for key, total in _FEED_COUNT_KEYS.items()}
     cur.execute(
-        "UPDATE ingest_runs SET finished_at = %s, status = %s, summary = %s WHERE run_id = %s",
-        (now, status, Json(summary), run_id),
+        """UPDATE ingest_runs SET finished_at = %s, status = %s, summary = %s,
+                  counts = coalesce(counts, '{}'::jsonb) || %s
+           WHERE run_id = %s""",
+        (now, status, Json(summary), Json(feed_counts), run_id),
     )
 
 

@@ -44,7 +44,17 @@ SELECT f.id AS feed_id,
        (SELECT count(*) FROM articles a WHERE a.feed_id = f.id) AS articles,
        (SELECT count(*) FROM quarantine q WHERE q.feed_id = f.id AND q.released_at IS NULL) AS quarantined,
        f.identity_rule,          -- guid, or the fallback for broken GUIDs (link, link_date, title_hash)
-       f.identity_rule_reason
+       f.identity_rule_reason,
+       -- Adaptive polling (pipeline.polling_policy): the publication rate, the interval it
+       -- asks for, whether the hot lane polls the feed, and possible gaps (fetches that
+       -- shared no entry with what was stored: stories may have been missed).
+       round(f.publish_rate::numeric, 3) AS publish_rate_per_hour,
+       f.window_size,
+       make_interval(secs => f.poll_interval_s) AS poll_interval,
+       f.hot,
+       f.gaps,
+       (SELECT count(*) FROM fetch_log g WHERE g.feed_id = f.id AND g.possible_gap
+          AND g.fetched_at > now() - interval '7 days') AS gaps_7d
 FROM feeds f
 WHERE f.removed_at IS NULL;
 

@@ -175,7 +175,7 @@ def test_migrations_are_tracked_and_idempotent(db_url):
 
 def test_full_text_search_finds_articles(db_url, settings, demo):
     run(db_url, settings, demo)
-    hits = query(db_url, "SELECT title FROM articles WHERE search @@ plainto_tsquery('simple', 'ferry crossings')")
+    hits = query(db_url, "SELECT title FROM articles WHERE search @@ websearch_to_tsquery('english', 'ferry crossings')")
     assert hits == [("Ferry timetable changes for the winter season",)]
 
 
