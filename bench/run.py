@@ -13,6 +13,10 @@ stage on a 10 MB entry of each kind of hostile markup (bench.adversarial). The i
 ratios: the peer (bench.peer: lemon24/reader 3.26 on the same feeds and server), the DAG on
 a running Airflow (bench.dag_pace) over the CLI, and peak memory at 1,000 and 10,000 feeds,
 each in a process of its own (bench.scale; the 10,000-feed run takes about 20 minutes here).
+Last, a simulated news day through the scheduler (bench.news_day, its own process): 5,000
+feeds at 1/36 of Media Cloud's volume over 24 simulated hours (capture, fetches against fixed
+15-minute polling, wall time per simulated hour, peak memory, database growth) and one
+full-scale cycle of 180,000 feeds (`--news-day 0` skips it).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench import adversarial, dag_pace, dedup_cost, parse_rate, scale, syndication
+from bench import adversarial, dag_pace, dedup_cost, news_day, parse_rate, scale, syndication
 from bench.corpus import build_corpus
 from pipeline import database, fetch, local_runner, tasks
 from pipeline.config import PROJECT_ROOT, Settings
@@ -138,6 +142,13 @@ def main() -> int:
     parser.add_argument("--scale-feeds", default="1000,10000",
                         help="peak memory of a CLI ingest at these two feed counts, each in its own "
                              "process (bench.scale; the larger from bench-feeds) ('': skip)")
+    parser.add_argument("--news-day", type=int, default=1,
+                        help="a simulated news day through the scheduler, and one full-scale cycle "
+                             "(bench.news_day, its own process) (0: skip)")
+    parser.add_argument("--news-day-feeds", type=int, default=5_000, help="feeds of the simulated day")
+    parser.add_argument("--news-day-hours", type=int, default=24, help="simulated hours")
+    parser.add_argument("--full-scale-feeds", type=int, default=180_000,
+                        help="feeds of the full-scale cycle (0: skip it)")
     args = parser.parse_args()
 
     # Every bench feed is on one loopback host: open loopback, lift the per-host limit to the
@@ -212,6 +223,9 @@ def main() -> int:
     if SHARED.is_dir() and args.scale_feeds:
         small, large = (int(n) for n in args.scale_feeds.split(","))
         results["peak_memory_at_scale"] = scale.table(small, large)
+    if args.news_day:
+        results["news_day"] = news_day.run_isolated(args.news_day_feeds, args.news_day_hours,
+                                                     args.full_scale_feeds)
     hostile = adversarial.table(int(args.adversarial_mb * 2**20)) if args.adversarial_mb else []
     if args.adversarial_mb:
         results["tiny_entries_10mb_parse"] = [adversarial.tiny_entries(p) for p in ("auto", "feedparser")]

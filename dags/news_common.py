@@ -20,6 +20,13 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def is_past_run(at: datetime, dag_run: Any, replay_after_s: int) -> bool:
+    """A backfill, or a run whose interval ended more than `replay_after_s` ago: it replays
+    the interval's archived bodies instead of fetching today's."""
+    run_type = str(getattr(dag_run, "run_type", "") or "")
+    return run_type.endswith("backfill") or (now() - at).total_seconds() > replay_after_s
+
+
 def run_time(data_interval_end: datetime | None, dag_run: Any = None) -> datetime:
     """A run's time, not the wall clock's: the end of its data interval (a scheduled run,
     a backfill), else when it was triggered (a manual run has no data interval)."""

@@ -8,7 +8,10 @@ validates (Great Expectations) and loads the entries into the news database.
   data interval; each feed's next check follows its publication rate, with `Retry-After`,
   `Cache-Control`, `Expires`, `<ttl>` as floors and its error streak; trigger with
   `{"force": true}` to fetch all now), the most urgent first when more are due than
-  `RUN_MAX_FEEDS`, and splits them into shards. Migrations run at
+  `RUN_MAX_FEEDS`, and splits them into shards. A run for a past interval (a backfill, or
+  a manual run whose interval ended more than `PAST_RUN_REPLAY_AFTER` ago) fetches
+  nothing: it replays each feed's latest body archived in its interval through today's
+  stages, idempotently. Migrations run at
   start-up (`make run`, the compose init service), never here.
 * **ingest_shard** (mapped, one task per shard, in the `feed_fetch` pool): one pass over
   the shard, in memory: HTTP with conditional GET (each feed's outcome to `fetch_log`,
@@ -60,17 +63,22 @@ long main run.
 def news_ingest() -> None:
     @task
     def prepare(run_id: str | None = None, params: dict[str, Any] | None = None,
-                data_interval_end: datetime | None = None, dag_run: Any = None) -> list[int]:
+                data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
+                dag_run: Any = None) -> list[int]:
         from pipeline import tasks
         from pipeline.feedlist import read_feed_list
 
         cfg = common.settings()
+        at = common.run_time(data_interval_end, dag_run)
+        if data_interval_start is not None and common.is_past_run(at, dag_run, cfg.replay_after_s):
+            start = common.run_time(data_interval_start)
+            print(f"a past interval [{start}, {at}): its archived bodies go through today's stages")
+            return tasks.prepare_replay(common.db_url(cfg), cfg, str(run_id), start, at, common.now())
         sources = read_feed_list(cfg.feeds_file)
         print(f"feed list {cfg.feeds_file}: {len(sources)} feeds")
         force = bool((params or {}).get("force"))
         lane = str((params or {}).get("lane") or "all")
-        return tasks.prepare_run(common.db_url(cfg), cfg, str(run_id), sources,
-                                 common.run_time(data_interval_end, dag_run), force=force, lane=lane)
+        return tasks.prepare_run(common.db_url(cfg), cfg, str(run_id), sources, at, force=force, lane=lane)
 
     # multiple_outputs=False: a task returning a dict pushes it as one XCom, not one per key.
     @task(pool=FETCH_POOL, map_index_template="shard {{ task.op_kwargs['shard'] }}", multiple_outputs=False)

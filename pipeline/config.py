@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, validation_alias="FETCH_MAX_BYTES")
     fetch_concurrency: int = Field(32, ge=1, validation_alias="FETCH_CONCURRENCY")
     per_host_concurrency: int = Field(2, ge=1, validation_alias="FETCH_PER_HOST")
+    # Seconds between the starts of two requests to one host, across every worker (0: none;
+    # FETCH_PER_HOST alone bounds a host's load, as in feed readers; raise it for a publisher
+    # that asks for a crawl delay).
+    host_delay_s: float = Field(0.0, ge=0.0, le=60, validation_alias="FETCH_HOST_DELAY")
     # CIDRs the SSRF guard lets through; comma-separated in the environment.
     allowed_networks: Annotated[tuple[Network, ...], NoDecode, BeforeValidator(_networks)] = Field(
         (), validation_alias="FETCH_ALLOWED_NETWORKS")
@@ -162,10 +166,20 @@ class Settings(BaseSettings):
     # At most this many feeds in one run; past it, the most urgent go first (fairly across
     # hosts) and the rest are deferred to the next run.
     run_max_feeds: int = Field(50_000, ge=1, validation_alias="RUN_MAX_FEEDS")
+    # A DAG run whose data interval ended longer ago than this (a backfill, a manual run
+    # for a past interval) re-processes the bodies archived in its interval, fetching nothing.
+    replay_after_s: int = Field(3600, ge=0, validation_alias="PAST_RUN_REPLAY_AFTER")
     max_entries_per_feed: int = Field(500, ge=1, validation_alias="FETCH_MAX_ENTRIES")
     redirect_confirmations: int = Field(3, ge=1, validation_alias="REDIRECT_CONFIRMATIONS")
     versions_per_feed_per_run: int = Field(50, ge=0, validation_alias="VERSIONS_PER_FEED_PER_RUN")
     archive_retention_days: int = Field(30, ge=1, validation_alias="ARCHIVE_RETENTION_DAYS")
+    # History kept, by table (the maintenance DAG drops month partitions wholly older).
+    fetch_log_retention_days: int = Field(180, ge=1, validation_alias="FETCH_LOG_RETENTION_DAYS")
+    validation_retention_days: int = Field(90, ge=1, validation_alias="VALIDATION_RETENTION_DAYS")
+    duplicates_retention_days: int = Field(365, ge=1, validation_alias="DUPLICATES_RETENTION_DAYS")
+    versions_retention_days: int = Field(365, ge=1, validation_alias="VERSIONS_RETENTION_DAYS")
+    # Month partitions created ahead of the current month by the maintenance DAG.
+    partition_months_ahead: int = Field(3, ge=1, le=24, validation_alias="PARTITION_MONTHS_AHEAD")
     shard_size: int = Field(50, ge=1, validation_alias="FEEDS_PER_SHARD")
     max_shards: Annotated[int, AfterValidator(lambda n: min(n, MAX_SHARDS_CAP))] = Field(
         256, ge=1, validation_alias="MAX_FETCH_SHARDS")
@@ -180,6 +194,11 @@ class Settings(BaseSettings):
     max_undated_share: float = _ratio(0.5, "MAX_UNDATED_SHARE")
     max_title_chars: int = Field(1000, ge=1, validation_alias="MAX_TITLE_CHARS")
     data_docs_keep: int = Field(30, ge=1, validation_alias="DATA_DOCS_KEEP")
+    # Which runs get a Data Docs page: "failures" (a run with a failed expectation: rendering
+    # the site is most of GX's cost for a small run; every run's results are in SQL and the
+    # News view's Quality page) or "always".
+    data_docs: Annotated[Literal["failures", "always"], BeforeValidator(_choice)] = Field(
+        "failures", validation_alias="DATA_DOCS")
     future_tolerance_hours: int = Field(DEFAULT_TOLERANCE_HOURS, ge=0, validation_alias="FUTURE_TOLERANCE_HOURS")
     # "auto": the lxml fast path, feedparser for what it refuses; "feedparser": feedparser only.
     feed_parser: Annotated[Literal["auto", "feedparser"], BeforeValidator(_choice)] = Field(

@@ -122,8 +122,8 @@ _KEEP_VERSIONS = """
 INSERT INTO article_versions (article_id, version, run_id, changed, title, text, html,
                               canonical_url, guid, content_hash, replaced_at, content_run_id,
                               content_fetch_id)
-SELECT id, version, %(run)s, changed, title, text, html, canonical_url, guid, content_hash, %(now)s,
-       content_run_id, content_fetch_id
+SELECT DISTINCT ON (id) id, version, %(run)s, changed, title, text, html, canonical_url, guid,
+       content_hash, %(now)s, content_run_id, content_fetch_id
 FROM (
     SELECT a.*, row_number() OVER (PARTITION BY s.feed_id ORDER BY s.seq) AS nth,
            array_remove(ARRAY[
@@ -134,8 +134,9 @@ FROM (
     FROM load_plan s JOIN articles a ON a.id = s.matched_article_id
     WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.content_hash <> s.article->>'content_hash'
 ) v
-WHERE nth <= %(version_cap)s
-ON CONFLICT (article_id, version) DO NOTHING
+WHERE nth <= %(version_cap)s  -- (article_id, version) kept once: no unique key to skip on (017)
+  AND NOT EXISTS (SELECT 1 FROM article_versions o WHERE o.article_id = v.id AND o.version = v.version)
+ORDER BY id, nth
 """
 
 _UPDATE_CHANGED = """
@@ -174,24 +175,35 @@ WHERE s.run_id = %(run)s AND s.decision = 'duplicate' AND a.id = s.matched_artic
   AND a.fetched_at < s.fetched_at
 """
 
+# An upsert by dup_key, as an update then an insert: duplicates is partitioned by
+# last_seen_at (migration 017), so dup_key is no unique key; the load lock makes this the
+# only writer. A sighting moves the row to the current month's partition.
 _UPSERT_DUPLICATES = """
+WITH d AS (
+    SELECT DISTINCT ON (dup_key) * FROM (
+        SELECT md5(concat_ws('|', s.feed_id, s.article->>'identity_key', s.article->>'content_hash',
+                             s.rule, m.id)) AS dup_key,
+               s.feed_id, s.article->>'guid' AS guid, s.article->>'canonical_url' AS canonical_url,
+               s.article->>'content_hash' AS content_hash,
+               s.rule, m.id AS matched, %(run)s::text AS first_run, %(run)s::text AS last_run,
+               %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen
+        FROM load_plan s
+        LEFT JOIN articles m ON m.id = coalesce(
+            s.matched_article_id, (SELECT x.id FROM articles x WHERE x.canonical_url = s.matched_url))
+        WHERE s.run_id = %(run)s AND s.decision = 'duplicate'
+    ) x
+), seen AS (
+    UPDATE duplicates t SET
+        last_run_id = d.last_run, last_seen_at = d.last_seen,
+        times_seen = t.times_seen + CASE WHEN t.last_run_id = d.last_run THEN 0 ELSE 1 END
+    FROM d WHERE t.dup_key = d.dup_key
+    RETURNING t.dup_key
+)
 INSERT INTO duplicates (dup_key, feed_id, guid, canonical_url, content_hash, rule,
                         matched_article_id, first_run_id, last_run_id, first_seen_at, last_seen_at)
-SELECT DISTINCT ON (dup_key) * FROM (
-    SELECT md5(concat_ws('|', s.feed_id, s.article->>'identity_key', s.article->>'content_hash',
-                         s.rule, m.id)) AS dup_key,
-           s.feed_id, s.article->>'guid', s.article->>'canonical_url', s.article->>'content_hash',
-           s.rule, m.id AS matched, %(run)s::text AS first_run, %(run)s::text AS last_run,
-           %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen
-    FROM load_plan s
-    LEFT JOIN articles m ON m.id = coalesce(
-        s.matched_article_id, (SELECT x.id FROM articles x WHERE x.canonical_url = s.matched_url))
-    WHERE s.run_id = %(run)s AND s.decision = 'duplicate'
-) d
-ON CONFLICT (dup_key) DO UPDATE SET
-    last_run_id = EXCLUDED.last_run_id, last_seen_at = EXCLUDED.last_seen_at,
-    times_seen = duplicates.times_seen
-                 + CASE WHEN duplicates.last_run_id = EXCLUDED.last_run_id THEN 0 ELSE 1 END
+SELECT dup_key, feed_id, guid, canonical_url, content_hash, rule, matched, first_run, last_run,
+       first_seen, last_seen
+FROM d WHERE d.dup_key NOT IN (SELECT dup_key FROM seen)
 """
 
 _UPSERT_QUARANTINE = """
@@ -439,8 +451,8 @@ def _adapt_polling(cur: Cursor, params: dict[str, Any], rules: polling_policy.Ru
         verdict = polling_policy.adapt(polling_policy.Observation(
             fetched_at, last_success, rate, window, entries, new, overlap, published or ()),
             rules.bounds, rules.fill)
-        verdicts.append((feed_id, verdict.gap, verdict.rate, verdict.window,
-                         round(verdict.interval.total_seconds())))
+        interval = max(polling_policy.spread(verdict.interval, feed_id), rules.bounds.min_interval)
+        verdicts.append((feed_id, verdict.gap, verdict.rate, verdict.window, round(interval.total_seconds())))
     execute_values(cur, _RECORD_POLLING, [(params["run"], *v) for v in verdicts],
                    template="(%s, %s::bigint, %s::boolean, %s::float8, %s::int, %s::int)", page_size=1000)
     return sum(gap for _, gap, *_ in verdicts)

@@ -1,6 +1,7 @@
 """Maintenance flows: replay archived bodies, release quarantined entries, check the
 stored tables. Each makes its own run and drives it through the same tasks as an ingest
-(pipeline.tasks), with no network."""
+(pipeline.tasks), with no network. And the history tables' month partitions: created
+ahead, dropped past their retention (the news_maintenance DAG)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pipeline import storage, validate
 from pipeline.config import Settings
-from pipeline.database import connect
+from pipeline.database import connect, require_schema
 from pipeline.local_runner import finish
+from pipeline.storage import partitions
 from pipeline.tasks import shard_count, stage_bodies, stage_entries, utcnow
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ def check_table(db_url: str, settings: Settings, run_id: str, now: datetime) -> 
     checker.prepare_table_checks(db_url)
     parameters = {"latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp()}
     outcomes = [checker.run(suite, run_id, parameters, index="id") for suite in validate.TABLE_SUITES]
+    checker.build_docs(outcomes)
     with connect(db_url) as conn, conn.cursor() as cur:
         for outcome in outcomes:
             storage.record_validation(cur, run_id, outcome, now)
@@ -106,3 +109,67 @@ def check_table(db_url: str, settings: Settings, run_id: str, now: datetime) -> 
     }
     log.info("table checks: %s", result)
     return result
+
+
+# Partition DDL waits this long for its table's lock, then fails (the task retries) rather
+# than hold up the writers queued behind it (a load, a shard recording its fetches).
+LOCK_TIMEOUT = "10s"
+
+
+def retention_days(settings: Settings) -> dict[str, int]:
+    """Days of history kept, per partitioned table."""
+    return {
+        "fetch_log": settings.fetch_log_retention_days,
+        "validation_results": settings.validation_retention_days,
+        "duplicates": settings.duplicates_retention_days,
+        "article_versions": settings.versions_retention_days,
+    }
+
+
+def month_of(at: datetime) -> date:
+    """The first day of `at`'s UTC month."""
+    return at.astimezone(UTC).date().replace(day=1)
+
+
+def months_after(month: date, months: int) -> date:
+    """The first day of the month `months` after `month`'s."""
+    index = month.year * 12 + month.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def create_partitions(db_url: str, settings: Settings, now: datetime) -> dict[str, list[str]]:
+    """Create each partitioned table's partitions for `now`'s UTC month and the next
+    `partition_months_ahead` (PARTITION_MONTHS_AHEAD), and for every month its DEFAULT
+    partition holds rows of (moved into them, in the same transaction). Idempotent; one
+    transaction per table. Returns the partitions created, by table."""
+    first = month_of(now)
+    last = months_after(first, settings.partition_months_ahead)
+    created = {}
+    for table in partitions.PARTITIONED:
+        with connect(db_url) as conn, conn.cursor() as cur:
+            require_schema(cur)
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
+            created[table] = partitions.create_partitions(cur, table, first, last)
+    log.info("partitions through %s: created %s", last, {t: names for t, names in created.items() if names})
+    return created
+
+
+def drop_expired_partitions(db_url: str, settings: Settings, now: datetime) -> dict[str, Any]:
+    """Retention: drop each partitioned table's partitions wholly older than its retention
+    (their range ends at or before `now` minus the table's days), with their rows. A month
+    that still holds a row within the retention is kept whole, and the DEFAULT partition
+    is never dropped (`create_partitions` moves its rows into their months' partitions,
+    which this then drops when expired). Suite runs (`validation_runs`, a plain table) are
+    deleted with their results' months. One transaction per table. Returns what went."""
+    dropped: dict[str, Any] = {}
+    for table, days in retention_days(settings).items():
+        cutoff = now - timedelta(days=days)
+        with connect(db_url) as conn, conn.cursor() as cur:
+            require_schema(cur)
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
+            dropped[table] = partitions.drop_partitions_before(cur, table, cutoff)
+            if table == "validation_results":  # before the oldest month kept
+                kept_from = datetime.combine(month_of(cutoff), datetime.min.time(), UTC)
+                dropped["validation_runs_deleted"] = partitions.prune_validation_runs(cur, kept_from)
+    log.info("retention at %s: dropped %s", now.isoformat(), dropped)
+    return dropped

@@ -91,8 +91,8 @@ def next_check(
 # 1 - exp(-elapsed / RATE_MEMORY). A rise is taken at once (a missed story is worse than
 # an extra fetch).
 RATE_MEMORY = timedelta(hours=12)
-# Entries dated less than this apart count as one date (a feed that stamps every entry
-# with the time it was generated tells nothing about its rate).
+# Dates that all fall within this tell nothing about a feed's rate (a feed that stamps
+# every entry with the time it was generated).
 _SAME_DATE = timedelta(minutes=1)
 # The interval of a feed whose rate is not known yet (no dates, fetched once).
 UNKNOWN_RATE_INTERVAL = timedelta(hours=1)
@@ -136,18 +136,20 @@ class Polling:
 
 
 def window_rate(published: Sequence[datetime], now: datetime) -> float | None:
-    """Entries per hour from the dates of the entries a feed serves: as many entries as
-    have distinct dates, over the time from the oldest to `now`. None with fewer than two
-    distinct dates (undated, or all stamped alike)."""
-    dates = sorted((d for d in published if d <= now + _SAME_DATE), reverse=True)
-    distinct: list[datetime] = []
-    for d in dates:
-        if not distinct or distinct[-1] - d >= _SAME_DATE:
-            distinct.append(d)
-    if len(distinct) < 2:
+    """Entries per hour from the dates of the entries a feed serves: their number over the
+    time from the oldest to `now`. None with fewer than two dates, or when they all fall
+    within a minute (undated entries stamped alike say nothing about the rate)."""
+    dates = [d for d in published if d <= now + _SAME_DATE]
+    if len(dates) < 2 or max(dates) - min(dates) < _SAME_DATE:
         return None
-    span = max(now - distinct[-1], _SAME_DATE)
-    return len(distinct) / (span.total_seconds() / 3600)
+    span = max(now - min(dates), _SAME_DATE)
+    return len(dates) / (span.total_seconds() / 3600)
+
+
+def spread(interval: timedelta, key: int, share: float = 0.2) -> timedelta:
+    """`interval` shortened by up to `share`, by a fixed fraction per `key` (a feed id), so
+    feeds fetched together (a cold start) do not all come due together again."""
+    return interval * (1 - share * ((key * 0.6180339887498949) % 1.0))
 
 
 def interval_for(rate: float | None, window: int | None, bounds: Bounds, fill: float) -> timedelta:

@@ -41,6 +41,8 @@ def warnings_of(summary: dict[str, Any]) -> list[str]:
     lines = []
     if summary.get("validation_warning"):
         lines.append(f"validation warning: {summary['validation_warning']}")
+    if summary.get("polling_warning"):  # possible gaps, deferred feeds (pipeline.polling_policy)
+        lines.append(f"polling warning: {summary['polling_warning']}")
     for feed in summary.get("attention") or []:
         lines.append(f"needs attention ({feed.get('status')}, {feed.get('error_streak')} errors): "
                      f"{feed.get('url')}: {feed.get('reason')}")
@@ -75,7 +77,7 @@ def format_report(summary: dict[str, Any], failure: str | None = None, width: in
         console.print(Text(f"  - {line}"), soft_wrap=True)
     if summary.get("validation_error"):
         console.print(Text(f"Validation failed: {summary['validation_error']}"))
-    console.print(Text(f"Data Docs: {summary.get('data_docs') or 'none (no validation ran)'}"))
+    console.print(Text(f"Data Docs: {summary.get('data_docs') or 'none (no expectation failed, or none ran)'}"))
     console.print(Text(f"Verdict: {'FAILED: ' + failure if failure else 'ok'}"))
     return out.getvalue().rstrip() + "\n"
 

@@ -2,8 +2,9 @@
 
 GX is imported lazily (it costs seconds and hundreds of MB), and its context, a
 file-backed one under `<data_dir>/gx`, is built once per process. Each suite runs
-through a checkpoint that also updates the Data Docs site, so every run has a
-page; old pages are pruned. Results come back as plain records (for SQL) and,
+through a checkpoint; the Data Docs site is then built once for all of a run's
+suites (`build_docs`: rendering is most of GX's cost for a small batch), so every
+run has a page; old pages are pruned. Results come back as plain records (for SQL) and,
 for the row suite, as the failed expectations of each failing row: rows are
 never dropped here, the caller quarantines them.
 """
@@ -72,8 +73,9 @@ class SuiteOutcome:
     statistics: dict[str, Any]
     expectations: tuple[ExpectationOutcome, ...]
     element_count: int | None
-    data_docs: str | None
+    data_docs: str | None  # the page `build_docs` writes for this result
     failures: dict[int, list[Failure]]  # per row, when the suite has a row id
+    result_key: Any = None  # GX's identifier of the stored result, for `build_docs`
 
 
 def _plain(value: Any) -> Any:
@@ -130,7 +132,7 @@ class Validator:
             gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
         return self.context.checkpoints.add_or_update(gx.Checkpoint(
             name=name, validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            actions=[],  # Data Docs: built once per run for all its suites (build_docs)
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [index]},
         ))
 
@@ -173,7 +175,7 @@ class Validator:
             self.checkpoints[suite] = self._builders[suite]()
             result = run_checkpoint()
         [(key, validation)] = list(result.run_results.items())
-        sites = self.context.get_docs_sites_urls(resource_identifier=key)
+        sites = self.context.get_docs_sites_urls(resource_identifier=key, only_if_exists=False)
         docs = unquote(urlsplit(sites[0]["site_url"]).path) if sites and sites[0].get("site_url") else None
         outcomes: list[ExpectationOutcome] = []
         failures: dict[int, list[Failure]] = {}
@@ -197,7 +199,13 @@ class Validator:
                             Failure(config.type, column, _plain(value)))
         element_count = max((o.element_count or 0 for o in outcomes), default=None)
         return SuiteOutcome(suite, bool(validation.success), dict(validation.statistics),
-                            tuple(outcomes), element_count, docs, failures)
+                            tuple(outcomes), element_count, docs, failures, key)
+
+    def build_docs(self, outcomes: Sequence[SuiteOutcome | None]) -> None:
+        """Write the Data Docs pages of these results (one run's suites) and the site's index."""
+        keys = [o.result_key for o in outcomes if o is not None and o.result_key is not None]
+        if keys:
+            self.context.build_data_docs(resource_identifiers=keys)
 
     def prune_docs(self, keep: int) -> None:
         """Keep the Data Docs pages and stored results of the latest `keep` runs per suite."""

@@ -16,10 +16,12 @@ from pipeline.storage.feeds import (
 from pipeline.storage.fetches import (
     archive_bodies,
     archived_fetches,
+    latest_archived,
     possible_gaps,
     prune_archive,
     record_archived,
     record_fetches,
+    shard_archived_bodies,
 )
 from pipeline.storage.plan import (
     batch_duplicates_of,
@@ -59,6 +61,8 @@ __all__ = [
     "STALE_STAGING",
     "archive_bodies",
     "possible_gaps",
+    "latest_archived",
+    "shard_archived_bodies",
     "archived_fetches",
     "article_count",
     "assign_run_feeds",

@@ -27,6 +27,16 @@ def upsert_feeds(cur: Cursor, sources: Sequence[FeedSource], source: str = "list
         ([s.url for s in sources],),
     )
     ids = dict(cur.fetchall())
+    # Registered feeds that this call changes nothing in are not written again (a feed list
+    # of thousands is registered on every run): only new URLs, titles filling a gap, and
+    # explicit (CLI) subscriptions go to the upsert.
+    cur.execute("SELECT url, id, title IS NULL, source, removed_at IS NOT NULL FROM feeds WHERE url = ANY(%s)",
+                ([s.url for s in sources if s.url not in ids],))
+    titled = {s.url for s in sources if s.title}
+    for url, feed_id, untitled, current, removed in cur.fetchall():
+        unchanged = source != "cli" or (current == "cli" and not removed)
+        if unchanged and not (untitled and url in titled):
+            ids[url] = feed_id
     fresh = [s for s in sources if s.url not in ids]
     if fresh:
         # Existing rows locked in id order first, as every writer of many feed rows does,

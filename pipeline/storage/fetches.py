@@ -8,6 +8,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
@@ -47,6 +48,31 @@ WHERE l.run_id = %(run)s AND l.feed_id = ANY(%(feeds)s) AND f.id = l.feed_id
 """
 
 
+_FETCH_COLUMNS = """run_id, feed_id, url, fetched_at, outcome, status, error_kind, error, duration_ms,
+                    bytes, final_url, etag, last_modified, body_hash, headers, unchanged,
+                    permanent_redirect, next_check_at"""
+
+# fetch_log is partitioned by fetched_at (migration 017), so (run_id, feed_id) is no unique
+# key to upsert on: a retried shard's fetch updates the run's row of the feed in place (to
+# another month's partition if its month changed; what the load wrote stays, as the upsert
+# left it), and the other fetches are inserted. The run's run_feeds rows of the feeds,
+# locked first (nothing else locks them, so no new lock order with the load's), serialize
+# writers of the same run and feed: a retried shard and the attempt it replaces.
+_REFETCHED = f"""
+UPDATE fetch_log l SET
+    fetched_at = v.fetched_at, outcome = v.outcome, status = v.status, error_kind = v.error_kind,
+    error = v.error, duration_ms = v.duration_ms, bytes = v.bytes, final_url = v.final_url,
+    entries = 0, staged = false, etag = v.etag, last_modified = v.last_modified,
+    body_hash = v.body_hash, headers = v.headers, unchanged = v.unchanged,
+    permanent_redirect = v.permanent_redirect, next_check_at = v.next_check_at, entries_dropped = 0
+FROM (VALUES %s) AS v({_FETCH_COLUMNS})
+WHERE l.run_id = v.run_id AND l.feed_id = v.feed_id
+"""
+
+_FETCH_TEMPLATE = ("(%s, %s::bigint, %s, %s::timestamptz, %s, %s::int, %s, %s, %s::int, %s::int, %s, %s, %s,"
+                   " %s, %s::jsonb, %s::boolean, %s, %s::timestamptz)")
+
+
 def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> None:
     """Write each fetch's outcome to fetch_log with the feeds' politeness state, and archive
     the bodies (idempotent per run: a retried shard replaces its rows). Entries are staged
@@ -54,31 +80,24 @@ def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> 
     results = list(results)
     if not results:
         return
-    execute_values(
-        cur,
-        """INSERT INTO fetch_log (run_id, feed_id, url, fetched_at, outcome, status, error_kind,
-                                  error, duration_ms, bytes, final_url, etag, last_modified,
-                                  body_hash, headers, unchanged, permanent_redirect, next_check_at)
-           VALUES %s
-           ON CONFLICT (run_id, feed_id) DO UPDATE SET
-               fetched_at = EXCLUDED.fetched_at, outcome = EXCLUDED.outcome,
-               status = EXCLUDED.status, error_kind = EXCLUDED.error_kind,
-               error = EXCLUDED.error, duration_ms = EXCLUDED.duration_ms,
-               bytes = EXCLUDED.bytes, final_url = EXCLUDED.final_url, entries = 0, staged = false,
-               etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified,
-               body_hash = EXCLUDED.body_hash, headers = EXCLUDED.headers,
-               unchanged = EXCLUDED.unchanged, permanent_redirect = EXCLUDED.permanent_redirect,
-               next_check_at = EXCLUDED.next_check_at, entries_dropped = 0""",
-        [
-            (run_id, r.feed_id, r.url, r.fetched_at, r.outcome.value, r.status, r.error_kind,
-             r.error, r.duration_ms, len(r.body or b""), r.final_url, r.etag, r.last_modified,
-             r.body_hash, Json(r.headers) if r.headers else None, r.unchanged,
-             r.permanent_redirect, r.next_check_at)
-            for r in results
-        ],
-        page_size=PAGE,
-    )
     feed_ids = sorted(r.feed_id for r in results)
+    cur.execute("""SELECT 1 FROM run_feeds WHERE run_id = %s AND feed_id = ANY(%s)
+                   ORDER BY feed_id FOR NO KEY UPDATE""", (run_id, feed_ids))
+    cur.execute("SELECT feed_id FROM fetch_log WHERE run_id = %s AND feed_id = ANY(%s)", (run_id, feed_ids))
+    recorded = {feed_id for (feed_id,) in cur.fetchall()}
+    rows = [
+        (run_id, r.feed_id, r.url, r.fetched_at, r.outcome.value, r.status, r.error_kind,
+         r.error, r.duration_ms, len(r.body or b""), r.final_url, r.etag, r.last_modified,
+         r.body_hash, Json(r.headers) if r.headers else None, r.unchanged,
+         r.permanent_redirect, r.next_check_at)
+        for r in results
+    ]
+    if recorded:
+        execute_values(cur, _REFETCHED, [row for row in rows if row[1] in recorded],
+                       template=_FETCH_TEMPLATE, page_size=PAGE)
+    if len(recorded) < len(rows):
+        execute_values(cur, f"INSERT INTO fetch_log ({_FETCH_COLUMNS}) VALUES %s",
+                       [row for row in rows if row[1] not in recorded], page_size=PAGE)
     cur.execute("SELECT 1 FROM feeds WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (feed_ids,))
     cur.execute(_RECORD_POLITENESS, {"run": run_id, "feeds": feed_ids})
     archive_bodies(cur, results)
@@ -112,20 +131,45 @@ def archive_bodies(cur: Cursor, results: Sequence[FetchResult]) -> None:
     )
 
 
-def archived_fetches(cur: Cursor, since: datetime) -> list[tuple[int, str, str, datetime]]:
+def archived_fetches(cur: Cursor, since: datetime, until: datetime | None = None
+                     ) -> list[tuple[int, str, str, datetime]]:
     """(feed_id, feed url, body_hash, first fetched_at) of each distinct archived body fetched
-    since `since`, oldest first; bodies pruned from the archive are skipped."""
+    since `since` (and before `until`), oldest first, by real fetches (not replays); bodies
+    pruned from the archive are skipped."""
     cur.execute(
         """SELECT l.feed_id, f.url, l.body_hash, min(l.fetched_at) AS fetched_at
            FROM fetch_log l
+           JOIN ingest_runs i ON i.run_id = l.run_id AND i.kind = 'fetch'
            JOIN raw_bodies r ON r.body_hash = l.body_hash
            JOIN feeds f ON f.id = l.feed_id
-           WHERE l.fetched_at >= %s AND l.body_hash IS NOT NULL AND NOT l.unchanged
+           WHERE l.fetched_at >= %s AND l.fetched_at < coalesce(%s::timestamptz, 'infinity')
+             AND l.body_hash IS NOT NULL AND NOT l.unchanged
            GROUP BY l.feed_id, f.url, l.body_hash
            ORDER BY fetched_at, l.feed_id""",
-        (since,),
+        (since, until),
     )
     return list(cur.fetchall())
+
+
+def latest_archived(items: Sequence[tuple[int, str, str, datetime]]) -> list[tuple[int, str, str, datetime]]:
+    """Each feed's latest body of `items` (oldest first, as `archived_fetches` gives them)."""
+    latest = {item[0]: item for item in items}
+    return sorted(latest.values(), key=lambda item: (item[3], item[0]))
+
+
+def shard_archived_bodies(cur: Cursor, run_id: str, shard: int
+                          ) -> list[tuple[int, str, bytes, str | None, datetime]]:
+    """A replay run's shard: its recorded archived bodies (feed_id, url, body, content type,
+    fetched_at), read back from the archive."""
+    cur.execute(
+        """SELECT l.feed_id, l.url, r.body, r.content_type, l.fetched_at
+           FROM run_feeds rf
+           JOIN fetch_log l ON l.run_id = rf.run_id AND l.feed_id = rf.feed_id
+           JOIN raw_bodies r ON r.body_hash = l.body_hash
+           WHERE rf.run_id = %s AND rf.shard = %s ORDER BY l.feed_id""",
+        (run_id, shard),
+    )
+    return [(fid, url, zlib.decompress(bytes(body)), ctype, at) for fid, url, body, ctype, at in cur.fetchall()]
 
 
 def record_archived(cur: Cursor, run_id: str, items: Sequence[tuple[int, str, str, datetime]]
@@ -137,11 +181,18 @@ def record_archived(cur: Cursor, run_id: str, items: Sequence[tuple[int, str, st
         (list({h for _, _, h, _ in items}),),
     )
     bodies = {h: (zlib.decompress(bytes(body)), ctype) for h, body, ctype in cur.fetchall()}
+    # One row per feed, the first (fetch_log has no unique (run_id, feed_id) to skip on: see
+    # _REFETCHED); the caller's new ingest_runs row serializes writers of the run.
+    first: dict[int, tuple[Any, ...]] = {}
+    for fid, url, h, at in items:
+        first.setdefault(fid, (run_id, fid, url, at, "ok", 200, len(bodies[h][0]), h))
     execute_values(
         cur,
         """INSERT INTO fetch_log (run_id, feed_id, url, fetched_at, outcome, status, bytes, body_hash)
-           VALUES %s ON CONFLICT (run_id, feed_id) DO NOTHING""",
-        [(run_id, fid, url, at, "ok", 200, len(bodies[h][0]), h) for fid, url, h, at in items],
+           SELECT v.* FROM (VALUES %s) AS v(run_id, feed_id, url, fetched_at, outcome, status, bytes, body_hash)
+           WHERE NOT EXISTS (SELECT 1 FROM fetch_log l WHERE l.run_id = v.run_id AND l.feed_id = v.feed_id)""",
+        list(first.values()),
+        template="(%s, %s::bigint, %s, %s::timestamptz, %s, %s::int, %s::int, %s)",
         page_size=PAGE,
     )
     return [(fid, url, bodies[h][0], bodies[h][1], at) for fid, url, h, at in items]

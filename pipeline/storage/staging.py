@@ -44,11 +44,15 @@ def claim_held(cur: Cursor, run_id: str, now: datetime, ids: Sequence[int] | Non
     )
     held = sorted(cur.fetchall(), key=lambda row: row[0])
     feeds = {fid: url for _, fid, url, _, _, _, _ in held}
+    # fetch_log has no unique (run_id, feed_id) (partitioned, migration 017): a feed's row is
+    # inserted unless the run has one; the run's new ingest_runs row serializes its writers.
     execute_values(
         cur,
         """INSERT INTO fetch_log (run_id, feed_id, url, fetched_at, outcome, status)
-           VALUES %s ON CONFLICT (run_id, feed_id) DO NOTHING""",
+           SELECT v.* FROM (VALUES %s) AS v(run_id, feed_id, url, fetched_at, outcome, status)
+           WHERE NOT EXISTS (SELECT 1 FROM fetch_log l WHERE l.run_id = v.run_id AND l.feed_id = v.feed_id)""",
         [(run_id, fid, url, now, "ok", None) for fid, url in feeds.items()],
+        template="(%s, %s::bigint, %s, %s::timestamptz, %s, %s::int)",
     )
     return [ParsedEntry(fid, qid, entry, at, lang, link) for qid, fid, _, entry, at, lang, link in held]
 

@@ -37,13 +37,15 @@ def record_validation(cur: Cursor, run_id: str, outcome: Any, now: datetime) -> 
     )
     validation_id = cur.fetchone()[0]
     cur.execute("DELETE FROM validation_results WHERE validation_id = %s", (validation_id,))
+    # evaluated_at, the suite run's time, is the partition key of validation_results
+    # (migration 017): a run's results sit in its month's partition and are dropped with it.
     execute_values(
         cur,
         """INSERT INTO validation_results (validation_id, expectation, column_name, success,
-               element_count, unexpected_count, unexpected_percent, observed) VALUES %s
+               element_count, unexpected_count, unexpected_percent, observed, evaluated_at) VALUES %s
            ON CONFLICT DO NOTHING""",
         [(validation_id, e.expectation, e.column or "", e.success, e.element_count,
-          e.unexpected_count, e.unexpected_percent, Json(e.observed, dumps=_dumps))
+          e.unexpected_count, e.unexpected_percent, Json(e.observed, dumps=_dumps), now)
          for e in outcome.expectations],
     )
 

@@ -1,5 +1,7 @@
-"""The DAGs' polling: a hot lane on its own schedule, and runs that take their time from
-their data interval, not the wall clock (real Airflow, `dag.test()`)."""
+"""The DAGs follow their runs' time: a hot lane on its own schedule, runs that take their
+time from their data interval (not the wall clock), and runs for past intervals (a
+backfill) that re-process that interval's archived bodies, idempotently (real Airflow,
+`dag.test()`)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ from email.utils import format_datetime
 
 import pytest
 
+from pipeline import local_runner
+from pipeline.config import Settings
 from pipeline.feedserver import FeedServer, Route
-from tests.helpers import item, query, rss
+from pipeline.records import FeedSource
+from tests.helpers import item, query, rss, scalar
 
 pytestmark = pytest.mark.dag
-
-T0 = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)
 
 
 def test_the_hot_lane_is_the_same_run_on_a_shorter_schedule(dagbag):
@@ -24,31 +27,80 @@ def test_the_hot_lane_is_the_same_run_on_a_shorter_schedule(dagbag):
     assert hot.max_active_runs == 1 and hot.catchup is False
 
 
-def test_runs_take_their_time_from_their_data_interval_and_the_hot_lane_takes_hot_feeds(
-        airflow_db, db_url, tmp_path, monkeypatch, dagbag):
-    fast = [item(n, pubDate=format_datetime(T0 - timedelta(minutes=n))) for n in range(20)]
-    quiet = [item(100 + n, pubDate=format_datetime(T0 - timedelta(days=2 * n))) for n in range(20)]
-    with FeedServer({"/fast.xml": Route(rss(fast)), "/quiet.xml": Route(rss(quiet))}) as server:
+@pytest.fixture
+def environment(db_url, tmp_path, monkeypatch):
+    def point_at(server: FeedServer, *paths: str) -> None:
         feeds = tmp_path / "feeds.txt"
-        feeds.write_text(f"{server.url('/fast.xml')}\n{server.url('/quiet.xml')}\n")
+        feeds.write_text("".join(server.url(p) + "\n" for p in paths))
         for name, value in {"FEEDS_FILE": str(feeds), "DATABASE_URL": db_url,
                             "NEWS_DATA_DIR": str(tmp_path / "data"),
                             "FETCH_ALLOWED_NETWORKS": "127.0.0.0/8"}.items():
             monkeypatch.setenv(name, value)
-        first = dagbag.dags["news_ingest"].test(logical_date=T0)
+    return point_at
+
+
+def test_runs_take_their_time_from_their_data_interval_and_the_hot_lane_takes_hot_feeds(
+        airflow_db, db_url, environment, dagbag):
+    recent = datetime.now(timezone.utc) - timedelta(minutes=40)  # within PAST_RUN_REPLAY_AFTER
+    t0 = recent.replace(minute=recent.minute // 15 * 15, second=0, microsecond=0)  # on the schedule
+    fast = [item(n, pubDate=format_datetime(t0 - timedelta(minutes=n))) for n in range(20)]
+    quiet = [item(100 + n, pubDate=format_datetime(t0 - timedelta(days=2 * n))) for n in range(20)]
+    with FeedServer({"/fast.xml": Route(rss(fast)), "/quiet.xml": Route(rss(quiet))}) as server:
+        environment(server, "/fast.xml", "/quiet.xml")
+        first = dagbag.dags["news_ingest"].test(logical_date=t0)
         assert first.state == "success"
-        assert first.data_interval_end == T0  # a manual run at a past logical date
+        assert first.data_interval_end == t0  # a manual run at a past logical date
         times = {t for (t,) in query(db_url, "SELECT fetched_at FROM fetch_log WHERE run_id = %s",
                                      (first.run_id,))}
-        assert times == {first.data_interval_end}  # the run's time, not today's
-        assert query(db_url, "SELECT started_at FROM ingest_runs WHERE run_id = %s",
-                     (first.run_id,))[0][0] == first.data_interval_end
+        assert times == {t0}  # the run's time, not the wall clock's
+        assert scalar(db_url, "SELECT started_at FROM ingest_runs WHERE run_id = %s", (first.run_id,)) == t0
         hot = dict(query(db_url, "SELECT url, hot FROM feed_health"))
         assert hot == {server.url("/fast.xml"): True, server.url("/quiet.xml"): False}
 
-        later = first.data_interval_end + timedelta(minutes=15)
-        second = dagbag.dags["news_ingest_hot"].test(logical_date=later)
+        second = dagbag.dags["news_ingest_hot"].test(logical_date=t0 + timedelta(minutes=15))
         assert second.state == "success"
         fetched = query(db_url, "SELECT url, fetched_at FROM fetch_log WHERE run_id = %s", (second.run_id,))
         assert fetched == [(server.url("/fast.xml"), second.data_interval_end)]
-        assert query(db_url, "SELECT lane FROM ingest_runs WHERE run_id = %s", (second.run_id,))[0][0] == "hot"
+        assert scalar(db_url, "SELECT lane FROM ingest_runs WHERE run_id = %s", (second.run_id,)) == "hot"
+
+
+T1 = datetime(2026, 11, 10, 10, 5, tzinfo=timezone.utc)
+T2 = T1 + timedelta(minutes=15)
+
+
+def test_a_backfill_replays_its_intervals_archived_bodies_idempotently(
+        airflow_db, db_url, environment, dagbag, tmp_path):
+    settings = Settings.from_env({"DATABASE_URL": db_url, "NEWS_DATA_DIR": str(tmp_path / "data")},
+                                 ).allowing("127.0.0.0/8")
+    dated = {"pubDate": format_datetime(T1 - timedelta(hours=1))}
+    with FeedServer({"/f.xml": Route(rss([item(n, **dated) for n in range(5)]))}) as server:
+        environment(server, "/f.xml")
+        source = [FeedSource(server.url("/f.xml"))]
+        # Two fetches in the past, each body archived: the second changes story 0 and adds two.
+        local_runner.ingest(db_url, settings, source, "then-1", clock=lambda: T1, force=True)
+        server.routes["/f.xml"] = Route(rss([item(0, description="<p>Corrected.</p>", **dated)]
+                                            + [item(n, **dated) for n in range(1, 7)]))
+        local_runner.ingest(db_url, settings, source, "then-2", clock=lambda: T2, force=True)
+        assert scalar(db_url, "SELECT count(*) FROM articles") == 7
+        query(db_url, "DELETE FROM articles WHERE canonical_url LIKE '%%/story/5' OR canonical_url LIKE '%%/story/6' RETURNING 1")
+        requests = len(server.requests)
+
+        # The interval holding T2 ([10:15, 10:30)) is re-processed from the archive.
+        replayed = dagbag.dags["news_ingest"].test(logical_date=T2 + timedelta(minutes=10))
+        assert replayed.state == "success"
+        assert len(server.requests) == requests  # nothing fetched
+        assert scalar(db_url, "SELECT kind FROM ingest_runs WHERE run_id = %s", (replayed.run_id,)) == "replay"
+        assert query(db_url, "SELECT fetched_at FROM fetch_log WHERE run_id = %s", (replayed.run_id,)) == [(T2,)]
+        assert scalar(db_url, "SELECT count(*) FROM articles") == 7  # the lost stories are back
+        assert scalar(db_url, "SELECT count(*) FROM articles WHERE first_run_id = %s", (replayed.run_id,)) == 2
+
+        # The earlier interval brings nothing back over the newer content; again: nothing new.
+        earlier = dagbag.dags["news_ingest"].test(logical_date=T1 + timedelta(minutes=10))
+        again = dagbag.dags["news_ingest"].test(logical_date=T2 + timedelta(minutes=10))
+        assert earlier.state == again.state == "success"
+        assert query(db_url, "SELECT fetched_at FROM fetch_log WHERE run_id = %s", (earlier.run_id,)) == [(T1,)]
+        assert scalar(db_url, "SELECT count(*) FROM articles") == 7
+        assert scalar(db_url, "SELECT count(*) FROM articles WHERE first_run_id IN (%s, %s)",
+                      (earlier.run_id, again.run_id)) == 0
+        assert scalar(db_url, "SELECT text FROM articles WHERE canonical_url LIKE '%%/story/0'") == "Corrected."
+        assert len(server.requests) == requests

@@ -99,16 +99,20 @@ def test_results_are_stored_in_sql_with_data_docs_and_feed_quality(db_url, lenie
                               JOIN validation_runs v ON v.id = r.validation_id
                               WHERE v.suite = 'articles_rows' AND NOT r.success""")
     assert failed == [("expect_column_values_to_match_regex", "canonical_url", 1)]
-    assert summary["data_docs"] and Path(summary["data_docs"]).is_file()
+    assert summary["data_docs"] and Path(summary["data_docs"]).is_file()  # a failed expectation: a page
     assert Path(summary["data_docs"]).read_text().count("canonical_url") >= 1
     quality = query(db_url, "SELECT quarantine_share, score FROM feed_quality WHERE url = %s", (server.url("/f.xml"),))
     assert quality == [(pytest.approx(0.5), pytest.approx(50.0))]
     history = query(db_url, "SELECT suite, failed FROM validation_history WHERE suite = 'articles_rows'")
     assert history == [("articles_rows", ["expect_column_values_to_match_regex:canonical_url"])]
+    with FeedServer({"/g.xml": Route(rss([item(3)]))}) as other:
+        clean = run(db_url, lenient, other, ["/g.xml"])
+    assert clean["data_docs"] is None  # all passed: results in SQL only (DATA_DOCS=failures)
+    assert scalar(db_url, "SELECT count(*) FROM validation_runs WHERE run_id = %s", (clean["run_id"],)) == 2
 
 
 def test_old_data_docs_are_pruned(db_url, lenient):
-    keep = lenient.replace(data_docs_keep=2)
+    keep = lenient.replace(data_docs_keep=2, data_docs="always")
     with FeedServer({}) as server:
         for n in range(4):
             server.routes["/f.xml"] = Route(rss([item(n)]))

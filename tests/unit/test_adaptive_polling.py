@@ -12,6 +12,7 @@ from pipeline.polling_policy import (
     interval_for,
     next_check,
     rank_due,
+    spread,
     urgency,
     window_rate,
 )
@@ -38,6 +39,20 @@ def test_entries_stamped_alike_or_undated_tell_no_rate():
     assert window_rate([], NOW) is None
     # dates in the future (a broken clock) are left out
     assert window_rate([NOW + timedelta(days=1)] * 5 + every(60, 2), NOW) == pytest.approx(2.0)
+
+
+def test_a_feed_publishing_every_few_seconds_is_counted_story_by_story():
+    burst = [NOW - timedelta(seconds=17 * k) for k in range(20)]  # 206 an hour
+    assert window_rate(burst, NOW) == pytest.approx(20 / (19 * 17 / 3600))
+    assert interval_for(window_rate(burst, NOW), 20, BOUNDS, FILL) == BOUNDS.min_interval
+
+
+def test_intervals_are_spread_so_feeds_fetched_together_do_not_come_due_together():
+    day = timedelta(hours=24)
+    spread_out = {spread(day, feed_id) for feed_id in range(1, 101)}
+    assert len(spread_out) == 100 and all(0.8 * day < s <= day for s in spread_out)
+    assert max(spread_out) - min(spread_out) > timedelta(hours=4)
+    assert spread(day, 7) == spread(day, 7)  # the same feed, the same share
 
 
 def test_the_interval_keeps_a_third_of_the_window_between_polls_within_the_bounds():

@@ -35,6 +35,7 @@ MAPPING = {
     "max_body_bytes": ("FETCH_MAX_BYTES", "2048", 2048),
     "fetch_concurrency": ("FETCH_CONCURRENCY", "4", 4),
     "per_host_concurrency": ("FETCH_PER_HOST", "3", 3),
+    "host_delay_s": ("FETCH_HOST_DELAY", "0.5", 0.5),
     "allowed_networks": ("FETCH_ALLOWED_NETWORKS", "127.0.0.0/8, ::1/128",
                          (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))),
     "min_interval_s": ("FETCH_MIN_INTERVAL", "60", 60),
@@ -43,10 +44,16 @@ MAPPING = {
     "window_fill": ("POLL_WINDOW_FILL", "0.5", 0.5),
     "hot_interval_s": ("HOT_FEED_INTERVAL", "300", 300),
     "run_max_feeds": ("RUN_MAX_FEEDS", "100", 100),
+    "replay_after_s": ("PAST_RUN_REPLAY_AFTER", "0", 0),
     "max_entries_per_feed": ("FETCH_MAX_ENTRIES", "10", 10),
     "redirect_confirmations": ("REDIRECT_CONFIRMATIONS", "1", 1),
     "versions_per_feed_per_run": ("VERSIONS_PER_FEED_PER_RUN", "0", 0),
     "archive_retention_days": ("ARCHIVE_RETENTION_DAYS", "7", 7),
+    "fetch_log_retention_days": ("FETCH_LOG_RETENTION_DAYS", "30", 30),
+    "validation_retention_days": ("VALIDATION_RETENTION_DAYS", "14", 14),
+    "duplicates_retention_days": ("DUPLICATES_RETENTION_DAYS", "60", 60),
+    "versions_retention_days": ("VERSIONS_RETENTION_DAYS", "730", 730),
+    "partition_months_ahead": ("PARTITION_MONTHS_AHEAD", "6", 6),
     "shard_size": ("FEEDS_PER_SHARD", "10", 10),
     "max_shards": ("MAX_FETCH_SHARDS", "16", 16),
     "workers": ("INGEST_WORKERS", "3", 3),
@@ -58,6 +65,7 @@ MAPPING = {
     "max_undated_share": ("MAX_UNDATED_SHARE", "0.3", 0.3),
     "max_title_chars": ("MAX_TITLE_CHARS", "200", 200),
     "data_docs_keep": ("DATA_DOCS_KEEP", "5", 5),
+    "data_docs": ("DATA_DOCS", " Always ", "always"),
     "future_tolerance_hours": ("FUTURE_TOLERANCE_HOURS", "48", 48),
     "feed_parser": ("FEED_PARSER", " FeedParser ", "feedparser"),
 }
@@ -101,6 +109,10 @@ def test_an_empty_variable_counts_as_unset():
     ("REDIRECT_CONFIRMATIONS", "0"),
     ("VERSIONS_PER_FEED_PER_RUN", "-1"),
     ("ARCHIVE_RETENTION_DAYS", "0"),
+    ("FETCH_LOG_RETENTION_DAYS", "0"),
+    ("VERSIONS_RETENTION_DAYS", "-1"),
+    ("PARTITION_MONTHS_AHEAD", "0"),
+    ("PARTITION_MONTHS_AHEAD", "25"),
     ("FEEDS_PER_SHARD", "0"),
     ("MAX_FETCH_SHARDS", "0"),
     ("INGEST_WORKERS", "0"),
@@ -170,7 +182,7 @@ def _as_documented(field: str, value: object) -> str:
         return "`news-pipeline/0.1 (...)`" if value == DEFAULT_USER_AGENT else "?"
     if isinstance(value, Path):
         return f"`{value.relative_to(PROJECT_ROOT)}`"
-    if field == "feed_parser":
+    if field in ("feed_parser", "data_docs"):
         return f"`{value}`"
     return f"{value:g}" if isinstance(value, float) else str(value)
 

@@ -70,8 +70,11 @@ def test_warnings_data_docs_and_verdict() -> None:
         attention=[{"status": "failing", "error_streak": 4, "url": "http://bad.example/feed", "reason": "timeout"}],
         identity_rule_changes=[{"url": "http://x.example/", "old_rule": "guid", "new_rule": "link",
                                 "reason": "GUIDs repeat"}],
+        polling_warning="1 feeds may have missed entries (every entry fetched was new; polled sooner "
+                        "from now): http://fast.example/feed",
     ), failure="failed tasks: ingest_shard_0")
-    assert "Warnings: 3" in text
+    assert "Warnings: 4" in text
+    assert "polling warning: 1 feeds may have missed entries" in text and "http://fast.example/feed" in text
     assert "validation warning: quarantined 7% of entries (warn level 5%)" in text
     assert "needs attention (failing, 4 errors): http://bad.example/feed: timeout" in text
     assert "identity rule changed: http://x.example/: guid -> link (GUIDs repeat)" in text
