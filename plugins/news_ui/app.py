@@ -2,8 +2,9 @@
 
 Pages (server-rendered, Jinja2 with autoescape: every value from a feed is escaped):
 feeds (sortable, filterable) and one feed; runs (the funnel over the last runs) and one
-run (also the per-run tab of a DAG run); stories; quarantine; quality. Charts are Plotly
-figures drawn by plotly.js, served from the plotly package itself (no CDN).
+run (also the per-run tab of a DAG run) and its Great Expectations Data Docs page;
+stories; quarantine; quality. Charts are Plotly figures drawn by plotly.js, served from the
+plotly package itself (no CDN).
 
 Every route needs a user logged in to Airflow who may read the news_ingest DAG's runs: the
 auth manager decides (`news_reader`). The news database is read in read-only sessions
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -34,6 +35,12 @@ HERE = Path(__file__).resolve().parent
 NEWS_DAG = "news_ingest"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
+# GX's Data Docs page as it is: no script runs, nothing loads from another host (its CDN
+# stylesheets included, so it renders unstyled), and it gets an origin of its own (sandbox).
+DOCS_CSP = ("sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+            "form-action 'none'; frame-ancestors 'self'")
+# The Data Docs site of the GX project under the data dir (pipeline/validate.py: <data_dir>/gx/gx).
+DOCS_SITE = ("gx", "gx", "uncommitted", "data_docs", "local_site")
 PAGES = (("feeds", "Feeds"), ("runs", "Runs"), ("stories", "Stories"), ("quarantine", "Quarantine"),
          ("quality", "Quality"))
 STATIC = {"news.css": "text/css", "charts.js": "text/javascript", "icon.svg": "image/svg+xml"}
@@ -87,12 +94,32 @@ def default_database_url() -> str:
     return resolve_database_url(Settings.from_env(), news_db)
 
 
+def default_data_dir() -> Path:
+    from pipeline.config import Settings
+
+    return Settings.from_env().data_dir
+
+
+def data_docs_page(site: Path, stored: str | None) -> Path | None:
+    """The Data Docs page at `stored` (a path, or a file: URL), if it is an HTML file inside
+    the Data Docs site `site` (resolved: `..` and symlinks that lead out are refused)."""
+    if not stored:
+        return None
+    found = (site / unquote(urlsplit(stored).path if stored.startswith("file:") else stored)).resolve()
+    return found if found.is_relative_to(site) and found.suffix == ".html" and found.is_file() else None
+
+
 def create_app(database_url: Callable[[], str] = default_database_url,
-               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> FastAPI:
-    """The app; `database_url` is called once, at the first request that needs it."""
+               clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+               data_dir: Callable[[], Path] = default_data_dir) -> FastAPI:
+    """The app; `database_url` and `data_dir` are called once, at the first request that needs them."""
     app = FastAPI(title="News", docs_url=None, redoc_url=None, openapi_url=None)
     env = _environment()
     url = cache(database_url)
+
+    @cache
+    def docs_site() -> Path:
+        return data_dir().joinpath(*DOCS_SITE).resolve()
 
     def page(request: Request, template: str, title: str, **context: Any) -> HTMLResponse:
         base = request.scope.get("root_path", "").rstrip("/")
@@ -182,7 +209,17 @@ def create_app(database_url: Callable[[], str] = default_database_url,
         if found is None:
             return page(request, "missing.html", "Run", what=f"No ingest run {run_id} is recorded "
                         "(a run of another DAG, or one whose prepare task has not run yet).")
-        return page(request, "run.html", f"Run {run_id}", run=found, failing_rows=rows)
+        docs = data_docs_page(docs_site(), found["data_docs"]) is not None
+        return page(request, "run.html", f"Run {run_id}", run=found, failing_rows=rows, docs=docs)
+
+    @app.get("/data-docs/{run_id:path}", include_in_schema=False)
+    def data_docs(run_id: str, _: Reader) -> FileResponse:
+        """The run's Data Docs page, served only from the Data Docs site (see DOCS_CSP)."""
+        with queries.read_only(url()) as cur:
+            found = data_docs_page(docs_site(), queries.data_docs(cur, run_id))
+        if found is None:
+            raise HTTPException(404, "no Data Docs page for this run")
+        return FileResponse(found, media_type="text/html", headers={"Content-Security-Policy": DOCS_CSP})
 
     @app.get("/dag-runs/{dag_id}/{run_id:path}", response_class=HTMLResponse)
     def dag_run_tab(request: Request, dag_id: str, run_id: str, reader: Reader) -> HTMLResponse:

@@ -139,8 +139,19 @@ def run(cur: Any, run_id: str) -> dict[str, Any] | None:
     stored = found.pop("summary") or {}
     found["attention"] = stored.get("attention") or []
     found["identity_rule_changes"] = stored.get("identity_rule_changes") or []
+    found["polling_warning"] = stored.get("polling_warning")  # pipeline.tasks.report_run
+    found["possible_gaps"] = stored.get("possible_gaps") or []
+    totals = stored.get("totals") or {}
+    found["deferred"], found["possible_gap_count"] = totals.get("deferred"), totals.get("possible_gaps")
     found["suites"] = validation_suites(cur, run_id)
     return found
+
+
+def data_docs(cur: Any, run_id: str) -> str | None:
+    """The path of the run's Data Docs page, as the validate task recorded it (or None)."""
+    cur.execute("SELECT data_docs FROM ingest_runs WHERE run_id = %s", (run_id,))
+    row = cur.fetchone()
+    return row[0] if row else None
 
 
 def validation_runs(cur: Any, limit: int = 30) -> list[dict[str, Any]]:

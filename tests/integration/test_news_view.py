@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +23,7 @@ PLUGINS = PROJECT_ROOT / "plugins"
 sys.path.insert(0, str(PLUGINS))
 
 from news_ui import queries  # noqa: E402
-from news_ui.app import create_app, news_reader  # noqa: E402
+from news_ui.app import DOCS_SITE, create_app, news_reader  # noqa: E402
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 RUN = f"manual__{(NOW - timedelta(hours=1)).isoformat()}"
@@ -32,11 +33,14 @@ HOSTILE_ERROR = "HTTP 500 <b>boom</b>"
 HOSTILE_ENTRY_TITLE = "<img src=x onerror=alert(1)>"
 WARNING = "quarantined 1 of 5 entries <warn level>"
 EXPECTATION = "expect_column_values_to_match_regex"
+POLLING_WARNING = "1 feeds may have missed entries <gap & more>: http://a.example/feed"
+DOCS_HTML = "<html><body><h1>articles_rows</h1><script src='https://cdn.example/x.js'></script></body></html>"
 
 
-def seed(url: str) -> dict[str, int]:
-    """Two feeds (one failing), two runs, fetches, two articles told as one story, a held
-    entry and a validation run with one failed expectation."""
+def seed(url: str, docs: str | None = None) -> dict[str, int]:
+    """Two feeds (one failing), two runs (the first with its Data Docs page at `docs`),
+    fetches, two articles told as one story, a held entry and a validation run with one
+    failed expectation."""
     conn = psycopg2.connect(url)
     with conn, conn.cursor() as cur:
         cur.execute("""INSERT INTO feeds (url, title, last_success_at, last_fetched_at, identity_rule)
@@ -49,13 +53,15 @@ def seed(url: str) -> dict[str, int]:
                        RETURNING id""", (HOSTILE_ERROR, NOW - timedelta(hours=1)))
         ledger = cur.fetchone()[0]
         summary = {"attention": [{"status": "failing", "error_streak": 3, "url": "http://b.example/feed",
-                                  "reason": HOSTILE_ERROR}], "identity_rule_changes": []}
+                                  "reason": HOSTILE_ERROR}], "identity_rule_changes": [],
+                   "polling_warning": POLLING_WARNING, "possible_gaps": ["http://a.example/feed"],
+                   "totals": {"deferred": 4, "possible_gaps": 1}}
         cur.execute("""INSERT INTO ingest_runs (run_id, started_at, finished_at, loaded_at, status, feed_count,
                                                 validation_warning, data_docs, summary)
-                       VALUES (%s, %s, %s, %s, 'ok', 2, %s, 'file:///data/gx/docs/index.html', %s),
+                       VALUES (%s, %s, %s, %s, 'ok', 2, %s, %s, %s),
                               (%s, %s, %s, %s, 'ok', 1, NULL, NULL, NULL)""",
                     (RUN, NOW - timedelta(hours=1), NOW - timedelta(minutes=55), NOW - timedelta(minutes=56),
-                     WARNING, Json(summary),
+                     WARNING, docs, Json(summary),
                      OLD_RUN, NOW - timedelta(days=1), NOW - timedelta(days=1), NOW - timedelta(days=1)))
         cur.execute("INSERT INTO run_feeds VALUES (%s, %s, 0), (%s, %s, 0), (%s, %s, 0)",
                     (RUN, harbor, RUN, ledger, OLD_RUN, harbor))
@@ -94,16 +100,26 @@ def seed(url: str) -> dict[str, int]:
 
 
 @pytest.fixture
-def seeded(db_url: str) -> dict[str, int]:
-    return seed(db_url)
+def data_dir(tmp_path: Path) -> Path:
+    """A data dir whose Data Docs site holds one validation page."""
+    page = tmp_path.joinpath(*DOCS_SITE, "validations", "articles_rows", "run", "result.html")
+    page.parent.mkdir(parents=True)
+    page.write_text(DOCS_HTML)
+    (tmp_path / "secret.html").write_text("<p>outside the site</p>")
+    return tmp_path
 
 
 @pytest.fixture
-def client(db_url: str, seeded: dict[str, int]) -> Iterator[Any]:
+def seeded(db_url: str, data_dir: Path) -> dict[str, int]:
+    return seed(db_url, str(data_dir.joinpath(*DOCS_SITE, "validations", "articles_rows", "run", "result.html")))
+
+
+@pytest.fixture
+def client(db_url: str, seeded: dict[str, int], data_dir: Path) -> Iterator[Any]:
     """The view's app alone, as a logged-in user (the real check is test_only_logged_in_users)."""
     from fastapi.testclient import TestClient
 
-    app = create_app(database_url=lambda: db_url, clock=lambda: NOW)
+    app = create_app(database_url=lambda: db_url, clock=lambda: NOW, data_dir=lambda: data_dir)
     app.dependency_overrides[news_reader] = lambda: object()
     with TestClient(app) as test_client:
         yield test_client
@@ -188,15 +204,45 @@ def test_run_page_and_the_dag_run_tab(client: Any, seeded: dict[str, int]) -> No
         assert table(doc, "failing") == [["http://b.example/feed", "error", "500", "http", HOSTILE_ERROR]]
         warnings = [" ".join(li.text_content().split()) for li in doc.xpath('//ul[@id="warnings"]/li')]
         assert warnings[0] == f"Validation warning: {WARNING}"
-        assert warnings[1].startswith("Needs attention (failing, 3 errors): http://b.example/feed")
+        assert warnings[1] == f"Polling warning: {POLLING_WARNING}"
+        assert "&lt;gap &amp; more&gt;" in response.text and "<gap" not in response.text
+        assert warnings[2] == "Possible gaps (every entry fetched was new): http://a.example/feed"
+        assert warnings[3].startswith("Needs attention (failing, 3 errors): http://b.example/feed")
         assert "HTTP 500 &lt;b&gt;boom&lt;/b&gt;" in response.text
-        assert "file:///data/gx/docs/index.html" in doc.xpath('string(//*[@id="data-docs"])')
+        assert text(doc.xpath('//*[@id="polling-totals"]')[0]) == (
+            "Deferred to the next run: 4 feeds · possible gaps: 1 feeds")
+        assert doc.xpath('string(//*[@id="data-docs"]/a[1]/@href)') == f"/data-docs/{quote(RUN, safe='')}"
+        assert "unstyled offline" in doc.xpath('string(//*[@id="data-docs"])')
         funnel = table(doc, "funnel")
         assert [row[1] for row in funnel] == ["2", "1", "0", "1", "0"]
         assert [row[3] for row in funnel] == ["5", "3", "1", "0", "1"]
     other = page(client, "/dag-runs/news_table_checks/some_run")
     assert "records no ingest run" in other.text_content()
     assert "No ingest run" in page(client, "/runs/unknown_run").text_content()
+
+
+def test_data_docs_page_only_from_the_data_docs_site(client: Any, db_url: str, data_dir: Path) -> None:
+    served = client.get(f"/data-docs/{quote(RUN, safe='')}")
+    assert served.status_code == 200 and served.text == DOCS_HTML
+    assert served.headers["content-type"].startswith("text/html")
+    csp = served.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp and "sandbox" in csp
+    assert "https:" not in csp and "*" not in csp
+    no_docs = page(client, f"/runs/{quote(OLD_RUN, safe='')}")
+    assert "unless DATA_DOCS=always" in text(no_docs.xpath('//*[@id="data-docs"]')[0])
+    assert no_docs.xpath('string(//*[@id="data-docs"]//a/@href)') == f"/quality?run_id={quote(OLD_RUN, safe='')}"
+    assert client.get(f"/data-docs/{quote(OLD_RUN, safe='')}").status_code == 404
+    site = data_dir.joinpath(*DOCS_SITE)
+    for stored in ("../../etc/passwd", "../../../../../secret.html", str(data_dir / "secret.html"),
+                   f"file://{data_dir / 'secret.html'}", "/etc/passwd", str(site)):
+        conn = psycopg2.connect(db_url)
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE ingest_runs SET data_docs = %s WHERE run_id = %s", (stored, RUN))
+        conn.close()
+        response = client.get(f"/data-docs/{quote(RUN, safe='')}")
+        assert response.status_code == 404 and "outside" not in response.text, stored
+        assert not page(client, f"/runs/{quote(RUN, safe='')}").xpath('//a[starts-with(@href, "/data-docs/")]')
+    assert client.get("/data-docs/..%2F..%2Fetc%2Fpasswd").status_code == 404
 
 
 def test_stories_with_outlets_and_zero_filled_days(client: Any) -> None:
@@ -281,6 +327,10 @@ def test_only_logged_in_users(airflow_app: Any, seeded: dict[str, int]) -> None:
         browser = http.get("/news/feeds", headers={"Accept": "text/html"}, follow_redirects=False)
         assert browser.status_code == 302 and browser.headers["location"].startswith("/auth/login?next=")
         assert http.get("/news/static/plotly.min.js").status_code == 401
+        assert http.get(f"/news/data-docs/{quote(RUN, safe='')}").status_code == 401
+        docs_browser = http.get(f"/news/data-docs/{quote(RUN, safe='')}", headers={"Accept": "text/html"},
+                                follow_redirects=False)
+        assert docs_browser.status_code == 302 and docs_browser.headers["location"].startswith("/auth/login?next=")
         forged = http.get("/news/feeds", cookies={"_token": "not-a-jwt"})
         assert forged.status_code in (401, 403) and "Harbor" not in forged.text
         assert http.get("/news/feeds", headers={"Authorization": f"Bearer {nobody}"}).status_code == 403
