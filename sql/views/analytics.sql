@@ -20,7 +20,12 @@ SELECT run_id, started_at, finished_at, status,
        (counts ->> 'new')::int          AS new,
        (counts ->> 'updated')::int      AS updated,
        (counts ->> 'duplicates')::int   AS duplicates,
-       (counts ->> 'quarantined')::int  AS quarantined
+       (counts ->> 'quarantined')::int  AS quarantined,
+       (counts ->> 'feeds_fetched')::int      AS feeds_fetched,       -- 200 with a body
+       (counts ->> 'feeds_not_modified')::int AS feeds_not_modified,  -- 304, or the same body
+       (counts ->> 'feeds_failed')::int       AS feeds_failed,
+       (counts ->> 'feeds_disabled')::int     AS feeds_disabled,
+       lane, deferred                                                 -- adaptive polling (014)
 FROM ingest_runs;
 
 -- Feed health: is each subscribed feed working, and if not, since when and why.

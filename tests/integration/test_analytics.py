@@ -213,6 +213,8 @@ def test_run_history_names_the_runs_feed_counts(db_url, settings):
     counts = scalar(db_url, "SELECT counts FROM ingest_runs WHERE run_id = %s", (run_id,))
     assert {k: counts[k] for k in counts if k.startswith("feeds")} == {
         "feeds": 2, "feeds_fetched": 1, "feeds_not_modified": 0, "feeds_failed": 1, "feeds_disabled": 0}
+    assert query(db_url, """SELECT feeds_fetched, feeds_not_modified, feeds_failed, feeds_disabled, lane, deferred
+                            FROM run_history WHERE run_id = %s""", (run_id,)) == [(1, 0, 1, 0, "all", 0)]
 
 
 LINEAGE = """SELECT version, current, run_id, fetch_id, fetch_run_id, fetch_url, body_hash, body_archived
