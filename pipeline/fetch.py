@@ -7,21 +7,27 @@ streaming over every gzip member (a gzip bomb is an error, not an out-of-memory)
 conditional GET from the stored ETag / Last-Modified, and a body identical to
 the last one parsed counts as not modified; redirects followed by hand (up to
 `MAX_REDIRECTS`, loops detected, each hop through the SSRF guard); a global
-and a per-host concurrency limit; `Retry-After`, `Cache-Control`, `Expires`
-and the error streak set the next check. Every failure becomes a classified
-`FetchResult`, never an exception: one failing feed never fails a run.
+concurrency limit, and per host a concurrency limit and a minimum delay between request
+starts that hold across every worker (pipeline.host_slots); `Retry-After`,
+`Cache-Control`, `Expires` and the error streak set the next check. Every failure
+becomes a classified `FetchResult`, never an exception: one failing feed never fails a run.
+
+A fetching thread is handed a feed only once its host has a free slot (`_Turns`), so no
+thread sits on a busy host while another host's feed could go; hosts take turns.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import queue
 import ssl
 import threading
 import time
 import zlib
-from collections import defaultdict
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
@@ -30,6 +36,7 @@ import httpx
 
 from pipeline import netguard, polling_policy
 from pipeline.config import Settings
+from pipeline.host_slots import Busy, HostSlots, Lease, host_of
 from pipeline.netguard import (
     AddressPolicy,
     BlockedAddress,
@@ -38,6 +45,8 @@ from pipeline.netguard import (
     ResolutionFailed,
 )
 from pipeline.records import FeedState, FetchOutcome, FetchResult
+
+log = logging.getLogger(__name__)
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml, application/feed+json, "
@@ -92,21 +101,6 @@ def make_client(settings: Settings) -> httpx.Client:
                         trust_env=False,
                         headers={"User-Agent": settings.user_agent, "Accept": ACCEPT,
                                  "Accept-Encoding": "gzip, deflate"})
-
-
-class HostLimits:
-    """At most `per_host` requests in flight to one host:port."""
-
-    def __init__(self, per_host: int):
-        self._per_host = per_host
-        self._lock = threading.Lock()
-        self._slots: dict[str, threading.BoundedSemaphore] = defaultdict(
-            lambda: threading.BoundedSemaphore(self._per_host))
-
-    def slot(self, url: str) -> threading.BoundedSemaphore:
-        parts = urlsplit(url)
-        with self._lock:
-            return self._slots[f"{parts.hostname}:{parts.port or parts.scheme}"]
 
 
 def conditional_headers(feed: FeedState) -> dict[str, str]:
@@ -253,15 +247,17 @@ def _status_failure(response: httpx.Response, now: datetime) -> _FetchFailure:
 
 
 class Fetcher:
-    """Fetches feeds with one client, one global and one per-host limit."""
+    """Fetches feeds with one client and the host slots (shared with other workers through
+    the database at `db_url`; without it, within this process)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, db_url: str | None = None):
         self.settings = settings
         self.client = make_client(settings)
-        self.hosts = HostLimits(settings.per_host_concurrency)
+        self.hosts = HostSlots(settings.per_host_concurrency, settings.host_delay_s, db_url)
 
     def close(self) -> None:
         self.client.close()
+        self.hosts.close()
 
     def __enter__(self) -> Fetcher:
         return self
@@ -269,30 +265,39 @@ class Fetcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def turn_wait(self) -> float:
+        """How long a feed waits for a turn at its host while other workers hold it: a
+        healthy holder gives its slot back within its own total timeout, and turns come
+        every `FETCH_HOST_DELAY`. Waiting behind this process's own feeds is not bounded
+        (each of them is)."""
+        return self.settings.total_timeout + self.settings.host_delay_s
+
     def _open(
-        self, url: str, headers: dict[str, str], slot: threading.BoundedSemaphore, deadline: float
-    ) -> tuple[httpx.Response, threading.BoundedSemaphore, list[tuple[int, str]]]:
-        """GET with redirects followed by hand, `slot` (the host's, held) for the first hop.
-        Returns the final (streaming) response, the host slot it holds (release it after
-        reading), and the redirect hops. Releases every slot it holds when it raises."""
+        self, url: str, headers: dict[str, str], lease: Lease, deadline: float
+    ) -> tuple[httpx.Response, Lease, list[tuple[int, str]]]:
+        """GET with redirects followed by hand, `lease` (the host's slot, held) for the first
+        hop and a slot of its own host for each further hop (a request of its own). Returns
+        the final (streaming) response, the slot it holds (give it back after reading), and
+        the redirect hops. Gives back every slot it holds when it raises."""
         hops: list[tuple[int, str]] = []
         seen = {url}
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 request = self.client.build_request("GET", url, headers=headers,
                                                     timeout=self._timeout(deadline))
+                self.hosts.started(lease)
                 response = self.client.send(request, stream=True)
             except BaseException as exc:
-                slot.release()
+                self.hosts.give_back(lease)
                 overrun = _overrun(exc, self.settings, deadline, False, len(hops))
                 if overrun is None:
                     raise
                 raise overrun from exc
             location = response.headers.get("location")
             if response.status_code not in REDIRECTS or not location:
-                return response, slot, hops
+                return response, lease, hops
             response.close()
-            slot.release()
+            self.hosts.give_back(lease)
             target = urljoin(url, location)
             if urlsplit(target).scheme not in ("http", "https"):
                 raise _FetchFailure("redirect", f"redirect to a non-web URL: {target}")
@@ -301,10 +306,11 @@ class Fetcher:
             hops.append((response.status_code, target))
             seen.add(target)
             url = target
-            slot = self.hosts.slot(url)
-            if not slot.acquire(timeout=max(deadline - time.monotonic(), 0)):
+            taken = self.hosts.take(host_of(url), deadline)
+            if taken is None:
                 raise _total_timeout(self.settings, "waiting for a turn at the host", len(hops))
-        slot.release()
+            lease = taken
+        self.hosts.give_back(lease)
         raise _FetchFailure("redirect", f"more than {MAX_REDIRECTS} redirects")
 
     def _timeout(self, deadline: float) -> httpx.Timeout:
@@ -315,8 +321,9 @@ class Fetcher:
         return httpx.Timeout(connect=min(s.connect_timeout, left), read=min(s.read_timeout, left),
                              write=min(s.read_timeout, left), pool=left)
 
-    def fetch(self, feed: FeedState, now: datetime) -> FetchResult:
-        """GET one feed. Never raises for network or HTTP trouble: the result says what happened.
+    def fetch(self, feed: FeedState, now: datetime, lease: Lease | None = None) -> FetchResult:
+        """GET one feed, with `lease` (its host's slot, just taken) or, without one, once a
+        slot comes. Never raises for network or HTTP trouble: the result says what happened.
         The total timeout starts when the feed's turn at its host comes: waiting behind other
         feeds of the same publisher is not this feed's slowness."""
         started = time.monotonic()
@@ -327,25 +334,37 @@ class Fetcher:
             return FetchResult(feed_id=feed.id, url=feed.url, outcome=outcome, fetched_at=now,
                                duration_ms=elapsed, **fields)  # type: ignore[arg-type]
 
-        first_slot = self.hosts.slot(feed.url)
-        first_slot.acquire()
+        if lease is None:
+            lease = self.hosts.take(host_of(feed.url), started + self.turn_wait())
+            if lease is None:
+                return self.no_turn(feed, now)
         deadline = time.monotonic() + self.settings.total_timeout
         try:
             with netguard.deadline(deadline):
-                response, slot, hops = self._open(feed.url, conditional_headers(feed),
-                                                  first_slot, deadline)
+                response, lease, hops = self._open(feed.url, conditional_headers(feed), lease, deadline)
                 try:
                     return self._received(feed, now, response, hops, deadline, result, limits)
                 finally:
                     response.close()
-                    slot.release()
+                    self.hosts.give_back(lease)
         except Exception as exc:  # noqa: BLE001 - every failure of one feed is data
-            failure = _classify(exc)
-            return result(
-                FetchOutcome.ERROR, status=failure.status, error_kind=failure.kind, error=str(failure),
-                next_check_at=polling_policy.next_check(now, limits, hints=(failure.retry_at,),
-                                                  error_streak=feed.consecutive_errors + 1),
-            )
+            return self._failed(feed, now, _classify(exc), result)
+
+    def no_turn(self, feed: FeedState, now: datetime) -> FetchResult:
+        """The result of a feed whose host gave it no turn within `turn_wait()`."""
+        failure = _FetchFailure("timeout", f"no turn at the host within {self.turn_wait():g} s "
+                                           "(other workers held its slots)")
+        return self._failed(feed, now, failure, lambda outcome, **fields: FetchResult(
+            feed_id=feed.id, url=feed.url, outcome=outcome, fetched_at=now,
+            duration_ms=int(self.turn_wait() * 1000), **fields))
+
+    def _failed(self, feed: FeedState, now: datetime, failure: _FetchFailure,
+                result: Callable[..., FetchResult]) -> FetchResult:
+        return result(
+            FetchOutcome.ERROR, status=failure.status, error_kind=failure.kind, error=str(failure),
+            next_check_at=polling_policy.next_check(now, bounds(self.settings), hints=(failure.retry_at,),
+                                                    error_streak=feed.consecutive_errors + 1),
+        )
 
     def _received(self, feed: FeedState, now: datetime, response: httpx.Response,
                   hops: list[tuple[int, str]], deadline: float,
@@ -393,24 +412,149 @@ def _permanent_target(hops: list[tuple[int, str]]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Turn:
+    """A feed handed to a fetching thread: with its host's slot, or with none (no turn came)."""
+
+    feed: FeedState
+    lease: Lease | None
+
+
+class _Turns:
+    """A batch's feeds, handed to fetching threads only when their host has a free slot:
+    a thread never waits on a busy host while another host's feed could go. Hosts take
+    turns (round robin), each host's feeds in the order given. A host held by other
+    workers longer than `turn_wait` fails its next feed (a timeout) and starts over."""
+
+    def __init__(self, feeds: Iterable[FeedState], slots: HostSlots, turn_wait: float):
+        self._slots, self._turn_wait = slots, turn_wait
+        self._pending: dict[str, deque[FeedState]] = {}
+        for feed in feeds:
+            self._pending.setdefault(host_of(feed.url), deque()).append(feed)
+        self._ring = deque(self._pending)  # hosts with feeds left, the next to try first
+        self._ready: deque[_Turn] = deque()  # taken for threads already asking
+        self._waiting_since: dict[str, float] = {}  # held by other workers since
+        self._changed = threading.Condition()
+        self._asking = 0  # threads in `next`: the hosts tried at once (one database round trip)
+        self._asking_lock = threading.Lock()
+
+    def next(self) -> _Turn | None:
+        """The next feed whose host can take it now, waiting for one; None when all are out."""
+        with self._asking_lock:
+            self._asking += 1
+        try:
+            with self._changed:
+                return self._next()
+        finally:
+            with self._asking_lock:
+                self._asking -= 1
+
+    def _next(self) -> _Turn | None:
+        while self._ring or self._ready:
+            wake: float | None = None
+            tried = 0
+            while not self._ready and tried < len(self._ring):
+                hosts = [self._ring[0]]
+                self._ring.rotate(-1)
+                while len(hosts) < min(self._asking, len(self._ring) - tried):
+                    hosts.append(self._ring[0])
+                    self._ring.rotate(-1)
+                tried += len(hosts)
+                for host, got in zip(hosts, self._slots.try_take_many(hosts), strict=True):
+                    if isinstance(got, Lease):
+                        self._waiting_since.pop(host, None)
+                        self._ready.append(self._hand_out(host, got))
+                    elif (turn := self._unserved(host, got)) is not None:
+                        self._ready.append(turn)
+                    elif got.retry_at is not None:
+                        wake = got.retry_at if wake is None else min(wake, got.retry_at)
+            if self._ready:
+                if len(self._ready) > 1:
+                    self._changed.notify(len(self._ready) - 1)  # for the threads asking
+                return self._ready.popleft()
+            self._changed.wait(None if wake is None else max(wake - time.monotonic(), 0.0))
+        return None
+
+    def _unserved(self, host: str, busy: Busy) -> _Turn | None:
+        """The host's next feed, without a slot, once other workers held the host too long."""
+        if not busy.remote:
+            return None
+        now = time.monotonic()
+        since = self._waiting_since.setdefault(host, now)
+        if now - since < self._turn_wait:
+            return None
+        self._waiting_since[host] = now  # the next feed's wait starts now
+        return self._hand_out(host, None)
+
+    def _hand_out(self, host: str, lease: Lease | None) -> _Turn:
+        feeds = self._pending[host]
+        turn = _Turn(feeds.popleft(), lease)
+        if not feeds:
+            del self._pending[host]
+            self._ring.remove(host)
+            self._slots.stop_waiting(host)
+        return turn
+
+    def most_at_once(self, per_host: int) -> int:
+        """The most feeds that can be in flight at once: per host, its slots or its feeds."""
+        return sum(min(per_host, len(feeds)) for feeds in self._pending.values())
+
+    def changed(self) -> None:
+        """A slot came back: wake the threads waiting for one."""
+        with self._changed:
+            self._changed.notify_all()
+
+
 def fetch_all(
     feeds: Iterable[FeedState],
     settings: Settings,
     now: datetime,
     on_result: Callable[[FetchResult], None] | None = None,
+    db_url: str | None = None,
 ) -> list[FetchResult]:
-    """Fetch feeds concurrently (at most `fetch_concurrency`, `per_host_concurrency` per host)."""
+    """Fetch feeds concurrently: at most `fetch_concurrency` at once, and per host
+    `per_host_concurrency` at once with `host_delay_s` between starts, across every worker
+    sharing the database at `db_url` (default: `DATABASE_URL` / `AIRFLOW_CONN_NEWS_DB`
+    from the settings; none: within this process). `on_result` sees each result as it
+    comes, on the calling thread."""
     feeds = list(feeds)
     results: list[FetchResult] = []
     if not feeds:
         return results
-    with Fetcher(settings) as fetcher, ThreadPoolExecutor(
-        max_workers=min(settings.fetch_concurrency, len(feeds)), thread_name_prefix="fetch"
-    ) as pool:
-        futures = [pool.submit(fetcher.fetch, feed, now) for feed in feeds]
-        for future in as_completed(futures):
-            fetched = future.result()
-            results.append(fetched)
-            if on_result is not None:
-                on_result(fetched)
+    shared_with = db_url or settings.database_url or settings.news_db_connection
+    done: queue.Queue[FetchResult | BaseException] = queue.Queue()
+    with Fetcher(settings, shared_with) as fetcher:
+        turns = _Turns(feeds, fetcher.hosts, fetcher.turn_wait())
+        log.info("fetching %d feeds; host limits held %s", len(feeds),
+                 "across workers" if fetcher.hosts.shared else "in this process")
+
+        def work() -> None:
+            try:
+                while (turn := turns.next()) is not None:
+                    if turn.lease is None:
+                        done.put(fetcher.no_turn(turn.feed, now))
+                        continue
+                    try:
+                        done.put(fetcher.fetch(turn.feed, now, turn.lease))
+                    finally:
+                        turns.changed()
+            except BaseException as exc:  # noqa: BLE001 - raised again on the calling thread
+                done.put(exc)
+
+        threads = [threading.Thread(target=work, name=f"fetch-{i}", daemon=True)
+                   for i in range(min(settings.fetch_concurrency,
+                                      turns.most_at_once(settings.per_host_concurrency)))]
+        for thread in threads:
+            thread.start()
+        try:
+            for _ in feeds:
+                fetched = done.get()
+                if isinstance(fetched, BaseException):
+                    raise fetched
+                results.append(fetched)
+                if on_result is not None:
+                    on_result(fetched)
+        finally:
+            for thread in threads:
+                thread.join()
     return results

@@ -158,7 +158,7 @@ def ingest_shard(
                             **{**asdict(counts), "parsers": dict(counts.parsers)})
     enabled = [f for f in feeds if f.enabled]
     results = [_disabled(f, now) for f in feeds if not f.enabled]
-    results += fetch.fetch_all(enabled, settings, now, on_result)
+    results += fetch.fetch_all(enabled, settings, now, on_result, db_url=db_url)
     with connect(db_url) as conn, conn.cursor() as cur:
         storage.record_fetches(cur, run_id, results)
     for r in results:

@@ -12,6 +12,7 @@ from typing import Any
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 
+from pipeline import shard_plan
 from pipeline.storage.transactions import PAGE
 
 STALE_STAGING = timedelta(days=2)
@@ -21,7 +22,8 @@ def create_run(
     cur: Cursor, run_id: str, started_at: datetime, feed_ids: Sequence[int], shards: int,
     not_due: int = 0, kind: str = "fetch", lane: str = "all", deferred: int = 0,
 ) -> int:
-    """Record a run and assign its feeds to shards; a repeated call keeps the first plan."""
+    """Record a run and assign its feeds (ranked, most urgent first) to shards, each host's
+    spread over all of them (pipeline.shard_plan); a repeated call keeps the first plan."""
     cur.execute(
         """INSERT INTO ingest_runs (run_id, started_at, feed_count, shards, not_due, kind, lane, deferred)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING RETURNING shards""",
@@ -30,10 +32,13 @@ def create_run(
     if cur.fetchone() is None:
         cur.execute("SELECT shards FROM ingest_runs WHERE run_id = %s", (run_id,))
         return int(cur.fetchone()[0])
+    cur.execute("SELECT id, url FROM feeds WHERE id = ANY(%s)", (list(feed_ids),))
+    urls = dict(cur.fetchall())
+    plan = shard_plan.assign([shard_plan.host_of(urls.get(fid) or f"feed {fid}") for fid in feed_ids], shards)
     execute_values(
         cur,
         "INSERT INTO run_feeds (run_id, feed_id, shard) VALUES %s ON CONFLICT DO NOTHING",
-        [(run_id, feed_id, i % shards) for i, feed_id in enumerate(feed_ids)],
+        [(run_id, feed_id, shard) for feed_id, shard in zip(feed_ids, plan, strict=True)],
         page_size=PAGE,
     )
     return shards
