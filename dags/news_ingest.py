@@ -91,13 +91,16 @@ def news_ingest() -> None:
         return tasks.ingest_shard(common.db_url(cfg), cfg, str(run_id), shard, at).to_dict()
 
     @task(trigger_rule="all_done", outlets=[common.ARTICLES], multiple_outputs=False)
-    def load(run_id: str | None = None) -> dict[str, Any]:
+    def load(run_id: str | None = None, data_interval_end: datetime | None = None,
+             dag_run: Any = None) -> dict[str, Any]:
         """Past the validation fail level it lands the good and quarantined rows, then raises
-        ValidationThresholdExceeded (terminal: no retry)."""
+        ValidationThresholdExceeded (terminal: no retry). Its time (first seen, loaded, the
+        future-date tolerance) is the run's, like the fetches'."""
         from pipeline import tasks
 
         cfg = common.settings()
-        result = tasks.load_batch(common.db_url(cfg), cfg, str(run_id), common.now)
+        at = common.run_time(data_interval_end, dag_run)
+        result = tasks.load_batch(common.db_url(cfg), cfg, str(run_id), lambda: at)
         print(f"Data Docs: {result.data_docs}")
         return result.to_dict()
 

@@ -53,6 +53,7 @@ def test_runs_take_their_time_from_their_data_interval_and_the_hot_lane_takes_ho
         times = {t for (t,) in query(db_url, "SELECT fetched_at FROM fetch_log WHERE run_id = %s",
                                      (first.run_id,))}
         assert times == {t0}  # the run's time, not the wall clock's
+        assert query(db_url, "SELECT DISTINCT first_seen_at FROM articles") == [(t0,)]  # the load's too
         assert scalar(db_url, "SELECT started_at FROM ingest_runs WHERE run_id = %s", (first.run_id,)) == t0
         hot = dict(query(db_url, "SELECT url, hot FROM feed_health"))
         assert hot == {server.url("/fast.xml"): True, server.url("/quiet.xml"): False}
