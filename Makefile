@@ -6,12 +6,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 FEEDS ?=
 DEMO ?=
+# `make run EXECUTOR=celery WORKERS=N`: the CeleryExecutor, N workers (scripts/run_airflow.sh)
+EXECUTOR ?= local
+WORKERS ?= 2
 
 .PHONY: help venv test test-fast check lint typecheck run demo bench psql migrate lock clean-data
 
 help:
 	@echo "make run    - start Airflow (UI http://localhost:8080) with the ingest DAG unpaused"
-	@echo "              FEEDS=FILE for another feed list, DEMO=1 to ingest the bundled sample feeds"
+	@echo "              FEEDS=FILE for another feed list, DEMO=1 to ingest the bundled sample feeds,"
+	@echo "              EXECUTOR=celery WORKERS=N for the CeleryExecutor with N workers (Redis broker:"
+	@echo "              CELERY_BROKER_URL, default redis://127.0.0.1:6379/0)"
 	@echo "make test   - create .venv, install the pinned dependencies; lint, typecheck, then every"
 	@echo "              test tier (unit, integration, crash, dag, compose, ...), each timed"
 	@echo "make test-fast - lint, typecheck, the unit and integration tiers (the edit-test loop)"
@@ -44,7 +49,7 @@ test-fast: check
 check: lint typecheck
 
 run: venv
-	FEEDS="$(FEEDS)" DEMO="$(DEMO)" scripts/run_airflow.sh
+	FEEDS="$(FEEDS)" DEMO="$(DEMO)" EXECUTOR="$(EXECUTOR)" WORKERS="$(WORKERS)" scripts/run_airflow.sh
 
 demo: venv
 	$(PY) -m pipeline demo --port 8766

@@ -6,7 +6,9 @@
 #
 # Tiers: unit (tests/unit: no database), integration (tests/integration but the crash
 # test), crash (the crash-safety test: it kills private PostgreSQL servers), dag
-# (tests/dag), distributed (tests/distributed), browser (tests/browser: headless Chromium
+# (tests/dag), distributed (tests/distributed: `make run EXECUTOR=celery WORKERS=2` and
+# `make run` on the same loopback feeds, about 4 minutes; skipped, saying so, where no Redis
+# answers at CELERY_BROKER_URL, default redis://127.0.0.1:6379/0), browser (tests/browser: headless Chromium
 # through Selenium against `make run DEMO=1`'s Airflow, about a minute; skipped, saying why,
 # where chromium or chromedriver is missing: .ci/run installs them), compose (the tests at
 # the top of tests/), and any other tests/<dir> holding tests, as a tier named after it. A
@@ -39,6 +41,17 @@ tier_args() {  # the pytest arguments of a tier, or nothing when it has no tests
     return 0
 }
 
+skip_reason() {  # why a tier cannot run here, or nothing
+    case "$1" in
+        distributed)
+            local broker=${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}
+            "$PY" -c 'import sys, kombu; kombu.Connection(sys.argv[1], connect_timeout=3).ensure_connection(max_retries=1)' \
+                "$broker" 2>/dev/null \
+                || echo "no Redis answers at $broker: start one (README, Scale-out) or set CELERY_BROKER_URL" ;;
+    esac
+    return 0
+}
+
 tiers=("$@")
 if [[ ${#tiers[@]} -eq 0 || ${tiers[0]} == all ]]; then
     tiers=("${KNOWN[@]}")
@@ -56,6 +69,12 @@ for tier in "${tiers[@]}"; do
     if [[ -z ${args// } ]]; then
         report+=("tier $tier: skipped (no tests/$tier here)")
         echo "== tier $tier: skipped (absent)"
+        continue
+    fi
+    reason=$(skip_reason "$tier")
+    if [[ -n $reason ]]; then
+        report+=("tier $tier: skipped ($reason)")
+        echo "== tier $tier: skipped ($reason)"
         continue
     fi
     echo "== tier $tier: pytest $args"

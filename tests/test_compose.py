@@ -161,7 +161,8 @@ def test_every_service_reads_the_generated_secrets():
         reads = any("{secret:" in str(v) for v in (service.get("environment") or {}).values())
         files = any(k.endswith("_FILE") for k in (service.get("environment") or {}))
         if not (reads or files):
-            assert name == "redis", name  # the broker holds no secret and is not published
+            # the broker holds no secret and is not published; volumes-init only hands volumes over
+            assert name in ("redis", "volumes-init"), name
             continue
         assert "secrets:/secrets:ro" in service["volumes"], name
         assert service["depends_on"]["secrets-init"] == {"condition": "service_completed_successfully"}
@@ -213,3 +214,55 @@ def test_exec_fills_in_the_secrets_then_runs_the_command(tmp_path):
 def test_exec_refuses_to_start_without_its_secret(tmp_path, placeholder, message):
     done = run_exec(tmp_path, {"URL": "x", "KEY": placeholder})
     assert done.returncode == 2 and message in done.stderr and not done.stdout
+
+
+AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+                    "airflow-worker")
+
+
+def test_workers_scale_by_construction():
+    """`docker compose up --scale airflow-worker=3`: nothing on a worker may be unique to one
+    container (compose refuses a container_name, or a fixed host port, on a scaled service)."""
+    services = compose()["services"]
+    assert not [name for name, service in services.items() if "container_name" in service]
+    worker = services["airflow-worker"]
+    assert not {"container_name", "hostname", "ports", "network_mode"} & set(worker), worker
+    assert worker["command"] == "celery worker"
+    env = worker["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor" and env["DUMB_INIT_SETSID"] == "0"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    assert not [p for p in services["redis"].get("ports", [])], "the broker is not published"
+
+
+def volume_mounts(service: dict) -> dict[str, str]:
+    """target path -> named volume (or host path) of a service's short-syntax volumes."""
+    return {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes", [])}
+
+
+def test_logs_and_data_docs_are_on_volumes_every_airflow_service_shares():
+    services = compose()["services"]
+    declared = set(compose()["volumes"])
+    for name in AIRFLOW_SERVICES:
+        service = services[name]
+        mounts = volume_mounts(service)
+        data_dir = service["environment"]["NEWS_DATA_DIR"]  # the GX project and its Data Docs
+        assert mounts["/opt/airflow/logs"] == "airflow-logs", name
+        assert mounts[data_dir] == "news-data", name
+        assert {"airflow-logs", "news-data"} <= declared
+        assert service["depends_on"]["volumes-init"] == {"condition": "service_completed_successfully"}
+    # A new named volume belongs to root: volumes-init hands both to the Airflow user first.
+    init = services["volumes-init"]
+    assert init["user"] == "0:0" and init["entrypoint"][:2] == ["chown", "50000:0"]
+    assert set(init["entrypoint"][2:]) == set(volume_mounts(init)) == {
+        "/opt/airflow/logs", services["airflow-worker"]["environment"]["NEWS_DATA_DIR"]}
+
+
+def test_compose_loads_the_plugins_folder_as_make_run_does():
+    services = compose()["services"]
+    script = (PROJECT_ROOT / "scripts" / "run_airflow.sh").read_text()
+    assert "export AIRFLOW__CORE__PLUGINS_FOLDER=$ROOT/plugins" in script
+    assert (PROJECT_ROOT / "plugins" / "news_view_plugin.py").exists()
+    for name in AIRFLOW_SERVICES + ("airflow-init",):
+        folder = services[name]["environment"]["AIRFLOW__CORE__PLUGINS_FOLDER"]
+        assert volume_mounts(services[name])[folder] == "./plugins", name
