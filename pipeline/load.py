@@ -451,7 +451,8 @@ def _adapt_polling(cur: Cursor, params: dict[str, Any], rules: polling_policy.Ru
         verdict = polling_policy.adapt(polling_policy.Observation(
             fetched_at, last_success, rate, window, entries, new, overlap, published or ()),
             rules.bounds, rules.fill)
-        interval = max(polling_policy.spread(verdict.interval, feed_id), rules.bounds.min_interval)
+        interval = max(polling_policy.spread(verdict.interval, feed_id, first=last_success is None),
+                       rules.bounds.min_interval)
         verdicts.append((feed_id, verdict.gap, verdict.rate, verdict.window, round(interval.total_seconds())))
     execute_values(cur, _RECORD_POLLING, [(params["run"], *v) for v in verdicts],
                    template="(%s, %s::bigint, %s::boolean, %s::float8, %s::int, %s::int)", page_size=1000)

@@ -146,10 +146,17 @@ def window_rate(published: Sequence[datetime], now: datetime) -> float | None:
     return len(dates) / (span.total_seconds() / 3600)
 
 
-def spread(interval: timedelta, key: int, share: float = 0.2) -> timedelta:
-    """`interval` shortened by up to `share`, by a fixed fraction per `key` (a feed id), so
-    feeds fetched together (a cold start) do not all come due together again."""
-    return interval * (1 - share * ((key * 0.6180339887498949) % 1.0))
+# How much of its interval a feed's next check may be brought forward: widely after its
+# first fetch (a cold start fetches every feed at once; their next checks must not all fall
+# in the same hours again), a little after the others (phases keep drifting apart).
+FIRST_SPREAD, SPREAD = 0.75, 0.2
+
+
+def spread(interval: timedelta, key: int, first: bool = False) -> timedelta:
+    """`interval` shortened by up to FIRST_SPREAD (a feed's first fetch) or SPREAD of it, by
+    a fixed fraction per `key` (a feed id), so feeds fetched together do not all come due
+    together again."""
+    return interval * (1 - (FIRST_SPREAD if first else SPREAD) * ((key * 0.6180339887498949) % 1.0))
 
 
 def interval_for(rate: float | None, window: int | None, bounds: Bounds, fill: float) -> timedelta:

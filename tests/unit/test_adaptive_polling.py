@@ -53,6 +53,8 @@ def test_intervals_are_spread_so_feeds_fetched_together_do_not_come_due_together
     assert len(spread_out) == 100 and all(0.8 * day < s <= day for s in spread_out)
     assert max(spread_out) - min(spread_out) > timedelta(hours=4)
     assert spread(day, 7) == spread(day, 7)  # the same feed, the same share
+    first = [spread(day, feed_id, first=True) for feed_id in range(1, 101)]  # after a cold start
+    assert min(first) < timedelta(hours=7) and all(0.25 * day < s <= day for s in first)
 
 
 def test_the_interval_keeps_a_third_of_the_window_between_polls_within_the_bounds():
