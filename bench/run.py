@@ -16,7 +16,9 @@ each in a process of its own (bench.scale; the 10,000-feed run takes about 20 mi
 Last, a simulated news day through the scheduler (bench.news_day, its own process): 5,000
 feeds at 1/36 of Media Cloud's volume over 24 simulated hours (capture, fetches against fixed
 15-minute polling, wall time per simulated hour, peak memory, database growth) and one
-full-scale cycle of 180,000 feeds (`--news-day 0` skips it).
+full-scale cycle of 180,000 feeds (`--news-day 0` skips it). And each analytics view's
+typical query at 1,000,000 generated articles (bench.analytics_scale, its database filled
+once and reused; `--analytics-scale 0` skips it).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench import adversarial, dag_pace, dedup_cost, news_day, parse_rate, scale, syndication
+from bench import adversarial, analytics_scale, dag_pace, dedup_cost, news_day, parse_rate, scale, syndication
 from bench.corpus import build_corpus
 from pipeline import database, fetch, local_runner, tasks
 from pipeline.config import PROJECT_ROOT, Settings
@@ -121,6 +123,14 @@ def parse_only(bodies: list[bytes]) -> tuple[int, float]:
     return entries, time.perf_counter() - started
 
 
+def analytics_views(settings: Settings) -> dict[str, object]:
+    """bench.analytics_scale with its defaults: each view's typical query, best of 3, in ms."""
+    a = analytics_scale
+    url, filled = a.prepare(settings, a.ARTICLES, a.FEEDS, a.DAYS, a.FETCH_DAYS, refill=False)
+    timings = a.measure(url, repeats=3)
+    return {**{name: t.ms for name, t in timings.items()}, "fill": filled}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--feeds", type=int, default=1000)
@@ -149,6 +159,9 @@ def main() -> int:
     parser.add_argument("--news-day-hours", type=int, default=24, help="simulated hours")
     parser.add_argument("--full-scale-feeds", type=int, default=180_000,
                         help="feeds of the full-scale cycle (0: skip it)")
+    parser.add_argument("--analytics-scale", type=int, default=1,
+                        help="each analytics view's typical query at 1,000,000 generated articles "
+                             "(bench.analytics_scale; its filled database is reused) (0: skip)")
     args = parser.parse_args()
 
     # Every bench feed is on one loopback host: open loopback, lift the per-host limit to the
@@ -226,6 +239,8 @@ def main() -> int:
     if args.news_day:
         results["news_day"] = news_day.run_isolated(args.news_day_feeds, args.news_day_hours,
                                                      args.full_scale_feeds)
+    if args.analytics_scale:
+        results["analytics_views_at_1m_articles_ms"] = analytics_views(settings)
     hostile = adversarial.table(int(args.adversarial_mb * 2**20)) if args.adversarial_mb else []
     if args.adversarial_mb:
         results["tiny_entries_10mb_parse"] = [adversarial.tiny_entries(p) for p in ("auto", "feedparser")]

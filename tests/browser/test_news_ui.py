@@ -5,7 +5,8 @@ on this session's own databases and free ports.
 It logs in through Airflow's login page, waits for the first news_ingest run of the demo
 feeds to finish, opens the News views (feeds, one feed, runs, stories, quarantine,
 quality) and the run's "News run" tab, asserts what they show (feed names, counts, chart
-elements) and saves a screenshot of each under .data/screenshots/. Skipped, saying why,
+elements, the run's Data Docs page or why it has none, as the database and the Data Docs
+site say) and saves a screenshot of each under .data/screenshots/. Skipped, saying why,
 where no chromium, chromedriver or selenium exists (.ci/run installs the first two).
 Everything it starts is stopped: the browser (driver.quit) and Airflow's process group
 (run_airflow.sh --stop), whatever happens.
@@ -18,6 +19,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -31,6 +33,9 @@ import pytest
 
 from pipeline import database
 from pipeline.config import PROJECT_ROOT
+
+sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
+from news_ui.app import DOCS_SITE, data_docs_page  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists()
@@ -78,9 +83,10 @@ def _drop(admin_url: str, name: str) -> None:
 class Airflow:
     """The running Airflow: its URL, a REST client (JWT from /auth/token), its home."""
 
-    def __init__(self, base: str, home: Path):
+    def __init__(self, base: str, home: Path, db_url: str):
         self.base = base
         self.home = home
+        self.db_url = db_url  # the news database it runs on
         passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
         self.password = passwords["admin"]
         self.token = self.post("/auth/token", {"username": "admin", "password": self.password},
@@ -145,7 +151,7 @@ def airflow(admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         log = home / "airflow.log"
         assert started.returncode == 0, (started.stdout + started.stderr
                                          + (log.read_text()[-4000:] if log.exists() else ""))
-        yield Airflow(f"http://127.0.0.1:{port}", home)
+        yield Airflow(f"http://127.0.0.1:{port}", home, env["DATABASE_URL"])
     finally:
         subprocess.run([str(SCRIPT), "--stop"], env=env, capture_output=True, timeout=90)
         for name in (news_db, airflow_db):
@@ -229,6 +235,24 @@ def log_in(driver: Any, airflow: Airflow) -> None:
     assert any(c["name"] == "_token" for c in driver.get_cookies())
 
 
+def data_docs_expected(airflow: Airflow, run_id: str) -> tuple[str | None, bool]:
+    """The run's stored Data Docs page, and whether the view can serve it (the same rule as
+    the view's: an HTML file inside the Data Docs site of Airflow's data dir, which is this
+    session's NEWS_DATA_DIR: tests/conftest.py sets it, Airflow inherits it)."""
+    with database.connect(airflow.db_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT data_docs FROM ingest_runs WHERE run_id = %s", (run_id,))
+        (stored,) = cur.fetchone()
+    site = Path(os.environ["NEWS_DATA_DIR"]).joinpath(*DOCS_SITE).resolve()
+    return stored, data_docs_page(site, stored) is not None
+
+
+def fetch_status(driver: Any, url: str) -> Any:
+    """The HTTP status of `url` fetched by the page shown (its cookies, its origin)."""
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0], {credentials: 'same-origin'}).then(r => done(r.status), e => done(String(e)));", url)
+
+
 def test_news_views_in_airflow(airflow: Airflow, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -297,8 +321,27 @@ def test_news_views_in_airflow(airflow: Airflow, browser: Any) -> None:
     funnel = cells(browser, "funnel")
     assert [row[1] for row in funnel][:4] == ["3", "3", "0", "0"]
     assert int(funnel[1][3]) == new
-    assert "Data Docs" in browser.find_element(By.ID, "data-docs").text
+    stored, served = data_docs_expected(airflow, run_id)
+    docs_text = browser.find_element(By.ID, "data-docs").text
+    docs_links = browser.find_elements(By.CSS_SELECTOR, "#data-docs a[href*='/data-docs/']")
+    if served:  # the link, and the page behind it answers
+        assert [a.text for a in docs_links] == ["Data Docs"], docs_text
+        assert "shown without its CDN styles and scripts" in docs_text
+        docs_url = docs_links[0].get_attribute("href")
+        assert docs_url.endswith("/data-docs/" + quote(run_id, safe="")), docs_url
+        assert fetch_status(browser, docs_url) == 200
+    elif stored:  # built, then pruned from the site
+        assert not docs_links and "no longer in the Data Docs site" in docs_text, docs_text
+    else:  # none built: no expectation failed
+        assert not docs_links and "Data Docs: none." in docs_text, docs_text
     shot(browser, "07-run-tab")
+    if served:  # GX's own page, opened as a reader would, under its own CSP
+        browser.switch_to.default_content()
+        browser.get(docs_url)
+        wait_for(browser, "body")
+        assert "compiled by Great Expectations" in browser.page_source, browser.page_source[:2000]
+        assert browser.find_elements(By.CSS_SELECTOR, ".card")  # its content, drawn without scripts
+        shot(browser, "08-data-docs")
 
     # The report task's log is the readable table.
     log = airflow.get(f"/api/v2/dags/news_ingest/dagRuns/{quote(run_id, safe='')}/taskInstances/report/logs/1")
