@@ -55,8 +55,8 @@ The hot lane: the same tasks as `news_ingest`, on its own, shorter schedule
 whose publication rate asks for a shorter interval than the main schedule's
 (`HOT_FEED_INTERVAL`; `feed_health.hot`). A feed that publishes hundreds of stories an
 hour through a 20-item window would lose most of them between two main runs; a hot run
-is small (a few feeds), so it finishes well within its period and never waits behind a
-long main run.
+is small (a few feeds), so it finishes well within its period and does not wait for a
+long main run's fetches (only its load queues behind the load lock, one batch at a time).
 """
 
 

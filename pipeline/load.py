@@ -379,11 +379,18 @@ FROM load_plan WHERE run_id = %(run)s
 """
 
 
+# How long a load waits for another run's load to finish before it fails (and its task is
+# retried): longer than any load takes, shorter than a run's timeout.
+LOAD_LOCK_WAIT_S = 900
+
+
 def begin(cur: Cursor, run_id: str) -> dict[str, Any] | None:
     """Start a run's load: take the load lock (one decider and writer at a time) and check
     the run. Returns its counts when it was loaded already (a retried load is a no-op),
     else None. Raises RunNotLoadable when fetched entries were not all staged."""
+    cur.execute("SET LOCAL lock_timeout = %s", (f"{LOAD_LOCK_WAIT_S}s",))  # bounded: then a retry
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
+    cur.execute("SET LOCAL lock_timeout = 0")
     cur.execute("SELECT loaded_at, counts FROM ingest_runs WHERE run_id = %s FOR UPDATE", (run_id,))
     row = cur.fetchone()
     if row is None:

@@ -212,7 +212,7 @@ def test_run_page_and_the_dag_run_tab(client: Any, seeded: dict[str, int]) -> No
         assert text(doc.xpath('//*[@id="polling-totals"]')[0]) == (
             "Deferred to the next run: 4 feeds · possible gaps: 1 feeds")
         assert doc.xpath('string(//*[@id="data-docs"]/a[1]/@href)') == f"/data-docs/{quote(RUN, safe='')}"
-        assert "unstyled offline" in doc.xpath('string(//*[@id="data-docs"])')
+        assert "shown without its CDN styles and scripts" in doc.xpath('string(//*[@id="data-docs"])')
         funnel = table(doc, "funnel")
         assert [row[1] for row in funnel] == ["2", "1", "0", "1", "0"]
         assert [row[3] for row in funnel] == ["5", "3", "1", "0", "1"]

@@ -90,6 +90,10 @@ def test_a_fetch_sharing_nothing_with_what_was_stored_is_a_gap_and_shortens_the_
     elapsed = timedelta(hours=2)
     gap = adapt(Observation(NOW, NOW - elapsed, 0.5, 20, 20, 20, 0), BOUNDS, FILL)
     assert gap.gap and gap.interval <= elapsed / 2
+    # However full a window the policy allows, a gap halves the time since the last fetch
+    # (the rate alone, 20 new in 2 h, would allow 0.9 x 2 h).
+    roomy = adapt(Observation(NOW, NOW - elapsed, 0.5, 20, 20, 20, 0), BOUNDS, 0.9)
+    assert roomy.gap and roomy.interval == elapsed / 2
     overlap = adapt(Observation(NOW, NOW - elapsed, 0.5, 20, 20, 19, 1), BOUNDS, FILL)
     assert not overlap.gap
     first = adapt(Observation(NOW, None, None, None, 20, 20, 0), BOUNDS, FILL)  # never fetched before
