@@ -10,8 +10,9 @@ validates (Great Expectations) and loads the entries into the news database.
   `{"force": true}` to fetch all now), the most urgent first when more are due than
   `RUN_MAX_FEEDS`, and splits them into shards. A run for a past interval (a backfill, or
   a manual run whose interval ended more than `PAST_RUN_REPLAY_AFTER` ago) fetches
-  nothing: it replays each feed's latest body archived in its interval through today's
-  stages, idempotently. Migrations run at
+  nothing: it replays every body archived in its interval through today's stages, in
+  fetch order (each feed's earlier bodies in runs of their own, its latest in this run's
+  shards), idempotently. Migrations run at
   start-up (`make run`, the compose init service), never here.
 * **ingest_shard** (mapped, one task per shard, in the `feed_fetch` pool): one pass over
   the shard, in memory: HTTP with conditional GET (each feed's outcome to `fetch_log`,
@@ -73,7 +74,9 @@ def news_ingest() -> None:
         if data_interval_start is not None and common.is_past_run(at, dag_run, cfg.replay_after_s):
             start = common.run_time(data_interval_start)
             print(f"a past interval [{start}, {at}): its archived bodies go through today's stages")
-            return tasks.prepare_replay(common.db_url(cfg), cfg, str(run_id), start, at, common.now())
+            from pipeline import maintenance
+
+            return maintenance.replay_interval(common.db_url(cfg), cfg, str(run_id), start, at, common.now)
         sources = read_feed_list(cfg.feeds_file)
         print(f"feed list {cfg.feeds_file}: {len(sources)} feeds")
         force = bool((params or {}).get("force"))

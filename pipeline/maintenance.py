@@ -17,7 +17,7 @@ from pipeline.config import Settings
 from pipeline.database import connect, require_schema
 from pipeline.local_runner import finish
 from pipeline.storage import partitions
-from pipeline.tasks import shard_count, stage_bodies, stage_entries, utcnow
+from pipeline.tasks import prepare_replay, shard_count, stage_bodies, stage_entries, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,20 @@ def replay(
     updates apply in order. Feed fetch state is left alone."""
     with connect(db_url) as conn, conn.cursor() as cur:
         archived = storage.archived_fetches(cur, since)
+    batch = f"replay__{clock():%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:6]}"
+    summaries = _replay_in_order(db_url, settings, archived, batch, clock, feeds_per_run)
+    totals: Counter[str] = Counter()
+    for summary in summaries:
+        totals.update({k: v for k, v in summary["totals"].items() if isinstance(v, int)})
+    return {"runs": len(summaries), "bodies": len(archived), "totals": dict(totals),
+            "run_ids": [s["run_id"] for s in summaries]}
+
+
+def _replay_in_order(db_url: str, settings: Settings, archived: Sequence[tuple[int, str, str, datetime]],
+                     batch: str, clock: Callable[[], datetime], feeds_per_run: int) -> list[dict[str, Any]]:
+    """Replay `archived` bodies (oldest first): a feed's successive bodies in successive
+    runs (`<batch>__<generation>_<n>`), so updates apply in order. Run ids are derived from
+    `batch`: replaying again under the same batch loads nothing twice."""
     generations: list[list[tuple[int, str, str, datetime]]] = []
     seen_per_feed: Counter[int] = Counter()
     for item in archived:
@@ -43,7 +57,6 @@ def replay(
         if nth == len(generations):
             generations.append([])
         generations[nth].append(item)
-    batch = f"replay__{clock():%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:6]}"
     summaries = []
     for g, generation in enumerate(generations):
         for start in range(0, len(generation), feeds_per_run):
@@ -57,11 +70,24 @@ def replay(
                 bodies = storage.record_archived(cur, run_id, items)
             stage_bodies(db_url, settings, run_id, bodies)
             summaries.append(finish(db_url, settings, run_id, clock))
-    totals: Counter[str] = Counter()
-    for summary in summaries:
-        totals.update({k: v for k, v in summary["totals"].items() if isinstance(v, int)})
-    return {"runs": len(summaries), "bodies": len(archived), "totals": dict(totals),
-            "run_ids": [s["run_id"] for s in summaries]}
+    return summaries
+
+
+def replay_interval(db_url: str, settings: Settings, run_id: str, start: datetime, end: datetime,
+                    clock: Callable[[], datetime] = utcnow) -> list[int]:
+    """Plan a DAG run for a past interval [start, end) (a backfill): every body archived from
+    a real fetch in it goes through today's stages, in fetch order, with no network. Each
+    feed's earlier bodies of the interval are replayed first, now, in runs of their own
+    (`<run_id>__earlier__...`); its latest is the DAG run's own, in shards. Idempotent (a
+    retried prepare replays the same runs, which load nothing twice). Returns the shards."""
+    with connect(db_url) as conn, conn.cursor() as cur:
+        archived = storage.archived_fetches(cur, start, end)
+    latest = set(storage.latest_archived(archived))
+    earlier = [item for item in archived if item not in latest]
+    if earlier:
+        done = _replay_in_order(db_url, settings, earlier, f"{run_id}__earlier", clock, 200)
+        log.info("run %s: %d earlier bodies of the interval replayed in %d runs", run_id, len(earlier), len(done))
+    return prepare_replay(db_url, settings, run_id, start, end, clock())
 
 
 def release_quarantined(

@@ -67,6 +67,7 @@ def test_runs_take_their_time_from_their_data_interval_and_the_hot_lane_takes_ho
 
 T1 = datetime(2026, 11, 10, 10, 5, tzinfo=timezone.utc)
 T2 = T1 + timedelta(minutes=15)
+T3 = T2 + timedelta(minutes=5)
 
 
 def test_a_backfill_replays_its_intervals_archived_bodies_idempotently(
@@ -82,26 +83,34 @@ def test_a_backfill_replays_its_intervals_archived_bodies_idempotently(
         server.routes["/f.xml"] = Route(rss([item(0, description="<p>Corrected.</p>", **dated)]
                                             + [item(n, **dated) for n in range(1, 7)]))
         local_runner.ingest(db_url, settings, source, "then-2", clock=lambda: T2, force=True)
-        assert scalar(db_url, "SELECT count(*) FROM articles") == 7
+        # Five minutes later stories 5 and 6 have scrolled out of the feed, and 8 is new.
+        server.routes["/f.xml"] = Route(rss([item(0, description="<p>Corrected.</p>", **dated)]
+                                            + [item(n, **dated) for n in (1, 2, 3, 4, 8)]))
+        local_runner.ingest(db_url, settings, source, "then-3", clock=lambda: T3, force=True)
+        assert scalar(db_url, "SELECT count(*) FROM articles") == 8
         query(db_url, "DELETE FROM articles WHERE canonical_url LIKE '%%/story/5' OR canonical_url LIKE '%%/story/6' RETURNING 1")
         requests = len(server.requests)
 
-        # The interval holding T2 ([10:15, 10:30)) is re-processed from the archive.
+        # The interval holding T2 and T3 ([10:15, 10:30)) is re-processed from the archive, both
+        # bodies in order: the stories only the earlier one held come back.
         replayed = dagbag.dags["news_ingest"].test(logical_date=T2 + timedelta(minutes=10))
         assert replayed.state == "success"
         assert len(server.requests) == requests  # nothing fetched
         assert scalar(db_url, "SELECT kind FROM ingest_runs WHERE run_id = %s", (replayed.run_id,)) == "replay"
-        assert query(db_url, "SELECT fetched_at FROM fetch_log WHERE run_id = %s", (replayed.run_id,)) == [(T2,)]
-        assert scalar(db_url, "SELECT count(*) FROM articles") == 7  # the lost stories are back
-        assert scalar(db_url, "SELECT count(*) FROM articles WHERE first_run_id = %s", (replayed.run_id,)) == 2
+        assert query(db_url, "SELECT fetched_at FROM fetch_log WHERE run_id = %s", (replayed.run_id,)) == [(T3,)]
+        assert query(db_url, "SELECT fetched_at FROM fetch_log WHERE run_id LIKE %s",
+                     (replayed.run_id + "__earlier%",)) == [(T2,)]
+        assert scalar(db_url, "SELECT count(*) FROM articles") == 8  # the lost stories are back
+        assert scalar(db_url, "SELECT count(*) FROM articles WHERE first_run_id LIKE %s",
+                      (replayed.run_id + "%",)) == 2
 
         # The earlier interval brings nothing back over the newer content; again: nothing new.
         earlier = dagbag.dags["news_ingest"].test(logical_date=T1 + timedelta(minutes=10))
         again = dagbag.dags["news_ingest"].test(logical_date=T2 + timedelta(minutes=10))
         assert earlier.state == again.state == "success"
         assert query(db_url, "SELECT fetched_at FROM fetch_log WHERE run_id = %s", (earlier.run_id,)) == [(T1,)]
-        assert scalar(db_url, "SELECT count(*) FROM articles") == 7
-        assert scalar(db_url, "SELECT count(*) FROM articles WHERE first_run_id IN (%s, %s)",
-                      (earlier.run_id, again.run_id)) == 0
+        assert scalar(db_url, "SELECT count(*) FROM articles") == 8
+        assert scalar(db_url, "SELECT count(*) FROM articles WHERE first_run_id LIKE %s OR first_run_id LIKE %s",
+                      (earlier.run_id + "%", again.run_id + "%")) == 0
         assert scalar(db_url, "SELECT text FROM articles WHERE canonical_url LIKE '%%/story/0'") == "Corrected."
         assert len(server.requests) == requests
