@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -55,7 +55,6 @@ HOUR_GOAL_S = 20.0
 CAPTURE_GOAL = 0.995
 FETCH_GOAL = 0.5  # of fixed 15-minute polling
 FULL_GOAL_S = 12 * 60
-WAIT_EVERY_S, WAIT_FOR_S = 60, 40 * 60
 
 
 def settings_for_bench(data_dir: Path) -> Any:
@@ -65,31 +64,6 @@ def settings_for_bench(data_dir: Path) -> Any:
 
     base = Settings.from_env(quarantine_fail_ratio=1.0).allowing("127.0.0.1/32")
     return base.replace(per_host_concurrency=base.fetch_concurrency, data_dir=data_dir)
-
-
-def wait_for(ready: Callable[[], bool], what: str) -> None:
-    """Poll `ready` every minute, for at most 40 minutes (the pipeline is being changed)."""
-    deadline = time.monotonic() + WAIT_FOR_S
-    while not ready():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gave up waiting for {what}")
-        print(f"waiting for {what} ...", file=sys.stderr, flush=True)
-        time.sleep(WAIT_EVERY_S)
-
-
-def _pipeline_has(check: str) -> Callable[[], bool]:
-    """Whether `check` (a Python expression over the pipeline) holds in a fresh interpreter:
-    this one would keep the modules it imported before they changed."""
-    from pipeline.config import PROJECT_ROOT
-
-    code = f"import inspect\nfrom pipeline import fetch, local_runner, polling_policy\nprint(bool({check}))"
-    return lambda: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                  cwd=PROJECT_ROOT).stdout.strip() == "True"
-
-
-LANE_READY = "'lane' in inspect.signature(local_runner.ingest).parameters"
-POLICY_READY = ("hasattr(fetch, 'polling_rules') and "
-                "list(inspect.signature(polling_policy.interval_for).parameters)[:2] == ['rate', 'window']")
 
 
 class Publisher:
@@ -480,9 +454,6 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def measure(feeds: int, hours: int, full_feeds: int, seed: int) -> dict[str, Any]:
-    wait_for(_pipeline_has(LANE_READY), "local_runner.ingest(..., lane=)")
-    if full_feeds:
-        wait_for(_pipeline_has(POLICY_READY), "polling_policy.interval_for and fetch.polling_rules")
     with tempfile.TemporaryDirectory() as data_dir:
         settings = settings_for_bench(Path(data_dir))
         result: dict[str, Any] = {"settings": {"per_host_concurrency": settings.per_host_concurrency,

@@ -17,7 +17,7 @@ from pipeline.config import Settings
 from pipeline.database import connect, require_schema
 from pipeline.local_runner import finish
 from pipeline.storage import partitions
-from pipeline.tasks import prepare_replay, shard_count, stage_bodies, stage_entries, utcnow
+from pipeline.tasks import shard_count, stage_bodies, stage_entries, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,8 @@ def _replay_in_order(db_url: str, settings: Settings, archived: Sequence[tuple[i
         for start in range(0, len(generation), feeds_per_run):
             items = generation[start:start + feeds_per_run]
             run_id = f"{batch}__{g}_{start // feeds_per_run}"
-            now = clock()
             with connect(db_url) as conn, conn.cursor() as cur:
-                feed_ids = [fid for fid, _, _, _ in items]
-                storage.create_run(cur, run_id, now, feed_ids, shard_count(len(feed_ids), settings),
-                                   kind="replay")
-                bodies = storage.record_archived(cur, run_id, items)
+                _, bodies = _record_replay_run(cur, settings, run_id, items, clock())
             stage_bodies(db_url, settings, run_id, bodies)
             summaries.append(finish(db_url, settings, run_id, clock))
     return summaries
@@ -81,13 +77,28 @@ def replay_interval(db_url: str, settings: Settings, run_id: str, start: datetim
     (`<run_id>__earlier__...`); its latest is the DAG run's own, in shards. Idempotent (a
     retried prepare replays the same runs, which load nothing twice). Returns the shards."""
     with connect(db_url) as conn, conn.cursor() as cur:
+        require_schema(cur)
         archived = storage.archived_fetches(cur, start, end)
-    latest = set(storage.latest_archived(archived))
-    earlier = [item for item in archived if item not in latest]
+    latest = storage.latest_archived(archived)
+    earlier = [item for item in archived if item not in set(latest)]
     if earlier:
         done = _replay_in_order(db_url, settings, earlier, f"{run_id}__earlier", clock, 200)
         log.info("run %s: %d earlier bodies of the interval replayed in %d runs", run_id, len(earlier), len(done))
-    return prepare_replay(db_url, settings, run_id, start, end, clock())
+    with connect(db_url) as conn, conn.cursor() as cur:
+        shards, _ = _record_replay_run(cur, settings, run_id, latest, clock())
+    log.info("run %s replays %d archived bodies fetched in [%s, %s) in %d shards",
+             run_id, len(latest), start.isoformat(), end.isoformat(), shards)
+    return list(range(shards))
+
+
+def _record_replay_run(cur: Any, settings: Settings, run_id: str,
+                       items: Sequence[tuple[int, str, str, datetime]], now: datetime
+                       ) -> tuple[int, list[tuple[int, str, bytes, str | None, datetime]]]:
+    """A replay run of archived `items`: its row, its feeds in shards, their bodies recorded
+    as its fetches. Returns (shards, the bodies: feed_id, url, body, content type, fetched_at)."""
+    feed_ids = [fid for fid, _, _, _ in items]
+    shards = storage.create_run(cur, run_id, now, feed_ids, shard_count(len(feed_ids), settings), kind="replay")
+    return shards, storage.record_archived(cur, run_id, items)
 
 
 def release_quarantined(

@@ -83,24 +83,6 @@ def prepare_run(
     return list(range(shards))
 
 
-def prepare_replay(db_url: str, settings: Settings, run_id: str, start: datetime, end: datetime,
-                   now: datetime) -> list[int]:
-    """Plan a run for a past interval [start, end) (a backfill): no network; each feed's
-    latest body archived from a real fetch in the interval goes through today's stages
-    again. Idempotent, like every replay: what was loaded then is recognized now. Feed
-    fetch state is left alone. Returns the shard numbers."""
-    with connect(db_url) as conn, conn.cursor() as cur:
-        require_schema(cur)
-        items = storage.latest_archived(storage.archived_fetches(cur, start, end))
-        feed_ids = [fid for fid, _, _, _ in items]
-        shards = storage.create_run(cur, run_id, now, feed_ids, shard_count(len(feed_ids), settings),
-                                    kind="replay")
-        storage.record_archived(cur, run_id, items)
-    log.info("run %s replays %d archived bodies fetched in [%s, %s) in %d shards",
-             run_id, len(items), start.isoformat(), end.isoformat(), shards)
-    return list(range(shards))
-
-
 def _disabled(feed: FeedState, now: datetime) -> FetchResult:
     return FetchResult(
         feed_id=feed.id, url=feed.url, outcome=FetchOutcome.DISABLED, fetched_at=now,

@@ -34,7 +34,7 @@ from psycopg2 import sql
 
 from pipeline import database
 from pipeline.config import PROJECT_ROOT, Settings, normalize_db_url
-from tests.helpers import settings_for_tests
+from tests.helpers import database_url, drop_database, settings_for_tests
 
 SHARED = PROJECT_ROOT.parent / "shared"
 _SESSION = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -82,10 +82,6 @@ def _server_admin_url() -> str:
         return database.embedded_server_url(data_dir, "postgres")
 
 
-def _url_for(admin_url: str, name: str) -> str:
-    return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
-
-
 def _admin(admin_url: str, statement: sql.Composable) -> None:
     conn = psycopg2.connect(admin_url)
     try:
@@ -94,10 +90,6 @@ def _admin(admin_url: str, statement: sql.Composable) -> None:
             cur.execute(statement)
     finally:
         conn.close()
-
-
-def _drop(admin_url: str, name: str) -> None:
-    _admin(admin_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 class _Dropper:
@@ -114,7 +106,7 @@ class _Dropper:
     def _work(self) -> None:
         while (name := self.names.get()) is not None:
             try:
-                _drop(self.admin_url, name)
+                drop_database(self.admin_url, name)
             except Exception as exc:  # noqa: BLE001 - reported at the end of the session
                 self.errors.append(f"{name}: {exc}")
 
@@ -145,7 +137,7 @@ def _dropper(admin_url: str) -> Iterator[_Dropper]:
 @pytest.fixture(scope="session")
 def template_db(admin_url: str, _dropper: _Dropper) -> Iterator[str]:
     database.ensure_database(admin_url, TEMPLATE_DB)
-    database.migrate(_url_for(admin_url, TEMPLATE_DB))
+    database.migrate(database_url(admin_url, TEMPLATE_DB))
     yield TEMPLATE_DB
     _dropper.drop(TEMPLATE_DB)
 
@@ -156,14 +148,14 @@ def db_url(admin_url: str, template_db: str, _dropper: _Dropper) -> Iterator[str
     name = f"news_{_SESSION}_{uuid.uuid4().hex[:8]}"
     _admin(admin_url, sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
                                                                      sql.Identifier(template_db)))
-    yield _url_for(admin_url, name)
+    yield database_url(admin_url, name)
     _dropper.drop(name)
 
 
 @pytest.fixture(scope="session")
 def airflow_metadata_url(admin_url: str) -> str:
     """Points Airflow at this session's metadata database (not created here: `airflow_db`)."""
-    url = _url_for(admin_url, AIRFLOW_DB).replace("postgresql://", "postgresql+psycopg2://", 1)
+    url = database_url(admin_url, AIRFLOW_DB).replace("postgresql://", "postgresql+psycopg2://", 1)
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = url
     if "airflow.settings" in sys.modules:  # imported before this fixture ran: re-read the setting
         from airflow import settings as airflow_settings
@@ -184,7 +176,7 @@ def airflow_db(admin_url: str, airflow_metadata_url: str) -> Iterator[str]:
     from airflow import settings as airflow_settings
 
     airflow_settings.dispose_orm(do_log=False)
-    _drop(admin_url, AIRFLOW_DB)
+    drop_database(admin_url, AIRFLOW_DB)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import escape
+
+import psycopg2
+from psycopg2 import sql
 
 from pipeline import database
 from pipeline.config import Settings
@@ -17,6 +22,28 @@ def query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
 
 def scalar(url: str, statement: str, params: tuple = ()):
     return query(url, statement, params)[0][0]
+
+
+def database_url(admin_url: str, name: str) -> str:
+    """The URL of database `name` on the server `admin_url` names."""
+    return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    conn = psycopg2.connect(admin_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    """A loopback port free now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def rss(items: list[dict], title: str = "Test feed", link: str = "https://news.example/",

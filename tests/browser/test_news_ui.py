@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,13 +25,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
-import psycopg2
 import pytest
 
 from pipeline import database
 from pipeline.config import PROJECT_ROOT
+from tests.helpers import database_url, drop_database, free_port
 
 sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
 from news_ui.app import DOCS_SITE, data_docs_page  # noqa: E402
@@ -58,26 +57,6 @@ pytestmark = [
                        reason="no chromium/chromedriver here (apt-get install chromium chromium-driver)"),
     pytest.mark.skipif(selenium is None, reason="selenium is not installed (make venv)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _url(admin_url: str, name: str) -> str:
-    return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
-
-
-def _drop(admin_url: str, name: str) -> None:
-    conn = psycopg2.connect(admin_url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        conn.close()
 
 
 class Airflow:
@@ -140,8 +119,8 @@ def airflow(admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "AIRFLOW__API__HOST": "127.0.0.1",
         "DEMO": "1",
         "DEMO_PORT": str(free_port()),
-        "DATABASE_URL": _url(admin_url, news_db),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _url(admin_url, airflow_db).replace(
+        "DATABASE_URL": database_url(admin_url, news_db),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url(admin_url, airflow_db).replace(
             "postgresql://", "postgresql+psycopg2://", 1),
         "START_TIMEOUT": str(START_TIMEOUT),
     }
@@ -155,7 +134,7 @@ def airflow(admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     finally:
         subprocess.run([str(SCRIPT), "--stop"], env=env, capture_output=True, timeout=90)
         for name in (news_db, airflow_db):
-            _drop(admin_url, name)
+            drop_database(admin_url, name)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ group, checked) and every database dropped.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -26,14 +25,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
 import pytest
 
+from bench.dag_pace import forget_queue
 from pipeline import database
 from pipeline.config import PROJECT_ROOT
-from tests.helpers import item, query, rss
+from tests.helpers import database_url, drop_database, free_port, item, query, rss
 
 SCRIPT = PROJECT_ROOT / "scripts" / "run_airflow.sh"
 KEPT_LOGS = PROJECT_ROOT / ".data" / "distributed"  # each Airflow's log of the last run
@@ -93,26 +91,6 @@ def feeds_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     server.server_close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _url(admin_url: str, name: str) -> str:
-    return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
-
-
-def _drop(admin_url: str, name: str) -> None:
-    conn = psycopg2.connect(admin_url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        conn.close()
-
-
 @dataclass(frozen=True)
 class Run:
     """What one Airflow made of the feeds: the DagRun's state, its task instances
@@ -159,12 +137,12 @@ def run_airflow(executor: str, admin_url: str, feeds_file: Path, home: Path) -> 
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW_PORT": str(_free_port()),
+        "AIRFLOW_PORT": str(free_port()),
         "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _url(admin_url, airflow_db).replace(
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url(admin_url, airflow_db).replace(
             "postgresql://", "postgresql+psycopg2://", 1),
-        "DATABASE_URL": _url(admin_url, news_db),
+        "DATABASE_URL": database_url(admin_url, news_db),
         "NEWS_DATA_DIR": str(home / "news-data"),
         "FEEDS": str(feeds_file),
         "FEEDS_PER_SHARD": str(FEEDS_PER_SHARD),
@@ -186,11 +164,11 @@ def run_airflow(executor: str, admin_url: str, feeds_file: Path, home: Path) -> 
         log = home / "airflow.log"
         assert started.returncode == 0, started.stdout + started.stderr + (
             log.read_text()[-4000:] if log.exists() else "")
-        metadata = _url(admin_url, airflow_db)
+        metadata = database_url(admin_url, airflow_db)
         run_id, state = _finished_run(metadata, time.monotonic() + RUN_TIMEOUT)
         tis = query(metadata, "SELECT task_id, map_index, state, hostname FROM task_instance "
                               "WHERE dag_id = 'news_ingest' AND run_id = %s ORDER BY task_id, map_index", (run_id,))
-        rows = {name: query(_url(admin_url, news_db), statement) for name, statement in ROWS.items()}
+        rows = {name: query(database_url(admin_url, news_db), statement) for name, statement in ROWS.items()}
         return Run(state, tis, rows)
     finally:
         group = int(pidfile.read_text()) if pidfile.exists() else None
@@ -200,9 +178,9 @@ def run_airflow(executor: str, admin_url: str, feeds_file: Path, home: Path) -> 
             KEPT_LOGS.mkdir(parents=True, exist_ok=True)
             (KEPT_LOGS / f"{executor}.log").write_bytes((home / "airflow.log").read_bytes())
         if executor == "celery":
-            _forget_queue(queue)
+            forget_queue(queue, BROKER)
         for name in (news_db, airflow_db):
-            _drop(admin_url, name)
+            drop_database(admin_url, name)
         assert running == [], "left running after run_airflow.sh --stop"  # it ended all it started
 
 
@@ -222,22 +200,6 @@ def _running_in_group(group: int, within: float) -> list[str]:
         if not running or time.monotonic() > deadline:
             return running
         time.sleep(1)
-
-
-def _forget_queue(queue: str) -> None:
-    """The run's queue, its binding and its messages left unacknowledged (a task stopped
-    mid-way: the next scheduled run's, say), off the shared Redis."""
-    import json
-
-    import redis
-
-    client = redis.Redis.from_url(BROKER)
-    client.delete(queue, f"_kombu.binding.{queue}")
-    for tag, message in client.hgetall("unacked").items():
-        if json.loads(message)[2] == queue:  # [message, exchange, routing key]
-            client.hdel("unacked", tag)
-            client.zrem("unacked_index", tag)
-    client.close()
 
 
 @pytest.fixture(scope="module")
