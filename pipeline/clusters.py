@@ -18,18 +18,19 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from pipeline import neardup
+from pipeline.storage.copy_rows import copy_rows
 
 RULE = f"minhash_lsh_{neardup.SIGNATURE_VERSION}"
 
 
 def _store(cur: Cursor, signatures: dict[int, bytes], bands: dict[int, list[tuple[int, int]]]) -> None:
-    execute_values(cur, """INSERT INTO article_signatures (article_id, signature) VALUES %s
-                           ON CONFLICT (article_id) DO UPDATE SET signature = EXCLUDED.signature""",
-                   list(signatures.items()), page_size=1000)
-    cur.execute("DELETE FROM article_bands WHERE article_id = ANY(%s)", (list(signatures),))
-    execute_values(cur, "INSERT INTO article_bands (band, bucket, article_id) VALUES %s ON CONFLICT DO NOTHING",
-                   [(band, bucket, i) for i, keys in bands.items() for band, bucket in keys],
-                   page_size=5000)
+    """Replace the articles' signatures and bands (an update re-signs its article)."""
+    ids = list(signatures)
+    cur.execute("DELETE FROM article_signatures WHERE article_id = ANY(%s)", (ids,))
+    cur.execute("DELETE FROM article_bands WHERE article_id = ANY(%s)", (ids,))
+    copy_rows(cur, "article_signatures", ("article_id", "signature"), signatures.items())
+    copy_rows(cur, "article_bands", ("band", "bucket", "article_id"),
+              ((band, bucket, i) for i, keys in bands.items() for band, bucket in keys))
 
 
 def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:

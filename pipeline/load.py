@@ -42,35 +42,44 @@ from pipeline.errors import RunNotLoadable
 _LOAD_LOCK = 715_002
 
 _INSERT_NEW = """
-WITH fetches AS (  -- lineage: the fetch whose body held the entries (fetch_of_entry, 015)
-    SELECT feed_id, fetched_at, fetch_of_entry(%(run)s, feed_id, fetched_at) AS id
+WITH fetches AS (  -- lineage: the fetch whose body held the entries (fetch_of_entry, 015):
+                  -- a fetch run's own archived fetch in one join, any other through the function
+    SELECT DISTINCT ON (d.feed_id, d.fetched_at) d.feed_id, d.fetched_at,
+           coalesce(own.id, fetch_of_entry(%(run)s, d.feed_id, d.fetched_at)) AS id
     FROM (SELECT DISTINCT feed_id, fetched_at FROM load_plan
           WHERE run_id = %(run)s AND decision = 'new') d
+    LEFT JOIN (fetch_log own JOIN ingest_runs r ON r.run_id = own.run_id AND r.kind = 'fetch')
+      ON own.run_id = %(run)s AND own.feed_id = d.feed_id AND own.fetched_at = d.fetched_at
+     AND own.body_hash IS NOT NULL
+    ORDER BY d.feed_id, d.fetched_at, own.id
 ), inserted AS (
 INSERT INTO articles (feed_id, guid, identity_key, canonical_url, title, text, html,
                       published_at, published_source, authors, tags, language, content_hash,
                       first_seen_at, updated_at, first_run_id, language_source, word_count,
                       published_raw, date_issue, fetched_at, first_fetch_id, content_run_id,
-                      content_fetch_id)
-SELECT s.feed_id, a->>'guid', a->>'identity_key', a->>'canonical_url', a->>'title', a->>'text',
-       a->>'html', (a->>'published_at')::timestamptz, a->>'published_source',
-       ARRAY(SELECT jsonb_array_elements_text(a->'authors')),
-       ARRAY(SELECT jsonb_array_elements_text(a->'tags')),
-       a->>'language', a->>'content_hash', %(now)s, %(now)s, %(run)s,
-       a->>'language_source', coalesce((a->>'word_count')::int, 0),
-       a->>'published_raw', a->>'date_issue', s.fetched_at, x.id, %(run)s, x.id
+                      content_fetch_id, search)
+SELECT s.feed_id, a.guid, a.identity_key, a.canonical_url, a.title, a.text, a.html,
+       a.published_at, a.published_source, coalesce(a.authors, '{}'), coalesce(a.tags, '{}'),
+       a.language, a.content_hash, %(now)s, %(now)s, %(run)s, a.language_source,
+       coalesce(a.word_count, 0), a.published_raw, a.date_issue, s.fetched_at, x.id, %(run)s, x.id,
+       s.search  -- computed when the shard staged it (migration 018)
 FROM load_plan s LEFT JOIN fetches x ON x.feed_id = s.feed_id AND x.fetched_at = s.fetched_at,
-     LATERAL (SELECT s.article AS a) art
+     -- the article's fields read in one pass (each ->> would unpack the whole document again)
+     jsonb_to_record(s.article) AS a(guid text, identity_key text, canonical_url text, title text,
+                                     text text, html text, published_at timestamptz,
+                                     published_source text, authors text[], tags text[],
+                                     language text, content_hash text, language_source text,
+                                     word_count int, published_raw text, date_issue text)
 WHERE s.run_id = %(run)s AND s.decision = 'new'
   -- the decider's content rule, against what other runs loaded since this run's dedup
-  AND NOT EXISTS (SELECT 1 FROM articles x WHERE x.content_hash = a->>'content_hash')
+  AND NOT EXISTS (SELECT 1 FROM articles x WHERE x.content_hash = s.content_hash)
 ORDER BY s.feed_id, s.seq
 ON CONFLICT DO NOTHING
 RETURNING id, feed_id, identity_key
 )  -- each new article's id, from the insert itself, into the plan (clustering links by it)
 UPDATE load_plan p SET article_id = i.id FROM inserted i
 WHERE p.run_id = %(run)s AND p.decision = 'new' AND p.feed_id = i.feed_id
-  AND p.article->>'identity_key' = i.identity_key
+  AND p.identity_key = i.identity_key
 """
 
 # Rows planned as new that were not inserted: another run loaded the entry (or a copy of
@@ -158,7 +167,8 @@ SET title = s.article->>'title', text = s.article->>'text', html = s.article->>'
                            ELSE s.article->>'language_source' END,
     word_count = coalesce((s.article->>'word_count')::int, a.word_count),
     version = a.version + 1, updated_at = %(now)s, fetched_at = s.fetched_at,
-    content_run_id = %(run)s, content_fetch_id = fetch_of_entry(%(run)s, s.feed_id, s.fetched_at)
+    content_run_id = %(run)s, content_fetch_id = fetch_of_entry(%(run)s, s.feed_id, s.fetched_at),
+    search = s.search
 FROM load_plan s
 WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id
   AND a.content_hash <> s.article->>'content_hash' AND a.fetched_at <= s.fetched_at
@@ -210,11 +220,11 @@ _UPSERT_QUARANTINE = """
 INSERT INTO quarantine (entry_key, feed_id, run_id, last_run_id, reasons, entry, article,
                         first_seen_at, last_seen_at, feed_language, feed_link, fetched_at)
 SELECT DISTINCT ON (entry_key) * FROM (
-    SELECT md5(s.feed_id::text || ':' || s.raw::text) AS entry_key, s.feed_id,
-           %(run)s::text AS first_run, %(run)s::text AS last_run, s.reasons, s.raw, s.article,
+    SELECT md5(s.feed_id::text || ':' || r.raw::text) AS entry_key, s.feed_id,
+           %(run)s::text AS first_run, %(run)s::text AS last_run, s.reasons, r.raw, s.article,
            %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen,
            s.feed_language, s.feed_link, s.fetched_at
-    FROM load_plan s
+    FROM load_plan s JOIN staged_entries r ON r.run_id = s.run_id AND r.feed_id = s.feed_id AND r.seq = s.seq
     WHERE s.run_id = %(run)s AND s.decision = 'quarantined'
 ) q
 ON CONFLICT (entry_key) DO UPDATE SET

@@ -132,15 +132,20 @@ def bands(sig: bytes) -> list[tuple[int, int]]:
 
 def similarity(a: bytes, b: bytes) -> float:
     """Estimated Jaccard similarity of two signatures."""
-    va, vb = values(a), values(b)
-    return sum(x == y for x, y in zip(va, vb, strict=False)) / NUM_PERM
+    import numpy as np
+
+    return float(np.count_nonzero(np.frombuffer(a, "<u4") == np.frombuffer(b, "<u4"))) / NUM_PERM
 
 
 def best_match(sig: bytes, candidates: Sequence[tuple[int, bytes]]) -> tuple[int, float] | None:
     """The most similar candidate (id, score) at or above THRESHOLD; lowest id on ties."""
-    best: tuple[int, float] | None = None
-    for candidate_id, other in sorted(candidates):
-        score = similarity(sig, other)
-        if score >= THRESHOLD and (best is None or score > best[1]):
-            best = (candidate_id, score)
-    return best
+    import numpy as np
+
+    if not candidates:
+        return None
+    ordered = sorted(candidates)
+    others = np.frombuffer(b"".join(other for _, other in ordered), "<u4").reshape(len(ordered), NUM_PERM)
+    scores = np.count_nonzero(others == np.frombuffer(sig, "<u4"), axis=1)
+    best = int(np.argmax(scores))  # the first of the highest: the lowest id
+    score = float(scores[best]) / NUM_PERM
+    return (ordered[best][0], score) if score >= THRESHOLD else None

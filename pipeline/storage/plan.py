@@ -20,12 +20,15 @@ from pipeline.storage.transactions import PAGE, dict_rows, is_connection_error, 
 
 
 def open_plan(cur: Cursor, run_id: str) -> int:
-    """Copy the run's staged entries into this transaction's `load_plan`; return their number."""
+    """Copy the run's staged entries into this transaction's `load_plan`; return their number.
+    The raw entries stay in `staged_entries` (only quarantined rows need them)."""
     cur.execute(
         """CREATE TEMP TABLE load_plan ON COMMIT DROP AS
-           SELECT run_id, feed_id, seq, raw, fetched_at, feed_language, feed_link, article,
-                  decision, rule, matched_article_id, matched_url, reasons,
-                  NULL::bigint AS article_id  -- of a new article: from the INSERT's RETURNING
+           SELECT run_id, feed_id, seq, fetched_at, feed_language, feed_link, article,
+                  decision, rule, matched_article_id, matched_url, reasons, search,
+                  NULL::bigint AS article_id,  -- of a new article: from the INSERT's RETURNING
+                  -- the load's join keys, out of the document (with statistics for its plans)
+                  article->>'identity_key' AS identity_key, article->>'content_hash' AS content_hash
            FROM staged_entries WHERE run_id = %s""",
         (run_id,),
     )
@@ -42,7 +45,9 @@ def plan_decided(cur: Cursor) -> None:
     cur.execute("ANALYZE load_plan")
 
 
-_SET_ARTICLES = """UPDATE load_plan s SET article = s.article || v.article::jsonb
+_SET_ARTICLES = """UPDATE load_plan s SET article = s.article || v.article::jsonb,
+                                          identity_key = v.article::jsonb->>'identity_key',
+                                          content_hash = v.article::jsonb->>'content_hash'
                    FROM (VALUES %s) AS v(run_id, feed_id, seq, article)
                    WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq"""
 

@@ -17,6 +17,7 @@ from psycopg2.extras import execute_values
 from pipeline.containment import describe, exception_reason
 from pipeline.records import ParsedEntry
 from pipeline.shard_pass import FeedBatch, StagedEntry
+from pipeline.storage.copy_rows import copy_rows
 from pipeline.storage.transactions import PAGE, is_connection_error, savepoint
 
 CLAIM_TIMEOUT = timedelta(hours=1)
@@ -56,6 +57,9 @@ def claim_held(cur: Cursor, run_id: str, now: datetime, ids: Sequence[int] | Non
     )
     return [ParsedEntry(fid, qid, entry, at, lang, link) for qid, fid, _, entry, at, lang, link in held]
 
+
+_STAGED_COLUMNS = ("run_id", "feed_id", "seq", "raw", "fetched_at", "feed_language", "feed_link",
+                   "article", "decision", "reasons")
 
 _STAGE_ENTRIES = """INSERT INTO staged_entries (run_id, feed_id, seq, raw, fetched_at, feed_language,
                                               feed_link, article, decision, reasons) VALUES %s"""
@@ -103,8 +107,8 @@ def stage_batches(cur: Cursor, run_id: str, batches: Sequence[FeedBatch], max_in
                 (run_id, [b.feed_id for b in batches]))
     try:
         with savepoint(cur):
-            rows = [_entry_row(run_id, s) for b in batches for s in b.entries]
-            execute_values(cur, _STAGE_ENTRIES, rows, template=_STAGE_TEMPLATE, page_size=PAGE)
+            copy_rows(cur, "staged_entries", _STAGED_COLUMNS,
+                      (_entry_row(run_id, s) for b in batches for s in b.entries))
         staged = list(batches)
     except Exception as exc:  # noqa: BLE001 - find what it refuses, keep the rest
         if is_connection_error(exc):

@@ -108,6 +108,17 @@ def test_changed_content_under_the_same_guid_is_an_update(db_url, settings):
     assert query(db_url, "SELECT text, version, published_at FROM articles") == [
         ("Corrected body.", 2, published)
     ]
+    hits = query(db_url, "SELECT count(*) FROM articles WHERE search @@ websearch_to_tsquery('english', 'corrected')")
+    assert hits == [(1,)]  # the search vector follows the update
+
+
+def test_the_staged_search_vector_is_the_articles_own(db_url, settings, demo):
+    """The shard stages each article's search vector (migration 018) and the load writes it:
+    it is the one the article's language, title and text give, for every article."""
+    run(db_url, settings, demo)
+    assert scalar(db_url, "SELECT count(*) FROM articles") > 0
+    assert scalar(db_url, """SELECT count(*) FROM articles
+                               WHERE search IS DISTINCT FROM article_search(language, title, text)""") == 0
 
 
 def test_one_failing_feed_does_not_fail_the_run(db_url, settings):
