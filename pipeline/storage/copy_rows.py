@@ -29,9 +29,11 @@ def text_field(value: Any) -> str:
 
 def copy_rows(cur: Cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """COPY `rows` into `table`'s `columns` (a temporary table's name works too)."""
-    buffer = io.StringIO()
-    buffer.writelines("\t".join(map(text_field, row)) + "\n" for row in rows)
-    buffer.seek(0)
+    copy_text(cur, table, columns, "".join("\t".join(map(text_field, row)) + "\n" for row in rows))
+
+
+def copy_text(cur: Cursor, table: str, columns: Sequence[str], text: str) -> None:
+    """COPY rows already in the text format (tab-separated, one per line, escaped)."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
-    cur.copy_expert(statement.as_string(cur.connection), buffer, size=1 << 20)
+    cur.copy_expert(statement.as_string(cur.connection), io.StringIO(text), size=1 << 20)

@@ -16,7 +16,13 @@ from psycopg2.extras import execute_values
 from pipeline.containment import exception_reason
 from pipeline.identity import IdentityRule
 from pipeline.records import Article, DedupVerdict, StoredArticleKey
+from pipeline.storage.copy_rows import copy_rows
 from pipeline.storage.transactions import PAGE, dict_rows, is_connection_error, savepoint
+
+# Statistics of the columns the load's statements join and filter on; not of the article
+# documents and search vectors, which sampling would unpack for nothing.
+_ANALYZE_PLAN = """ANALYZE load_plan (run_id, feed_id, seq, fetched_at, decision, rule, matched_article_id,
+                                    matched_url, article_id, identity_key, content_hash)"""
 
 
 def open_plan(cur: Cursor, run_id: str) -> int:
@@ -35,14 +41,14 @@ def open_plan(cur: Cursor, run_id: str) -> int:
     count = cur.rowcount
     cur.execute("ALTER TABLE load_plan ADD PRIMARY KEY (feed_id, seq)")
     cur.execute("SET LOCAL work_mem = '64MB'")  # the load's sorts and hashes stay in memory
-    cur.execute("ANALYZE load_plan")  # for the decider's joins (autovacuum skips temporary tables)
+    cur.execute(_ANALYZE_PLAN)  # for the decider's joins (autovacuum skips temporary tables)
     return count
 
 
 def plan_decided(cur: Cursor) -> None:
     """The plan is decided: statistics for the load's joins (a temporary table gets none
     from autovacuum, and the decisions change what the planner must expect)."""
-    cur.execute("ANALYZE load_plan")
+    cur.execute(_ANALYZE_PLAN)
 
 
 _SET_ARTICLES = """UPDATE load_plan s SET article = s.article || v.article::jsonb,
@@ -165,19 +171,20 @@ def identity_rule_changes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:
 def set_decisions(
     cur: Cursor, run_id: str, articles: Sequence[Article], verdicts: Sequence[DedupVerdict]
 ) -> None:
-    execute_values(
-        cur,
+    """The decider's verdicts into the plan: copied (COPY) beside it, then one join."""
+    cur.execute("""CREATE TEMP TABLE IF NOT EXISTS plan_verdicts (
+                       feed_id bigint, seq int, decision text, rule text, matched_id bigint,
+                       matched_url text) ON COMMIT DROP""")
+    cur.execute("TRUNCATE plan_verdicts")
+    copy_rows(cur, "plan_verdicts", ("feed_id", "seq", "decision", "rule", "matched_id", "matched_url"),
+              ((a.feed_id, a.seq, v.decision.value, v.rule.value if v.rule else None,
+                v.matched_article_id, v.matched_url) for a, v in zip(articles, verdicts, strict=True)))
+    cur.execute(
         """UPDATE load_plan s SET decision = v.decision, rule = v.rule,
                matched_article_id = v.matched_id, matched_url = v.matched_url, reasons = NULL
-           FROM (VALUES %s) AS v(run_id, feed_id, seq, decision, rule, matched_id, matched_url)
-           WHERE s.run_id = v.run_id AND s.feed_id = v.feed_id AND s.seq = v.seq""",
-        [
-            (run_id, a.feed_id, a.seq, v.decision.value, v.rule.value if v.rule else None,
-             v.matched_article_id, v.matched_url)
-            for a, v in zip(articles, verdicts, strict=False)
-        ],
-        template="(%s, %s::bigint, %s::int, %s, %s, %s::bigint, %s)",
-        page_size=PAGE,
+           FROM plan_verdicts v
+           WHERE s.run_id = %s AND s.feed_id = v.feed_id AND s.seq = v.seq""",
+        (run_id,),
     )
 
 
