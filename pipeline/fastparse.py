@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from lxml import etree
@@ -88,9 +89,12 @@ def _feedparser() -> Any:
         handlers = {name.split("_", 2)[2].lower() for name in dir(api.StrictFeedParser)
                     if name.startswith(("_start_", "_end_"))}
         namespaces = {uri.lower(): prefix for uri, prefix in mixin._FeedParserMixin.namespaces.items()}
+        # The URL joins are pure functions of their arguments, and a feed's entries repeat
+        # their bases and many of their links: each pair is joined once per process.
         _FP = _Reference(mixin._FeedParserMixin.looks_like_html, urls.resolve_relative_uris,
-                         urls._urljoin, urls.make_safe_absolute_uri, _parse_date, _cp1252,
-                         frozenset(handlers), namespaces)
+                         lru_cache(maxsize=_JOINS_CACHED)(urls._urljoin),
+                         lru_cache(maxsize=_JOINS_CACHED)(urls.make_safe_absolute_uri), _parse_date,
+                         _cp1252, frozenset(handlers), namespaces)
     return _FP
 
 
@@ -107,6 +111,7 @@ class _Reference:
 
 
 _FP: _Reference | None = None
+_JOINS_CACHED = 1 << 16
 
 
 def _encoding(body: bytes, content_type: str | None) -> str:
