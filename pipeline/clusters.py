@@ -18,7 +18,7 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from pipeline import neardup
-from pipeline.storage.copy_rows import copy_rows, copy_text
+from pipeline.storage.copy_rows import copy_lines, copy_rows
 
 RULE = f"minhash_lsh_{neardup.SIGNATURE_VERSION}"
 
@@ -29,8 +29,8 @@ def _store(cur: Cursor, signatures: dict[int, bytes], bands: dict[int, list[tupl
     cur.execute("DELETE FROM article_signatures WHERE article_id = ANY(%s)", (ids,))
     cur.execute("DELETE FROM article_bands WHERE article_id = ANY(%s)", (ids,))
     copy_rows(cur, "article_signatures", ("article_id", "signature"), signatures.items())
-    copy_text(cur, "article_bands", ("band", "bucket", "article_id"),  # integers: nothing to escape
-              "".join(f"{band}\t{bucket}\t{i}\n" for i, keys in bands.items() for band, bucket in keys))
+    copy_lines(cur, "article_bands", ("band", "bucket", "article_id"),  # integers: nothing to escape
+               (f"{band}\t{bucket}\t{i}\n" for i, keys in bands.items() for band, bucket in keys))
 
 
 def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:

@@ -92,9 +92,8 @@ def _feedparser() -> Any:
         # The URL joins are pure functions of their arguments, and a feed's entries repeat
         # their bases and many of their links: each pair is joined once per process.
         _FP = _Reference(mixin._FeedParserMixin.looks_like_html, urls.resolve_relative_uris,
-                         lru_cache(maxsize=_JOINS_CACHED)(urls._urljoin),
-                         lru_cache(maxsize=_JOINS_CACHED)(urls.make_safe_absolute_uri), _parse_date,
-                         _cp1252, frozenset(handlers), namespaces)
+                         _cached_join(urls._urljoin), _cached_join(urls.make_safe_absolute_uri),
+                         _parse_date, _cp1252, frozenset(handlers), namespaces)
     return _FP
 
 
@@ -111,7 +110,21 @@ class _Reference:
 
 
 _FP: _Reference | None = None
-_JOINS_CACHED = 1 << 16
+_JOINS_CACHED = 1 << 14  # pairs kept per process (each at most _JOIN_CACHED_CHARS)
+_JOIN_CACHED_CHARS = 2048
+
+
+def _cached_join(join: Callable[..., str]) -> Callable[..., str]:
+    """`join` with its short (base, uri) pairs remembered: a long one (a hostile feed's
+    megabyte `id`) is joined afresh, so the cache's memory stays bounded."""
+    cached = lru_cache(maxsize=_JOINS_CACHED)(join)
+
+    def short_or_fresh(base: str | None, uri: str | None = None) -> str:
+        if len(base or "") + len(uri or "") <= _JOIN_CACHED_CHARS:
+            return cached(base, uri)
+        return join(base, uri)
+
+    return short_or_fresh
 
 
 def _encoding(body: bytes, content_type: str | None) -> str:

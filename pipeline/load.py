@@ -168,7 +168,9 @@ SET title = s.article->>'title', text = s.article->>'text', html = s.article->>'
     word_count = coalesce((s.article->>'word_count')::int, a.word_count),
     version = a.version + 1, updated_at = %(now)s, fetched_at = s.fetched_at,
     content_run_id = %(run)s, content_fetch_id = fetch_of_entry(%(run)s, s.feed_id, s.fetched_at),
-    search = s.search
+    -- the staged vector was made with the entry's language; when the stored one is kept
+    -- instead (the entry has none), NULL has the trigger make it with the row's (018)
+    search = CASE WHEN s.article->>'language' IS NOT NULL OR a.language IS NULL THEN s.search END
 FROM load_plan s
 WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id
   AND a.content_hash <> s.article->>'content_hash' AND a.fetched_at <= s.fetched_at
@@ -220,11 +222,11 @@ _UPSERT_QUARANTINE = """
 INSERT INTO quarantine (entry_key, feed_id, run_id, last_run_id, reasons, entry, article,
                         first_seen_at, last_seen_at, feed_language, feed_link, fetched_at)
 SELECT DISTINCT ON (entry_key) * FROM (
-    SELECT md5(s.feed_id::text || ':' || r.raw::text) AS entry_key, s.feed_id,
-           %(run)s::text AS first_run, %(run)s::text AS last_run, s.reasons, r.raw, s.article,
+    SELECT md5(s.feed_id::text || ':' || s.raw::text) AS entry_key, s.feed_id,
+           %(run)s::text AS first_run, %(run)s::text AS last_run, s.reasons, s.raw, s.article,
            %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen,
            s.feed_language, s.feed_link, s.fetched_at
-    FROM load_plan s JOIN staged_entries r ON r.run_id = s.run_id AND r.feed_id = s.feed_id AND r.seq = s.seq
+    FROM load_plan s
     WHERE s.run_id = %(run)s AND s.decision = 'quarantined'
 ) q
 ON CONFLICT (entry_key) DO UPDATE SET

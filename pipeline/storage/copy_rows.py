@@ -7,7 +7,7 @@ and parse per page); what stays per row is the server's work (indexes, constrain
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from psycopg2 import sql
@@ -28,12 +28,43 @@ def text_field(value: Any) -> str:
 
 
 def copy_rows(cur: Cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """COPY `rows` into `table`'s `columns` (a temporary table's name works too)."""
-    copy_text(cur, table, columns, "".join("\t".join(map(text_field, row)) + "\n" for row in rows))
+    """COPY `rows` into `table`'s `columns` (a temporary table's name works too), streamed:
+    the rows are rendered as the server reads them, not all at once."""
+    copy_lines(cur, table, columns, ("\t".join(map(text_field, row)) + "\n" for row in rows))
 
 
-def copy_text(cur: Cursor, table: str, columns: Sequence[str], text: str) -> None:
-    """COPY rows already in the text format (tab-separated, one per line, escaped)."""
+def copy_lines(cur: Cursor, table: str, columns: Sequence[str], lines: Iterable[str]) -> None:
+    """COPY rows already in the text format (tab-separated, escaped, each ending in a newline)."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
-    cur.copy_expert(statement.as_string(cur.connection), io.StringIO(text), size=1 << 20)
+    cur.copy_expert(statement.as_string(cur.connection), _LineReader(iter(lines)), size=_CHUNK)
+
+
+_CHUNK = 1 << 18
+
+
+class _LineReader(io.TextIOBase):
+    """A file whose `read(size)` takes lines from an iterator as they are asked for."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._rest = ""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        limit = -1 if size is None else size
+        chunks, have = [self._rest], len(self._rest)
+        while limit < 0 or have < limit:
+            line = next(self._lines, None)
+            if line is None:
+                break
+            chunks.append(line)
+            have += len(line)
+        text = "".join(chunks)
+        if 0 <= limit < len(text):
+            text, self._rest = text[:limit], text[limit:]
+        else:
+            self._rest = ""
+        return text

@@ -26,11 +26,10 @@ _ANALYZE_PLAN = """ANALYZE load_plan (run_id, feed_id, seq, fetched_at, decision
 
 
 def open_plan(cur: Cursor, run_id: str) -> int:
-    """Copy the run's staged entries into this transaction's `load_plan`; return their number.
-    The raw entries stay in `staged_entries` (only quarantined rows need them)."""
+    """Copy the run's staged entries into this transaction's `load_plan`; return their number."""
     cur.execute(
         """CREATE TEMP TABLE load_plan ON COMMIT DROP AS
-           SELECT run_id, feed_id, seq, fetched_at, feed_language, feed_link, article,
+           SELECT run_id, feed_id, seq, raw, fetched_at, feed_language, feed_link, article,
                   decision, rule, matched_article_id, matched_url, reasons, search,
                   NULL::bigint AS article_id,  -- of a new article: from the INSERT's RETURNING
                   -- the load's join keys, out of the document (with statistics for its plans)

@@ -112,6 +112,21 @@ def test_changed_content_under_the_same_guid_is_an_update(db_url, settings):
     assert hits == [(1,)]  # the search vector follows the update
 
 
+def test_an_update_without_a_language_keeps_the_articles_language_in_its_search(db_url, settings):
+    """The stored language is kept when the new content comes with none, and the search
+    vector follows the row's language, not the (absent) one the entry was staged with."""
+    with FeedServer({"/f.xml": Route(rss([item(1)], language="en"))}) as srv:
+        sources = [FeedSource(srv.url("/f.xml"))]
+        run(db_url, settings, sources)
+        srv.routes["/f.xml"] = Route(rss([item(1, description="<p>Flooding shut it.</p>")], language=None))
+        assert run(db_url, settings, sources)["totals"]["updated"] == 1
+    assert query(db_url, "SELECT language, text FROM articles") == [("en", "Flooding shut it.")]
+    hits = query(db_url, "SELECT count(*) FROM articles WHERE search @@ websearch_to_tsquery('english', 'floods')")
+    assert hits == [(1,)]
+    assert scalar(db_url, "SELECT count(*) FROM articles WHERE search IS DISTINCT FROM "
+                          "article_search(language, title, text)") == 0
+
+
 def test_the_staged_search_vector_is_the_articles_own(db_url, settings, demo):
     """The shard stages each article's search vector (migration 018) and the load writes it:
     it is the one the article's language, title and text give, for every article."""
