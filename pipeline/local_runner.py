@@ -40,13 +40,6 @@ class StageClock:
             self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - started, 3)
 
 
-def _warm_up_validation(settings: Settings) -> threading.Thread:
-    thread = threading.Thread(target=validate.validator, args=(settings.data_dir / "gx",),
-                              name="gx-warm-up", daemon=True)
-    thread.start()
-    return thread
-
-
 def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[int],
                clock: Callable[[], datetime] = utcnow,
                on_shard: Callable[[ShardSummary], None] | None = None) -> list[ShardSummary]:
@@ -72,7 +65,7 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
             for future in as_completed(futures):
                 summaries.append(future.result())
                 if warm_up is None and summaries[-1].articles:  # a batch to validate is coming
-                    warm_up = _warm_up_validation(settings)
+                    warm_up = validate.warm_up(settings.data_dir / "gx")
                 if on_shard:
                     on_shard(summaries[-1])
         except BaseException:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -235,6 +236,17 @@ def validator(project_dir: Path) -> Validator:
     if project_dir not in _validators:
         _validators[project_dir] = Validator(project_dir)
     return _validators[project_dir]
+
+
+def warm_up(project_dir: Path) -> threading.Thread | None:
+    """Build the process's validator in a thread (seconds of Great Expectations start-up),
+    so that it overlaps other work; join it before the first `validator` call. None when it
+    is built already."""
+    if project_dir in _validators:
+        return None
+    thread = threading.Thread(target=validator, args=(project_dir,), name="gx-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def article_frame(articles: Sequence[Article], text_chars: Sequence[int]) -> Any:
