@@ -120,19 +120,6 @@ def _settings() -> Any:
     return base.replace(per_host_concurrency=base.fetch_concurrency)
 
 
-def _drop_database(admin_url: str, name: str) -> None:
-    import psycopg2
-    from psycopg2 import sql
-
-    conn = psycopg2.connect(admin_url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        conn.close()
-
-
 def ingest_child(db_url: str, port: int, feeds: int) -> None:
     """The measured process: one CLI ingest of `feeds` loopback feeds; prints a JSON line."""
     from pipeline import local_runner
@@ -182,7 +169,7 @@ def measure(feeds: int, source: str = "bench-feeds", interval: float = 0.05,
         finally:
             server.kill()
             server.wait()
-            _drop_database(database.resolve_database_url(settings), name)
+            database.drop_database(database.resolve_database_url(settings), name)
     if child.returncode:
         raise RuntimeError(f"ingest of {feeds} feeds failed (exit {child.returncode})")
     run = json.loads(out.strip().splitlines()[-1])

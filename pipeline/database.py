@@ -64,6 +64,17 @@ def ensure_database(admin_url: str, database: str) -> None:
         conn.close()
 
 
+def drop_database(admin_url: str, database: str) -> None:
+    """Drop `database` on the server behind `admin_url` if it exists, closing its sessions."""
+    conn = psycopg2.connect(admin_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+    finally:
+        conn.close()
+
+
 def sibling_url(url: str, database: str) -> str:
     """The URL of another database on the same server (created if missing)."""
     parts = urlsplit(url)

@@ -7,10 +7,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
-import psycopg2
-from psycopg2 import sql
 
 from pipeline import database
+from pipeline.database import drop_database  # noqa: F401 - the tiers import it from here
 from pipeline.config import Settings
 
 
@@ -29,14 +28,6 @@ def database_url(admin_url: str, name: str) -> str:
     return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
 
 
-def drop_database(admin_url: str, name: str) -> None:
-    conn = psycopg2.connect(admin_url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        conn.close()
 
 
 def free_port() -> int:

@@ -61,8 +61,7 @@ def claim_held(cur: Cursor, run_id: str, now: datetime, ids: Sequence[int] | Non
 _STAGED_COLUMNS = ("run_id", "feed_id", "seq", "raw", "fetched_at", "feed_language", "feed_link",
                    "article", "decision", "reasons")
 
-_STAGE_ENTRIES = """INSERT INTO staged_entries (run_id, feed_id, seq, raw, fetched_at, feed_language,
-                                              feed_link, article, decision, reasons) VALUES %s"""
+_STAGE_ENTRIES = f"INSERT INTO staged_entries ({', '.join(_STAGED_COLUMNS)}) VALUES %s"
 
 
 _STAGE_TEMPLATE = "(%s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s::jsonb)"

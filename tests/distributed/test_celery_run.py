@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.dag_pace import forget_queue
+from bench.dag_pace import broker_error, forget_queue
 from pipeline import database
 from pipeline.config import PROJECT_ROOT
 from tests.helpers import database_url, drop_database, free_port, item, query, rss
@@ -41,17 +41,6 @@ START_TIMEOUT = 300  # s: migrations, then the API server (about a minute on 2 b
 RUN_TIMEOUT = 420  # s: the first news_ingest run (about a minute here)
 
 pytestmark = pytest.mark.timeout(2 * (START_TIMEOUT + RUN_TIMEOUT) + 300)
-
-
-def _broker_error(url: str) -> str | None:
-    import kombu
-
-    try:
-        with kombu.Connection(url, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
-    except Exception as exc:  # noqa: BLE001 - any failure means: no broker here
-        return f"{type(exc).__name__}: {exc}"
-    return None
 
 
 def _feed(n: int) -> bytes:
@@ -204,7 +193,7 @@ def _running_in_group(group: int, within: float) -> list[str]:
 
 @pytest.fixture(scope="module")
 def broker() -> str:
-    error = _broker_error(BROKER)
+    error = broker_error(BROKER)
     if error:
         pytest.skip(f"no Redis answers at {BROKER} ({error}): the distributed tier needs one "
                     "(README, Scale-out; or set CELERY_BROKER_URL)")

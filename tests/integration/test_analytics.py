@@ -13,7 +13,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
-from psycopg2 import sql
 
 from pipeline import database, local_runner, maintenance
 from pipeline.feedserver import FeedServer, Route
@@ -274,13 +273,7 @@ def db_at_014(admin_url):
                 cur.execute(path.read_text(encoding="utf-8"))
                 cur.execute("INSERT INTO schema_version (version, name) VALUES (%s, %s)", (version, path.name))
     yield url
-    conn = psycopg2.connect(admin_url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        conn.close()
+    database.drop_database(admin_url, name)
 
 
 def test_the_migration_backfills_search_vectors_lineage_and_feed_counts(db_at_014):
