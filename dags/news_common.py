@@ -20,6 +20,14 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def news_run_id(dag_run: Any) -> str:
+    """This DAG run's id in the news database (`pipeline.run_ids`: the two ingest DAGs
+    share Airflow's run ids at every quarter hour)."""
+    from pipeline.run_ids import ingest_run_id
+
+    return ingest_run_id(str(dag_run.dag_id), str(dag_run.run_id))
+
+
 def is_past_run(at: datetime, dag_run: Any, replay_after_s: int) -> bool:
     """A backfill, or a run whose interval ended more than `replay_after_s` ago: it replays
     the interval's archived bodies instead of fetching today's."""

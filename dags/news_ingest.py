@@ -32,7 +32,9 @@ migrations were not applied) fail their task at once (`TerminalErrors`); other f
 are retried first.
 
 Tasks pass only shard numbers and counts through XCom; the entries move through the
-staging table keyed by the run id. The code lives in `pipeline/` (`pipeline.tasks`).
+staging table keyed by the run id (`news_run_id`: Airflow's for this DAG, prefixed with
+the DAG id for the hot lane, whose runs at each quarter hour have this DAG's ids). The
+code lives in `pipeline/` (`pipeline.tasks`).
 """
 
 from __future__ import annotations
@@ -63,39 +65,38 @@ long main run's fetches (only its load queues behind the load lock, one batch at
 
 def news_ingest() -> None:
     @task
-    def prepare(run_id: str | None = None, params: dict[str, Any] | None = None,
-                data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
-                dag_run: Any = None) -> list[int]:
+    def prepare(params: dict[str, Any] | None = None, data_interval_start: datetime | None = None,
+                data_interval_end: datetime | None = None, dag_run: Any = None) -> list[int]:
         from pipeline import tasks
         from pipeline.feedlist import read_feed_list
 
         cfg = common.settings()
+        run_id = common.news_run_id(dag_run)
         at = common.run_time(data_interval_end, dag_run)
         if data_interval_start is not None and common.is_past_run(at, dag_run, cfg.replay_after_s):
             start = common.run_time(data_interval_start)
             print(f"a past interval [{start}, {at}): its archived bodies go through today's stages")
             from pipeline import maintenance
 
-            return maintenance.replay_interval(common.db_url(cfg), cfg, str(run_id), start, at, common.now)
+            return maintenance.replay_interval(common.db_url(cfg), cfg, run_id, start, at, common.now)
         sources = read_feed_list(cfg.feeds_file)
         print(f"feed list {cfg.feeds_file}: {len(sources)} feeds")
         force = bool((params or {}).get("force"))
         lane = str((params or {}).get("lane") or "all")
-        return tasks.prepare_run(common.db_url(cfg), cfg, str(run_id), sources, at, force=force, lane=lane)
+        return tasks.prepare_run(common.db_url(cfg), cfg, run_id, sources, at, force=force, lane=lane)
 
     # multiple_outputs=False: a task returning a dict pushes it as one XCom, not one per key.
     @task(pool=FETCH_POOL, map_index_template="shard {{ task.op_kwargs['shard'] }}", multiple_outputs=False)
-    def ingest_shard(shard: int, run_id: str | None = None, data_interval_end: datetime | None = None,
-                     dag_run: Any = None) -> dict[str, Any]:
+    def ingest_shard(shard: int, data_interval_end: datetime | None = None, dag_run: Any = None
+                     ) -> dict[str, Any]:
         from pipeline import tasks
 
         cfg = common.settings()
         at = common.run_time(data_interval_end, dag_run)
-        return tasks.ingest_shard(common.db_url(cfg), cfg, str(run_id), shard, at).to_dict()
+        return tasks.ingest_shard(common.db_url(cfg), cfg, common.news_run_id(dag_run), shard, at).to_dict()
 
     @task(trigger_rule="all_done", outlets=[common.ARTICLES], multiple_outputs=False)
-    def load(run_id: str | None = None, data_interval_end: datetime | None = None,
-             dag_run: Any = None) -> dict[str, Any]:
+    def load(data_interval_end: datetime | None = None, dag_run: Any = None) -> dict[str, Any]:
         """Past the validation fail level it lands the good and quarantined rows, then raises
         ValidationThresholdExceeded (terminal: no retry). Its time (first seen, loaded, the
         future-date tolerance) is the run's, like the fetches'."""
@@ -103,18 +104,18 @@ def news_ingest() -> None:
 
         cfg = common.settings()
         at = common.run_time(data_interval_end, dag_run)
-        result = tasks.load_batch(common.db_url(cfg), cfg, str(run_id), lambda: at)
+        result = tasks.load_batch(common.db_url(cfg), cfg, common.news_run_id(dag_run), lambda: at)
         print(f"Data Docs: {result.data_docs}")
         return result.to_dict()
 
     @task(trigger_rule="all_done", retries=0, multiple_outputs=False)
-    def report(run_id: str | None = None, ti: Any = None) -> dict[str, Any]:
+    def report(dag_run: Any = None, ti: Any = None) -> dict[str, Any]:
         from pipeline import tasks
         from pipeline.errors import EveryFeedFailed
         from pipeline.report_table import format_report
 
         try:
-            summary = tasks.report_run(common.db_url(common.settings()), str(run_id), common.now())
+            summary = tasks.report_run(common.db_url(common.settings()), common.news_run_id(dag_run), common.now())
         except EveryFeedFailed as exc:  # systemic (network down) or every body broken
             raise AirflowFailException(str(exc)) from exc
         failure = common.run_failure(summary, common.failed_tasks(ti))

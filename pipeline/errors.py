@@ -41,5 +41,10 @@ class RunNotLoadable(PipelineError):
     feeds' validators stay put and the next run fetches them again."""
 
 
+class RunIdTaken(PipelineError):
+    """A run id already names a run of another kind or lane: two runs would share one plan
+    (and the later one would silently do the earlier one's work)."""
+
+
 class SchemaOutOfDate(PipelineError):
     """The news database lacks migrations this code needs; a retry cannot apply them."""

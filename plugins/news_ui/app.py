@@ -28,11 +28,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from news_ui import charts, queries
+from pipeline.run_ids import INGEST_DAGS, MAIN_INGEST_DAG, ingest_run_id
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-NEWS_DAG = "news_ingest"
+NEWS_DAG = MAIN_INGEST_DAG
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
 # GX's Data Docs page as it is: no script runs, nothing loads from another host (its CDN
@@ -223,10 +224,11 @@ def create_app(database_url: Callable[[], str] = default_database_url,
 
     @app.get("/dag-runs/{dag_id}/{run_id:path}", response_class=HTMLResponse)
     def dag_run_tab(request: Request, dag_id: str, run_id: str, reader: Reader) -> HTMLResponse:
-        """The per-run tab of every DAG run: the ingest run's page for news_ingest's runs."""
-        if dag_id != NEWS_DAG:
+        """The per-run tab of every DAG run: the ingest run's page for the ingest DAGs' runs
+        (the main one's and its hot lane's, each under its own id: pipeline.run_ids)."""
+        if dag_id not in INGEST_DAGS:
             return page(request, "missing.html", "Run", what=f"The {dag_id} DAG records no ingest run.")
-        return run(request, run_id, reader)
+        return run(request, ingest_run_id(dag_id, run_id), reader)
 
     @app.get("/stories", response_class=HTMLResponse)
     def stories(request: Request, _: Reader) -> HTMLResponse:

@@ -225,6 +225,23 @@ def data_docs_expected(airflow: Airflow, run_id: str) -> tuple[str | None, bool]
     return stored, data_docs_page(site, stored) is not None
 
 
+def diagnosis(airflow: Airflow) -> str:
+    """What the news database and Airflow hold about the runs, for a failure's message."""
+    lines = []
+    with database.connect(airflow.db_url) as conn, conn.cursor() as cur:
+        for query in ("SELECT run_id, kind, lane, started_at, feed_count, shards, not_due, deferred, loaded_at "
+                      "FROM ingest_runs ORDER BY started_at",
+                      "SELECT run_id, feed_id, outcome, error_kind, error, entries, fetched_at FROM fetch_log "
+                      "ORDER BY fetched_at",
+                      "SELECT id, url, title, next_check_at, last_success_at, last_error FROM feeds ORDER BY id"):
+            cur.execute(query)
+            lines += [query.split(" FROM ")[1].split()[0] + ": " + repr(row) for row in cur.fetchall()]
+    runs = airflow.get("/api/v2/dags/~/dagRuns?order_by=start_date")["dag_runs"]
+    lines += [f"dag run: {r['dag_id']} {r['dag_run_id']} {r['run_type']} {r['state']} "
+              f"[{r.get('data_interval_start')}, {r.get('data_interval_end')}) {r.get('start_date')}" for r in runs]
+    return "\n".join(lines)
+
+
 def fetch_status(driver: Any, url: str) -> Any:
     """The HTTP status of `url` fetched by the page shown (its cookies, its origin)."""
     return driver.execute_async_script(
@@ -251,7 +268,7 @@ def test_news_views_in_airflow(airflow: Airflow, browser: Any) -> None:
     enter_view(browser, None, "table#feeds tbody tr")
     feeds = cells(browser, "feeds")
     names = [row[0].splitlines()[0] for row in feeds]
-    assert sorted(names) == sorted(DEMO_FEEDS)
+    assert sorted(names) == sorted(DEMO_FEEDS), diagnosis(airflow)
     assert {row[1].splitlines()[0] for row in feeds} == {"ok"}
     assert sum(int(row[7]) for row in feeds) > 0  # entries of the last 7 days
     shot(browser, "01-feeds")

@@ -14,6 +14,7 @@ from pipeline import local_runner
 from pipeline.config import Settings
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
+from pipeline.run_ids import ingest_run_id
 from tests.helpers import item, query, rss, scalar
 
 pytestmark = pytest.mark.dag
@@ -60,9 +61,28 @@ def test_runs_take_their_time_from_their_data_interval_and_the_hot_lane_takes_ho
 
         second = dagbag.dags["news_ingest_hot"].test(logical_date=t0 + timedelta(minutes=15))
         assert second.state == "success"
-        fetched = query(db_url, "SELECT url, fetched_at FROM fetch_log WHERE run_id = %s", (second.run_id,))
+        hot_run = ingest_run_id("news_ingest_hot", second.run_id)
+        fetched = query(db_url, "SELECT url, fetched_at FROM fetch_log WHERE run_id = %s", (hot_run,))
         assert fetched == [(server.url("/fast.xml"), second.data_interval_end)]
-        assert scalar(db_url, "SELECT lane FROM ingest_runs WHERE run_id = %s", (second.run_id,)) == "hot"
+        assert scalar(db_url, "SELECT lane FROM ingest_runs WHERE run_id = %s", (hot_run,)) == "hot"
+
+
+def test_both_lanes_at_the_same_quarter_hour_each_run_their_own_plan(airflow_db, db_url, environment, dagbag):
+    """Both DAGs have a run of the same Airflow id at every quarter hour: the hot lane's,
+    planned first (no hot feed), must not become the main run's plan (which would fetch nothing)."""
+    recent = datetime.now(timezone.utc) - timedelta(minutes=20)
+    t0 = recent.replace(minute=recent.minute // 15 * 15, second=0, microsecond=0)
+    feeds = {f"/f{n}.xml": Route(rss([item(10 * n + k) for k in range(3)])) for n in range(3)}
+    with FeedServer(feeds) as server:
+        environment(server, *feeds)
+        hot = dagbag.dags["news_ingest_hot"].test(run_after=t0, logical_date=t0)
+        main = dagbag.dags["news_ingest"].test(run_after=t0, logical_date=t0)
+        assert hot.run_id == main.run_id  # Airflow's ids: unique per DAG only
+        assert hot.state == main.state == "success"
+        runs = dict(query(db_url, "SELECT lane, feed_count FROM ingest_runs"))
+        assert runs == {"hot": 0, "all": 3}
+        assert scalar(db_url, "SELECT count(*) FROM fetch_log WHERE run_id = %s", (main.run_id,)) == 3
+        assert scalar(db_url, "SELECT count(*) FROM articles") == 9
 
 
 T1 = datetime(2026, 11, 10, 10, 5, tzinfo=timezone.utc)

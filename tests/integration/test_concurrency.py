@@ -21,6 +21,7 @@ from typing import Any, Callable
 import pytest
 
 from pipeline import local_runner, maintenance, tasks
+from pipeline.errors import RunIdTaken
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
 from tests.helpers import item, query, rss, scalar
@@ -300,3 +301,15 @@ def test_ingest_dag_run_replay_and_release_at_once_keep_every_count(db_url, leni
     for p, body in edited.items():
         assert feed_state(db_url, server.url(p)) == (Route(body).etag, hashlib.sha256(body).hexdigest())
     assert_every_entry_accounted_for(db_url)
+
+
+def test_a_run_id_naming_another_lanes_run_is_refused_not_shared(db_url, settings):
+    """A retried prepare keeps its run's plan; a run of another lane under the same id is an
+    error (it would otherwise do the first run's work: pipeline.run_ids)."""
+    sources = [FeedSource("http://127.0.0.1:9/a.xml")]
+    now = tasks.utcnow()
+    assert tasks.prepare_run(db_url, settings, "same-id", sources, now, lane="hot") == [0]
+    assert tasks.prepare_run(db_url, settings, "same-id", sources, now, lane="hot") == [0]  # a retry
+    with pytest.raises(RunIdTaken, match="'hot' lane"):
+        tasks.prepare_run(db_url, settings, "same-id", sources, now, lane="all")
+    assert query(db_url, "SELECT lane, feed_count FROM ingest_runs") == [("hot", 0)]

@@ -216,6 +216,9 @@ def test_run_page_and_the_dag_run_tab(client: Any, seeded: dict[str, int]) -> No
         funnel = table(doc, "funnel")
         assert [row[1] for row in funnel] == ["2", "1", "0", "1", "0"]
         assert [row[3] for row in funnel] == ["5", "3", "1", "0", "1"]
+    # The hot lane's run of the same name is another ingest run (pipeline.run_ids).
+    hot = page(client, f"/dag-runs/news_ingest_hot/{quote(RUN, safe='')}").text_content()
+    assert f"No ingest run news_ingest_hot:{RUN}" in hot
     other = page(client, "/dag-runs/news_table_checks/some_run")
     assert "records no ingest run" in other.text_content()
     assert "No ingest run" in page(client, "/runs/unknown_run").text_content()
