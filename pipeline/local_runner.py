@@ -2,15 +2,14 @@
 
 `prepare_run`, then `ingest_shard` for every shard on `settings.workers` forked
 processes (the DAG maps them as tasks instead), then `load_batch` and `report_run`.
-While the shards run, this process, otherwise idle, builds the Great Expectations
-context for the load's validation (once a shard has staged articles: a run of 304s
-never pays for it).
+While the shards run, a child process builds the Great Expectations validator for the
+load (`validate.warm_up`, once a shard has staged articles: a run of 304s never pays
+for it).
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -45,8 +44,8 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
                on_shard: Callable[[ShardSummary], None] | None = None) -> list[ShardSummary]:
     """Run `ingest_shard` for every shard, on `settings.workers` processes when more than one.
 
-    The workers are forked before this process starts any thread (the GX warm-up starts
-    after), so they inherit no lock held by a thread."""
+    The workers are forked before this process starts any thread, so they inherit no lock
+    held by a thread."""
     workers = min(settings.workers, len(shards))
     summaries: list[ShardSummary] = []
     if workers <= 1:
@@ -60,21 +59,17 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
             pool.submit(int).result()
         futures: list[Future[ShardSummary]] = [
             pool.submit(ingest_shard, db_url, settings, run_id, shard, clock()) for shard in shards]
-        warm_up: threading.Thread | None = None
         try:
             for future in as_completed(futures):
                 summaries.append(future.result())
-                if warm_up is None and summaries[-1].articles:  # a batch to validate is coming
-                    warm_up = validate.warm_up(settings.data_dir / "gx")
+                if summaries[-1].articles:  # a batch to validate is coming
+                    validate.warm_up(settings.data_dir / "gx")
                 if on_shard:
                     on_shard(summaries[-1])
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
-        finally:
-            if warm_up is not None:
-                warm_up.join()
     return sorted(summaries, key=lambda s: s.shard)
 
 

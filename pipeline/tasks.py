@@ -414,14 +414,11 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
         done = load.begin(cur, run_id)
         if done is not None:
             return LoadSummary(done)
-        # A batch to validate: Great Expectations starts up while the decider works (the
-        # CLI has it built already; a DAG's load task starts cold).
-        warm_up = validate.warm_up(settings.data_dir / "gx") if storage.open_plan(cur, run_id) else None
-        try:
-            decided, planned, text_chars = _decide(cur, run_id)
-        finally:
-            if warm_up is not None:
-                warm_up.join()
+        # A batch to validate: Great Expectations starts up in a child process while the
+        # decider works (the CLI has started it already; a DAG's load task starts cold).
+        if storage.open_plan(cur, run_id):
+            validate.warm_up(settings.data_dir / "gx")
+        decided, planned, text_chars = _decide(cur, run_id)
         validated, fail = _validate(cur, settings, run_id, clock(), planned, text_chars)
         storage.plan_decided(cur)
         loaded = load.apply_plan(cur, run_id, clock(), fetch.polling_rules(settings),

@@ -11,6 +11,8 @@ never dropped here, the caller quarantines them.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import os
 import shutil
@@ -228,25 +230,128 @@ class Validator:
                     shutil.rmtree(old, ignore_errors=True)
 
 
-_validators: dict[Path, Validator] = {}
+class ValidatorProcess:
+    """A `Validator` that lives in a child process, forked when this object is created.
+
+    Great Expectations takes seconds of CPU to import and to build its context. In a child
+    process that work runs on another core while this process goes on: a DAG's load task
+    starts cold and decides its batch meanwhile. A thread would share the interpreter's
+    lock with the decider. GX's hundreds of MB are also not this process's. Calls block
+    until the child has built the validator. Frames go to the child and outcomes come back
+    pickled. An error the validator raises is raised here. If the child process dies, the
+    validator is built in this process instead, with a warning."""
+
+    def __init__(self, project_dir: Path):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.project_dir = project_dir
+        self._fallback: Validator | None = None
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        try:
+            self._pool.submit(_in_child, project_dir, None)  # forks the child, which builds it now
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
+
+    def _call(self, method: str, *args: Any) -> Any:
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self._fallback is None:
+            try:
+                return self._pool.submit(_in_child, self.project_dir, method, *args).result()
+            except BrokenProcessPool as exc:
+                log.warning("the validation process died (%s): validating in this process", exc)
+                self._pool.shutdown(wait=False)
+                self._fallback = Validator(self.project_dir)
+        return getattr(self._fallback, method)(*args)
+
+    def run(self, suite: str, run_name: str, parameters: dict[str, Any], frame: Any = None,
+            index: str = ROW_ID) -> SuiteOutcome:
+        return self._call("run", suite, run_name, parameters, frame, index)
+
+    def build_docs(self, outcomes: Sequence[SuiteOutcome | None]) -> None:
+        self._call("build_docs", list(outcomes))
+
+    def prune_docs(self, keep: int) -> None:
+        self._call("prune_docs", keep)
+
+    def prepare_table_checks(self, db_url: str) -> None:
+        self._call("prepare_table_checks", db_url)
+
+    def pid(self) -> int:
+        """The process that validates."""
+        return int(self._call("pid")) if self._fallback is None else os.getpid()
 
 
-def validator(project_dir: Path) -> Validator:
-    """The process's validator for `project_dir`, built on first use."""
+def _in_child(project_dir: Path, method: str | None, *args: Any) -> Any:
+    """A `ValidatorProcess` call, in its child: the child's own validator, built on first use.
+
+    An outcome leaves the child with a number in place of GX's result key, which stays in
+    the child: unpickling the key would import all of GX in the parent (seconds)."""
+    if method == "pid":
+        return os.getpid()
+    built = validator(project_dir)
+    if method == "run":
+        outcome = built.run(*args)
+        token = next(_tokens)
+        _child_keys[token] = outcome.result_key
+        while len(_child_keys) > _KEYS_KEPT:  # a key serves its run's build_docs: the oldest go
+            del _child_keys[next(iter(_child_keys))]
+        return dataclasses.replace(outcome, result_key=token)
+    if method == "build_docs":
+        (outcomes,) = args
+        args = ([o if o is None else dataclasses.replace(o, result_key=_child_keys.get(o.result_key))
+                 for o in outcomes],)
+    return getattr(built, method)(*args) if method else None
+
+
+_KEYS_KEPT = 64
+_child_keys: dict[int, Any] = {}  # in a ValidatorProcess's child: GX result keys by number
+_tokens = itertools.count()
+
+
+_validators: dict[Path, Validator | ValidatorProcess] = {}
+
+
+def validator(project_dir: Path) -> Validator | ValidatorProcess:
+    """The process's validator for `project_dir`: the one `warm_up` started in a child
+    process, else one built here on first use."""
+    building = _building.get(project_dir)
+    if building is not None:
+        building.join()  # the warm-up thread builds it (or failed to: then it is built here)
+        _building.pop(project_dir, None)
     if project_dir not in _validators:
         _validators[project_dir] = Validator(project_dir)
     return _validators[project_dir]
 
 
-def warm_up(project_dir: Path) -> threading.Thread | None:
-    """Build the process's validator in a thread (seconds of Great Expectations start-up),
-    so that it overlaps other work; join it before the first `validator` call. None when it
-    is built already."""
-    if project_dir in _validators:
-        return None
-    thread = threading.Thread(target=validator, args=(project_dir,), name="gx-warm-up", daemon=True)
+def warm_up(project_dir: Path) -> None:
+    """Start building the validator for `project_dir` in a child process
+    (`ValidatorProcess`), so that GX's start-up overlaps this process's work. Where this
+    process may not have children (a Celery worker's pool process is daemonic), it is built
+    in a thread instead, which overlaps at least this process's waits on the database. Does
+    nothing when this process has a validator for it, or is building one, already."""
+    if project_dir in _validators or project_dir in _building:
+        return
+    try:
+        _validators[project_dir] = ValidatorProcess(project_dir)
+        return
+    except Exception as exc:  # noqa: BLE001 - no child here: build it in this process
+        log.info("no validation process (%s: %s): GX starts in a thread", type(exc).__name__, exc)
+    thread = threading.Thread(target=_build_here, args=(project_dir,), name="gx-warm-up", daemon=True)
+    _building[project_dir] = thread
     thread.start()
-    return thread
+
+
+_building: dict[Path, threading.Thread] = {}
+
+
+def _build_here(project_dir: Path) -> None:
+    try:
+        _validators[project_dir] = Validator(project_dir)
+    except Exception:  # noqa: BLE001 - `validator` builds it again, and raises there
+        log.exception("GX warm-up failed")
 
 
 def article_frame(articles: Sequence[Article], text_chars: Sequence[int]) -> Any:

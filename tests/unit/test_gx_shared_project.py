@@ -29,3 +29,50 @@ def test_a_validator_whose_suites_another_process_saved_still_validates(tmp_path
     for outcome in (later, earlier):
         assert outcome.success is False
         assert list(outcome.failures) == [1]  # the javascript: URL, and only it
+
+
+def test_a_validator_warmed_up_in_a_child_process_judges_rows_as_one_built_here(tmp_path):
+    """`warm_up` builds the validator in a child process (GX's start-up runs on another
+    core while the load decides): its outcomes are those of a validator built here."""
+    import os
+
+    rows = [article(0, "https://news.example/a"), article(1, "javascript:void(0)")]
+    frame = validate.article_frame(rows, [10, 10])
+    here = validate.Validator(tmp_path / "here").run(ROWS_SUITE, "run-1", PARAMETERS, frame)
+    validate.warm_up(tmp_path / "child")
+    child = validate.validator(tmp_path / "child")
+    try:
+        assert isinstance(child, validate.ValidatorProcess) and child.pid() != os.getpid()
+        there = child.run(ROWS_SUITE, "run-1", PARAMETERS, frame)
+        assert (there.success, list(there.failures), there.failures[1]) == (False, [1], here.failures[1])
+        assert [(o.expectation, o.success) for o in there.expectations] == [
+            (o.expectation, o.success) for o in here.expectations]
+        child.build_docs([there])  # the page the outcome names is written, by the child
+        assert there.data_docs and os.path.isfile(there.data_docs)
+    finally:
+        validate._validators.pop(tmp_path / "child", None)
+
+
+def _warm_up_and_validate(project_dir, results):
+    rows = [article(0, "https://news.example/a"), article(1, "javascript:void(0)")]
+    validate.warm_up(project_dir)
+    built = validate.validator(project_dir)
+    outcome = built.run(ROWS_SUITE, "run-1", PARAMETERS, validate.article_frame(rows, [10, 10]))
+    results.put((type(built).__name__, list(outcome.failures)))
+
+
+def test_where_no_child_process_is_allowed_the_warm_up_builds_it_in_a_thread(tmp_path):
+    """A Celery worker's pool process is daemonic: multiprocessing refuses it children.
+    There the warm-up builds the validator in a thread, and validation goes on."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    daemon = context.Process(target=_warm_up_and_validate, args=(tmp_path, results), daemon=True)
+    daemon.start()
+    try:
+        assert results.get(timeout=120) == ("Validator", [1])
+    finally:
+        daemon.join(30)
+        if daemon.is_alive():
+            daemon.kill()
