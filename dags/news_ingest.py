@@ -104,7 +104,10 @@ def news_ingest() -> None:
 
         cfg = common.settings()
         at = common.run_time(data_interval_end, dag_run)
-        result = tasks.load_batch(common.db_url(cfg), cfg, common.news_run_id(dag_run), lambda: at)
+        try:
+            result = tasks.load_batch(common.db_url(cfg), cfg, common.news_run_id(dag_run), lambda: at)
+        finally:
+            tasks.end_validation(cfg)
         print(f"Data Docs: {result.data_docs}")
         return result.to_dict()
 

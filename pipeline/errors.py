@@ -42,8 +42,8 @@ class RunNotLoadable(PipelineError):
 
 
 class RunIdTaken(PipelineError):
-    """A run id already names a run of another kind or lane: two runs would share one plan
-    (and the later one would silently do the earlier one's work)."""
+    """A run id already names a run of another lane: two runs would share one plan (and
+    the later one would silently do the earlier one's work)."""
 
 
 class SchemaOutOfDate(PipelineError):

@@ -44,8 +44,8 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
                on_shard: Callable[[ShardSummary], None] | None = None) -> list[ShardSummary]:
     """Run `ingest_shard` for every shard, on `settings.workers` processes when more than one.
 
-    The workers are forked before this process starts any thread, so they inherit no lock
-    held by a thread."""
+    The workers are forked at once, before this run starts its validation child (whose
+    pool has a thread), so that no thread of this run holds a lock they inherit."""
     workers = min(settings.workers, len(shards))
     summaries: list[ShardSummary] = []
     if workers <= 1:

@@ -326,6 +326,12 @@ def _levels(settings: Settings) -> validate.Levels:
                            settings.quarantine_min_entries)
 
 
+def end_validation(settings: Settings) -> None:
+    """End the validation child process a load started (`validate.warm_up`). A task calls
+    it when its load is done; the child also exits by itself when its parent ends."""
+    validate.close(settings.data_dir / "gx")
+
+
 def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
     """Summarize the run from what was recorded; raise when every feed failed (systemic)."""
     with connect(db_url) as conn, conn.cursor() as cur:
@@ -410,14 +416,19 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
     `ValidationThresholdExceeded` (terminal). A retried load of a loaded run is a no-op."""
     validated: dict[str, Any] = {}
     fail: str | None = None
+    gx_dir = settings.data_dir / "gx"
+    # A batch to validate: Great Expectations starts up in a child process while the decider
+    # works (the CLI's runner started it during the shards; a DAG's load task starts cold).
+    # Forked before the load's connection opens, so the child holds no part of its session
+    # (nor its locks). It serves this process's later loads; `end_validation` ends it.
+    with connect(db_url) as conn, conn.cursor() as cur:
+        if storage.has_staged_entries(cur, run_id):
+            validate.warm_up(gx_dir)
     with connect(db_url) as conn, conn.cursor() as cur:
         done = load.begin(cur, run_id)
         if done is not None:
             return LoadSummary(done)
-        # A batch to validate: Great Expectations starts up in a child process while the
-        # decider works (the CLI has started it already; a DAG's load task starts cold).
-        if storage.open_plan(cur, run_id):
-            validate.warm_up(settings.data_dir / "gx")
+        storage.open_plan(cur, run_id)
         decided, planned, text_chars = _decide(cur, run_id)
         validated, fail = _validate(cur, settings, run_id, clock(), planned, text_chars)
         storage.plan_decided(cur)

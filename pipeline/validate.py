@@ -1,7 +1,8 @@
 """Validate stage: run the Great Expectations suites and keep their results.
 
 GX is imported lazily (it costs seconds and hundreds of MB), and its context, a
-file-backed one under `<data_dir>/gx`, is built once per process. Each suite runs
+file-backed one under `<data_dir>/gx`, is built once per process: in a child process
+when a load warms it up (`warm_up`, `ValidatorProcess`; `close` ends it), else here. Each suite runs
 through a checkpoint; the Data Docs site is then built once for all of a run's
 suites (`build_docs`: rendering is most of GX's cost for a small batch), so every
 run has a page; old pages are pruned. Results come back as plain records (for SQL) and,
@@ -17,6 +18,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -247,24 +249,40 @@ class ValidatorProcess:
 
         self.project_dir = project_dir
         self._fallback: Validator | None = None
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                                         initializer=_child_start)
         try:
             self._pool.submit(_in_child, project_dir, None)  # forks the child, which builds it now
+            self._processes = list((self._pool._processes or {}).values())
         except BaseException:
             self._pool.shutdown(wait=False)
             raise
 
     def _call(self, method: str, *args: Any) -> Any:
+        from concurrent.futures import TimeoutError as CallTimeout
         from concurrent.futures.process import BrokenProcessPool
 
         if self._fallback is None:
             try:
-                return self._pool.submit(_in_child, self.project_dir, method, *args).result()
-            except BrokenProcessPool as exc:
-                log.warning("the validation process died (%s): validating in this process", exc)
-                self._pool.shutdown(wait=False)
+                return self._pool.submit(_in_child, self.project_dir, method, *args).result(CALL_TIMEOUT_S)
+            except (BrokenProcessPool, CallTimeout) as exc:
+                log.warning("the validation process died or hung (%s): validating in this process",
+                            type(exc).__name__)
+                self.close()
                 self._fallback = Validator(self.project_dir)
+        if method == "build_docs":  # results the child kept (numbered) have no page here
+            args = ([o for o in args[0] if o is None or not isinstance(o.result_key, int)],)
         return getattr(self._fallback, method)(*args)
+
+    def close(self) -> None:
+        """End the child process: asked to, then killed after `CLOSE_WAIT_S`."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        for process in self._processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(5)
 
     def run(self, suite: str, run_name: str, parameters: dict[str, Any], frame: Any = None,
             index: str = ROW_ID) -> SuiteOutcome:
@@ -282,6 +300,40 @@ class ValidatorProcess:
     def pid(self) -> int:
         """The process that validates."""
         return int(self._call("pid")) if self._fallback is None else os.getpid()
+
+
+_PR_SET_PDEATHSIG = 1
+CALL_TIMEOUT_S = 900  # a call to the child (building GX, a suite over a large batch, Data Docs)
+CLOSE_WAIT_S = 10
+
+
+def _child_start() -> None:
+    """In a `ValidatorProcess`'s child: the default signal handlers (not the parent's: an
+    Airflow task's SIGTERM handler ignores other processes), and an exit when the parent
+    ends, however it ends (an Airflow task process ends with os._exit, which runs no clean-up)."""
+    import ctypes
+    import ctypes.util
+    import multiprocessing.connection
+    import signal
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, signal.SIG_DFL)
+    try:  # Linux: the kernel kills this process when the thread that forked it ends
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # elsewhere: the watcher below
+    if os.getppid() == 1:  # the parent ended before the above took effect
+        os._exit(0)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        sentinel = parent.sentinel
+
+        def exit_with_parent() -> None:
+            multiprocessing.connection.wait([sentinel])
+            os._exit(0)
+
+        threading.Thread(target=exit_with_parent, name="exit-with-parent", daemon=True).start()
 
 
 def _in_child(project_dir: Path, method: str | None, *args: Any) -> Any:
@@ -324,6 +376,15 @@ def validator(project_dir: Path) -> Validator | ValidatorProcess:
     if project_dir not in _validators:
         _validators[project_dir] = Validator(project_dir)
     return _validators[project_dir]
+
+
+def close(project_dir: Path) -> None:
+    """End the child process of the validator for `project_dir`, if it has one (a
+    validator built in this process is kept)."""
+    built = _validators.get(project_dir)
+    if isinstance(built, ValidatorProcess):
+        del _validators[project_dir]
+        built.close()
 
 
 def warm_up(project_dir: Path) -> None:

@@ -51,7 +51,7 @@ from pipeline.storage.runs import (
     run_state,
     run_summary,
 )
-from pipeline.storage.staging import CLAIM_TIMEOUT, claim_held, stage_batches
+from pipeline.storage.staging import CLAIM_TIMEOUT, claim_held, has_staged_entries, stage_batches
 from pipeline.storage.transactions import PAGE, dict_rows, is_connection_error, savepoint
 from pipeline.storage.validation import mark_validated, record_validation
 
@@ -74,6 +74,7 @@ __all__ = [
     "feed_entry_counts",
     "feed_health",
     "feeds_needing_attention",
+    "has_staged_entries",
     "finish_run",
     "identity_rule_changes",
     "identity_rules",

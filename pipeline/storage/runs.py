@@ -24,19 +24,20 @@ def create_run(
     not_due: int = 0, kind: str = "fetch", lane: str = "all", deferred: int = 0,
 ) -> int:
     """Record a run and assign its feeds (ranked, most urgent first) to shards, each host's
-    spread over all of them (pipeline.shard_plan); a repeated call (a retried task) keeps
-    the first plan. The id naming a run of another kind or lane raises `RunIdTaken`."""
+    spread over all of them (pipeline.shard_plan); a repeated call (a retried or cleared
+    task, even one that now takes the replay path) keeps the first plan. The id naming a
+    run of another lane raises `RunIdTaken`: two DAGs' runs would share one plan."""
     cur.execute(
         """INSERT INTO ingest_runs (run_id, started_at, feed_count, shards, not_due, kind, lane, deferred)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING RETURNING shards""",
         (run_id, started_at, len(feed_ids), shards, not_due, kind, lane, deferred),
     )
     if cur.fetchone() is None:
-        cur.execute("SELECT shards, kind, lane FROM ingest_runs WHERE run_id = %s", (run_id,))
-        planned, planned_kind, planned_lane = cur.fetchone()
-        if (planned_kind, planned_lane) != (kind, lane):
-            raise RunIdTaken(f"run id {run_id!r} already names a {planned_kind} run of the {planned_lane!r} "
-                             f"lane; this {kind} run of the {lane!r} lane needs an id of its own")
+        cur.execute("SELECT shards, lane FROM ingest_runs WHERE run_id = %s", (run_id,))
+        planned, planned_lane = cur.fetchone()
+        if planned_lane != lane:
+            raise RunIdTaken(f"run id {run_id!r} already names a run of the {planned_lane!r} lane; "
+                             f"this run of the {lane!r} lane needs an id of its own")
         return int(planned)
     cur.execute("SELECT id, url FROM feeds WHERE id = ANY(%s)", (list(feed_ids),))
     urls = dict(cur.fetchall())

@@ -93,6 +93,11 @@ def _entry_row(run_id: str, staged: StagedEntry) -> tuple[Any, ...]:
             json.dumps(reasons) if reasons is not None else None)
 
 
+def has_staged_entries(cur: Cursor, run_id: str) -> bool:
+    cur.execute("SELECT EXISTS (SELECT 1 FROM staged_entries WHERE run_id = %s)", (run_id,))
+    return bool(cur.fetchone()[0])
+
+
 def stage_batches(cur: Cursor, run_id: str, batches: Sequence[FeedBatch], max_interval_s: int) -> list[FeedBatch]:
     """Stage a shard's entries, each with its article or its quarantine reasons, and complete
     the feeds' fetch_log rows (entries, what the parse learnt, or the error that a body

@@ -49,8 +49,50 @@ def test_a_validator_warmed_up_in_a_child_process_judges_rows_as_one_built_here(
             (o.expectation, o.success) for o in here.expectations]
         child.build_docs([there])  # the page the outcome names is written, by the child
         assert there.data_docs and os.path.isfile(there.data_docs)
+        pid = child.pid()
     finally:
-        validate._validators.pop(tmp_path / "child", None)
+        validate.close(tmp_path / "child")
+    assert not _alive(pid) and not isinstance(validate._validators.get(tmp_path / "child"),
+                                              validate.ValidatorProcess)
+
+
+def _alive(pid, within=10.0):
+    import os
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        try:  # reap it if it is ours (a zombie still answers kill 0)
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return False
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    return True
+
+
+def _warm_up_and_vanish(project_dir, pids):
+    import os
+
+    validate.warm_up(project_dir)
+    pids.send(validate.validator(project_dir).pid())  # a pipe: sent before the exit
+    os._exit(0)  # as an Airflow task process ends: no clean-up runs
+
+
+def test_the_validation_process_ends_when_its_parent_ends_without_clean_up(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receiver, pids = context.Pipe(duplex=False)
+    parent = context.Process(target=_warm_up_and_vanish, args=(tmp_path, pids))
+    parent.start()
+    assert receiver.poll(120)
+    child = receiver.recv()
+    parent.join(30)
+    assert not _alive(child)
 
 
 def _warm_up_and_validate(project_dir, results):
