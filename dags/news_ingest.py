@@ -48,6 +48,8 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from pipeline.run_ids import HOT_INGEST_DAG, MAIN_INGEST_DAG  # a module of constants: no import cost
+
 FETCH_POOL = "feed_fetch"
 
 HOT_DOC = """
@@ -105,7 +107,8 @@ def news_ingest() -> None:
         cfg = common.settings()
         at = common.run_time(data_interval_end, dag_run)
         try:
-            result = tasks.load_batch(common.db_url(cfg), cfg, common.news_run_id(dag_run), lambda: at)
+            result = tasks.load_batch(common.db_url(cfg), cfg, common.news_run_id(dag_run), lambda: at,
+                                      validation_child=True)
         finally:
             tasks.end_validation(cfg)
         print(f"Data Docs: {result.data_docs}")
@@ -160,7 +163,7 @@ def _ingest_dag(dag_id: str, schedule: str, lane: str, doc: str, timeout: timede
     )(news_ingest)()
 
 
-_ingest_dag("news_ingest", os.environ.get("INGEST_SCHEDULE", "*/15 * * * *"), "all", __doc__,
+_ingest_dag(MAIN_INGEST_DAG, os.environ.get("INGEST_SCHEDULE", "*/15 * * * *"), "all", __doc__,
             timedelta(minutes=60))
-_ingest_dag("news_ingest_hot", os.environ.get("HOT_INGEST_SCHEDULE", "*/3 * * * *"), "hot", HOT_DOC,
+_ingest_dag(HOT_INGEST_DAG, os.environ.get("HOT_INGEST_SCHEDULE", "*/3 * * * *"), "hot", HOT_DOC,
             timedelta(minutes=10))

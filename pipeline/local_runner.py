@@ -2,9 +2,9 @@
 
 `prepare_run`, then `ingest_shard` for every shard on `settings.workers` forked
 processes (the DAG maps them as tasks instead), then `load_batch` and `report_run`.
-While the shards run, a child process builds the Great Expectations validator for the
-load (`validate.warm_up`, once a shard has staged articles: a run of 304s never pays
-for it).
+While the shards run, this process, otherwise idle, builds the Great Expectations
+validator for the load in a thread (`validate.warm_up`, once a shard has staged
+articles: a run of 304s never pays for it).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
                on_shard: Callable[[ShardSummary], None] | None = None) -> list[ShardSummary]:
     """Run `ingest_shard` for every shard, on `settings.workers` processes when more than one.
 
-    The workers are forked at once, before this run starts its validation child (whose
-    pool has a thread), so that no thread of this run holds a lock they inherit."""
+    The workers are forked before this process starts any thread (the GX warm-up starts
+    after), so they inherit no lock held by a thread."""
     workers = min(settings.workers, len(shards))
     summaries: list[ShardSummary] = []
     if workers <= 1:

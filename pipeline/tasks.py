@@ -407,8 +407,8 @@ class LoadSummary:
         return asdict(self)
 
 
-def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime] = utcnow
-               ) -> LoadSummary:
+def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime] = utcnow,
+               validation_child: bool = False) -> LoadSummary:
     """The run's one decider and writer, in one transaction under the load lock: the
     staged entries are copied into the plan; identity rules and dedup decide new / update
     / duplicate; the suites quarantine what fails them; the plan is applied. Past the
@@ -417,13 +417,13 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
     validated: dict[str, Any] = {}
     fail: str | None = None
     gx_dir = settings.data_dir / "gx"
-    # A batch to validate: Great Expectations starts up in a child process while the decider
-    # works (the CLI's runner started it during the shards; a DAG's load task starts cold).
-    # Forked before the load's connection opens, so the child holds no part of its session
-    # (nor its locks). It serves this process's later loads; `end_validation` ends it.
+    # A batch to validate: Great Expectations starts up while the decider works (the CLI's
+    # runner started it during the shards). With `validation_child` (a DAG's load task,
+    # which starts cold and calls `end_validation` when done) in a child process, forked
+    # before the load's connection opens, so that it holds no part of its session.
     with connect(db_url) as conn, conn.cursor() as cur:
         if storage.has_staged_entries(cur, run_id):
-            validate.warm_up(gx_dir)
+            validate.warm_up(gx_dir, in_child=validation_child)
     with connect(db_url) as conn, conn.cursor() as cur:
         done = load.begin(cur, run_id)
         if done is not None:

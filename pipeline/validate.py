@@ -387,19 +387,21 @@ def close(project_dir: Path) -> None:
         built.close()
 
 
-def warm_up(project_dir: Path) -> None:
-    """Start building the validator for `project_dir` in a child process
-    (`ValidatorProcess`), so that GX's start-up overlaps this process's work. Where this
-    process may not have children (a Celery worker's pool process is daemonic), it is built
-    in a thread instead, which overlaps at least this process's waits on the database. Does
-    nothing when this process has a validator for it, or is building one, already."""
+def warm_up(project_dir: Path, in_child: bool = False) -> None:
+    """Start building the validator for `project_dir` so that GX's start-up overlaps this
+    process's work: in a thread, or with `in_child` in a child process (`ValidatorProcess`;
+    the caller must `close` it before its process exits: a process pool left at exit can
+    hang the interpreter's shutdown), falling back to a thread where this process may not
+    have children (a Celery worker's pool process is daemonic). Does nothing when this
+    process has a validator for it, or is building one, already."""
     if project_dir in _validators or project_dir in _building:
         return
-    try:
-        _validators[project_dir] = ValidatorProcess(project_dir)
-        return
-    except Exception as exc:  # noqa: BLE001 - no child here: build it in this process
-        log.info("no validation process (%s: %s): GX starts in a thread", type(exc).__name__, exc)
+    if in_child:  # the caller ends it (`close`) before its process exits
+        try:
+            _validators[project_dir] = ValidatorProcess(project_dir)
+            return
+        except Exception as exc:  # noqa: BLE001 - no child here: build it in this process
+            log.info("no validation process (%s: %s): GX starts in a thread", type(exc).__name__, exc)
     thread = threading.Thread(target=_build_here, args=(project_dir,), name="gx-warm-up", daemon=True)
     _building[project_dir] = thread
     thread.start()

@@ -39,7 +39,7 @@ def test_a_validator_warmed_up_in_a_child_process_judges_rows_as_one_built_here(
     rows = [article(0, "https://news.example/a"), article(1, "javascript:void(0)")]
     frame = validate.article_frame(rows, [10, 10])
     here = validate.Validator(tmp_path / "here").run(ROWS_SUITE, "run-1", PARAMETERS, frame)
-    validate.warm_up(tmp_path / "child")
+    validate.warm_up(tmp_path / "child", in_child=True)
     child = validate.validator(tmp_path / "child")
     try:
         assert isinstance(child, validate.ValidatorProcess) and child.pid() != os.getpid()
@@ -77,7 +77,7 @@ def _alive(pid, within=10.0):
 def _warm_up_and_vanish(project_dir, pids):
     import os
 
-    validate.warm_up(project_dir)
+    validate.warm_up(project_dir, in_child=True)
     pids.send(validate.validator(project_dir).pid())  # a pipe: sent before the exit
     os._exit(0)  # as an Airflow task process ends: no clean-up runs
 
@@ -97,7 +97,7 @@ def test_the_validation_process_ends_when_its_parent_ends_without_clean_up(tmp_p
 
 def _warm_up_and_validate(project_dir, results):
     rows = [article(0, "https://news.example/a"), article(1, "javascript:void(0)")]
-    validate.warm_up(project_dir)
+    validate.warm_up(project_dir, in_child=True)
     built = validate.validator(project_dir)
     outcome = built.run(ROWS_SUITE, "run-1", PARAMETERS, validate.article_frame(rows, [10, 10]))
     results.put((type(built).__name__, list(outcome.failures)))
