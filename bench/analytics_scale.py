@@ -179,7 +179,7 @@ QUERIES: dict[str, str] = {
     "run_history: last 20 runs": """
         SELECT * FROM run_history ORDER BY started_at DESC LIMIT 20""",
     "article_lineage: one article": """
-        SELECT * FROM article_lineage WHERE article_id = (SELECT max(id) - 2000 FROM articles)""",
+        SELECT * FROM article_lineage WHERE article_id = (SELECT max(id) - 200 FROM articles)""",
 }
 
 
