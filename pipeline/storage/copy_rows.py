@@ -13,7 +13,6 @@ from typing import Any
 from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def text_field(value: Any) -> str:
@@ -24,7 +23,12 @@ def text_field(value: Any) -> str:
         return "\\\\x" + bytes(value).hex()
     if isinstance(value, bool):
         return "t" if value else "f"
-    return str(value).translate(_ESCAPES)
+    text = str(value)
+    # plain replaces, each a C scan that copies nothing when its character is absent: several
+    # times faster than str.translate, which builds the string a character at a time
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    return text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def copy_rows(cur: Cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
