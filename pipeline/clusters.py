@@ -33,33 +33,54 @@ def _store(cur: Cursor, signatures: dict[int, bytes], bands: dict[int, list[tupl
                (f"{band}\t{bucket}\t{i}\n" for i, keys in bands.items() for band, bucket in keys))
 
 
+CHUNK = 10_000  # articles signed, banded and clustered at a time: the load's memory stays bounded
+
+
 def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
     """Store signatures and bands of the run's new and updated articles (from the load's
-    plan, in its transaction); cluster the new ones."""
-    cur.execute(  # ids: a new article's from its insert (RETURNING), an update's the matched one
-        """SELECT coalesce(s.article_id, s.matched_article_id), s.article->>'signature', s.decision, s.feed_id
-           FROM load_plan s
-           WHERE s.run_id = %s AND s.decision IN ('new', 'update')
-             AND s.article->>'signature' IS NOT NULL
-             AND coalesce(s.article_id, s.matched_article_id) IS NOT NULL
-           ORDER BY 1""",
-        (run_id,),
-    )
+    plan, in its transaction); cluster the new ones.
+
+    In chunks of `CHUNK`, in article id order, streamed from the plan through a
+    server-side cursor: a chunk's candidates are articles with smaller ids, all stored (an
+    earlier chunk's, or this one's) before its candidate query; the clusters an earlier
+    chunk made are read back from `article_clusters`. The outcome is the whole batch's
+    at once, and the memory that of one chunk."""
+    signed = linked = 0
+    with cur.connection.cursor(name="cluster_run") as planned:
+        planned.itersize = CHUNK
+        planned.execute(  # ids: a new article's from its insert (RETURNING), an update's the matched one
+            """SELECT coalesce(s.article_id, s.matched_article_id), s.article->>'signature', s.decision,
+                      s.feed_id
+               FROM load_plan s
+               WHERE s.run_id = %s AND s.decision IN ('new', 'update')
+                 AND s.article->>'signature' IS NOT NULL
+                 AND coalesce(s.article_id, s.matched_article_id) IS NOT NULL
+               ORDER BY 1""",
+            (run_id,),
+        )
+        while chunk := planned.fetchmany(CHUNK):
+            signed += len(chunk)
+            linked += _cluster_chunk(cur, chunk, now)
+    return {"signed": signed, "linked": linked}
+
+
+def _cluster_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]], now: datetime) -> int:
+    """Sign, band and cluster one chunk of planned articles; return the links made."""
     rows, feed_of = {}, {}
-    for article_id, sig, decision, feed_id in cur.fetchall():
+    for article_id, sig, decision, feed_id in chunk:
         rows[article_id] = (bytes.fromhex(sig), decision)
         feed_of[article_id] = feed_id
-    if not rows:
-        return {"signed": 0, "linked": 0}
     band_keys = {i: neardup.bands(sig) for i, (sig, _) in rows.items()}
     _store(cur, {i: sig for i, (sig, _) in rows.items()}, band_keys)
     new_ids = [i for i, (_, decision) in rows.items() if decision == "new"]
+    if not new_ids:
+        return 0
     cur.execute(
         """SELECT DISTINCT n.article_id, b.article_id
            FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[]) AS n(article_id, band, bucket)
            JOIN article_bands b ON b.band = n.band AND b.bucket = n.bucket AND b.article_id < n.article_id""",
-        tuple(map(list, zip(*[(i, band, bucket) for i in new_ids
-                              for band, bucket in band_keys[i]], strict=False))) if new_ids else ([], [], []),
+        tuple(map(list, zip(*[(i, band, bucket) for i in new_ids for band, bucket in band_keys[i]],
+                            strict=False))),
     )
     candidates: dict[int, list[int]] = {}
     for article_id, candidate in cur.fetchall():
@@ -88,4 +109,4 @@ def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
         links.append((article_id, cluster_of[other], score, RULE, now))
     execute_values(cur, """INSERT INTO article_clusters (article_id, cluster_id, score, rule, linked_at)
                            VALUES %s ON CONFLICT (article_id) DO NOTHING""", links, page_size=1000)
-    return {"signed": len(rows), "linked": sum(1 for link in links if link[3] == RULE)}
+    return sum(1 for link in links if link[3] == RULE)

@@ -14,7 +14,6 @@ from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 
 
-
 def text_field(value: Any) -> str:
     """One value in COPY's text format: None is NULL; bytes are bytea hex; the rest is str()."""
     if value is None:

@@ -84,24 +84,35 @@ def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]
     return refused
 
 
+# What the decider's articles leave out (`staged_articles`), so never write back
+# (`set_articles`): their content and their MinHash signature, which only the load's
+# clustering reads, from the plan itself (pipeline.clusters).
+_NOT_DECIDED = ("text", "html", "signature")
+_STREAMED_ROWS = 5_000  # rows a server-side cursor hands over at a time
+
+
 def _without_content(article: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in article.items() if k not in ("text", "html")}
+    return {k: v for k, v in article.items() if k not in _NOT_DECIDED}
 
 
 def staged_articles(cur: Cursor, run_id: str) -> tuple[list[Article], list[int]]:
     """The run's normalized articles in (feed, position) order, as
     the decider reads them: everything but their content (no html; of the text, its first
-    character, so that "has a text" still holds), and beside them the length of each text.
-    The decider's memory so grows with the number of entries, not with their size."""
-    query = """SELECT (article - 'html') || jsonb_build_object('text', left(article->>'text', 1)),
+    character, so that "has a text" still holds) and their signature, and beside them the
+    length of each text. Streamed through a server-side cursor, so neither the client
+    library nor this process holds the result set twice: the decider's memory grows with
+    the number of entries, by their keys, not by their size."""
+    query = """SELECT (article - 'html' - 'signature') || jsonb_build_object('text', left(article->>'text', 1)),
                       char_length(article->>'text')
                FROM load_plan WHERE run_id = %s AND article IS NOT NULL
                ORDER BY feed_id, seq"""
-    cur.execute(query, (run_id,))
     articles, text_chars = [], []
-    for article, chars in cur:
-        articles.append(Article.from_json({**article, "html": ""}))
-        text_chars.append(chars or 0)
+    with cur.connection.cursor(name="staged_articles") as rows:
+        rows.itersize = _STREAMED_ROWS
+        rows.execute(query, (run_id,))
+        for article, chars in rows:
+            articles.append(Article.from_json({**article, "html": "", "signature": None}))
+            text_chars.append(chars or 0)
     return articles, text_chars
 
 

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from pipeline import database, local_runner, maintenance, tasks
+from pipeline import clusters, database, local_runner, maintenance, tasks
 from pipeline.demo import demo_feed_list, serve_demo
 from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.feedlist import parse_feed_list
@@ -205,11 +205,15 @@ def test_full_text_search_finds_articles(db_url, settings, demo):
     assert hits == [("Ferry timetable changes for the winter season",)]
 
 
-def test_the_syndicated_story_forms_one_cluster_and_distinct_stories_stay_apart(db_url, settings, demo):
+@pytest.mark.parametrize("chunk", [clusters.CHUNK, 1], ids=["one chunk", "an article a chunk"])
+def test_the_syndicated_story_forms_one_cluster_and_distinct_stories_stay_apart(db_url, settings, demo, chunk,
+                                                                               monkeypatch):
+    # the load clusters in chunks of articles: chunks of one put seed and member apart
+    monkeypatch.setattr(clusters, "CHUNK", chunk)
     run(db_url, settings, demo)
-    clusters = query(db_url, "SELECT size, outlets, title FROM story_clusters")
-    assert len(clusters) == 1
-    size, outlets, title = clusters[0]
+    stories = query(db_url, "SELECT size, outlets, title FROM story_clusters")
+    assert len(stories) == 1
+    size, outlets, title = stories[0]
     assert size == 2 and sorted(outlets) == ["Civic Wire", "The Northern Ledger"]
     assert "flood" in title.lower()
     members = query(db_url, "SELECT rule, score FROM article_clusters ORDER BY article_id")
