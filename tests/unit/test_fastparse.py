@@ -118,3 +118,18 @@ def test_a_latin_1_document_reads_as_feedparser_reads_it():
         b"One &amp; two", "Caf\u00e9 \u00c3\u00a9 \u0093q\u0094".encode("latin-1"))
     ours, theirs = parse_feed(body, URL), parse_feed(body, URL, parser="feedparser")
     assert ours.parser == "lxml" and ours.entries[0]["title"] == theirs.entries[0]["title"]
+
+
+def test_a_long_tag_is_resolved_as_feedparser_does_but_not_kept_in_the_tag_cache():
+    from pipeline import fastmarkup
+
+    fp = fastparse._feedparser()
+    long_alt = "a" * 100_000  # a hostile feed's huge tag: rendered each time, never cached
+    markup = f'<p><img src="/i.png" alt="{long_alt}"><a href="x">x</a></p>'
+    fastmarkup._RENDERED.clear()
+    first = fastmarkup.resolve(markup, URL, fp.safe_absolute, fp.cp1252)
+    assert first == fp.resolve_relative_uris(markup, URL, "utf-8", "text/html")
+    assert first == fastmarkup.resolve(markup, URL, fp.safe_absolute, fp.cp1252)
+    assert 'src="https://news.example/i.png"' in first
+    cached = {tag for tag, _ in fastmarkup._RENDERED}
+    assert '<a href="x">' in cached and not any(long_alt in tag for tag in cached)
