@@ -20,6 +20,7 @@ from typing import Any
 from pipeline import validate
 from pipeline.config import Settings
 from pipeline.errors import ValidationThresholdExceeded
+from pipeline.free_memory import release_free_memory
 from pipeline.records import FeedSource
 from pipeline.tasks import ShardSummary, ingest_shard, load_batch, prepare_run, report_run, utcnow
 
@@ -58,7 +59,7 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
         for _ in range(workers):  # fork every worker now, while no thread runs
             pool.submit(int).result()
         futures: list[Future[ShardSummary]] = [
-            pool.submit(ingest_shard, db_url, settings, run_id, shard, clock()) for shard in shards]
+            pool.submit(_shard_in_worker, db_url, settings, run_id, shard, clock()) for shard in shards]
         try:
             for future in as_completed(futures):
                 summaries.append(future.result())
@@ -71,6 +72,15 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
                 future.cancel()
             raise
     return sorted(summaries, key=lambda s: s.shard)
+
+
+def _shard_in_worker(db_url: str, settings: Settings, run_id: str, shard: int, now: datetime) -> ShardSummary:
+    """`ingest_shard` in a pool worker, which then gives what the shard freed back to the
+    operating system (pipeline.free_memory): a worker runs many shards."""
+    try:
+        return ingest_shard(db_url, settings, run_id, shard, now)
+    finally:
+        release_free_memory()
 
 
 def ingest(
