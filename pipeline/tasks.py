@@ -134,9 +134,10 @@ def ingest_shard(
             archived = None
             feeds = storage.shard_feeds(cur, run_id, shard)
     if archived is not None:
-        counts = stage_bodies(db_url, settings, run_id, archived)
-        return ShardSummary(shard=shard, feeds=len(archived), fetched={"archived": len(archived)},
-                            unchanged_bodies=0, bytes=sum(len(b) for _, _, b, _, _ in archived),
+        archived_feeds, archived_bytes = len(archived), sum(len(b) for _, _, b, _, _ in archived)
+        counts = stage_bodies(db_url, settings, run_id, archived)  # empties `archived`
+        return ShardSummary(shard=shard, feeds=archived_feeds, fetched={"archived": archived_feeds},
+                            unchanged_bodies=0, bytes=archived_bytes,
                             **{**asdict(counts), "parsers": dict(counts.parsers)})
     enabled = [f for f in feeds if f.enabled]
     results = [_disabled(f, now) for f in feeds if not f.enabled]
@@ -146,27 +147,50 @@ def ingest_shard(
     for r in results:
         if r.outcome is FetchOutcome.ERROR:
             log.warning("feed_url=%s error_kind=%s error=%s", r.url, r.error_kind, r.error)
+    fetched = dict(Counter(r.outcome.value for r in results))
+    unchanged = sum(r.unchanged for r in results)
+    size = sum(len(r.body or b"") for r in results)
     bodies = [(r.feed_id, r.final_url or r.url, r.body, r.content_type, r.fetched_at)
               for r in results if r.outcome is FetchOutcome.OK and r.body is not None]
+    del results  # each body is now held by `bodies` alone, which staging empties as it parses
     counts = stage_bodies(db_url, settings, run_id, bodies)
     summary = ShardSummary(
-        shard=shard, feeds=len(feeds), fetched=dict(Counter(r.outcome.value for r in results)),
-        unchanged_bodies=sum(r.unchanged for r in results),
-        bytes=sum(len(r.body or b"") for r in results),
+        shard=shard, feeds=len(feeds), fetched=fetched, unchanged_bodies=unchanged, bytes=size,
         **{**asdict(counts), "parsers": dict(counts.parsers)})
     log.info("shard %s: %s", shard, summary)
     return summary
 
 
+# Body bytes parsed and normalized before their entries are staged: a shard's memory is
+# that of one group's entries (several times its bytes, as Python objects), whatever the
+# shard holds. A shard of ordinary feeds (about 40 KB a body) is one group.
+STAGE_GROUP_BYTES = 8 << 20
+
+
 def stage_bodies(db_url: str, settings: Settings, run_id: str,
-                 bodies: Sequence[tuple[int, str, bytes, str | None, datetime]]) -> PassCounts:
+                 bodies: list[tuple[int, str, bytes, str | None, datetime]]) -> PassCounts:
     """Parse and normalize bodies (feed_id, url to resolve against, body, content type,
-    fetched_at) in memory and stage what they gave in one transaction."""
+    fetched_at) in memory and stage what they gave, in one transaction: in groups of
+    about `STAGE_GROUP_BYTES` of bodies, each staged before the next is parsed. Takes the
+    bodies out of `bodies` as it goes (the list is empty afterwards), so a body the
+    caller no longer holds is freed once parsed."""
     tolerance = timedelta(hours=settings.future_tolerance_hours)
-    return _stage(db_url, settings, run_id, [
-        parse_and_normalize(fid, url, body, ctype, at, settings.max_entries_per_feed, settings.feed_parser,
-                            tolerance)
-        for fid, url, body, ctype, at in bodies])
+    counts = PassCounts()
+    bodies.reverse()  # taken from the end: in the order given
+    with connect(db_url) as conn, conn.cursor() as cur:
+        while bodies:
+            group: list[FeedBatch] = []
+            size = 0
+            while bodies and (not group or size + len(bodies[-1][2]) <= STAGE_GROUP_BYTES):
+                fid, url, body, ctype, at = bodies.pop()
+                size += len(body)
+                group.append(parse_and_normalize(fid, url, body, ctype, at, settings.max_entries_per_feed,
+                                                 settings.feed_parser, tolerance))
+                del body
+            for batch in storage.stage_batches(cur, run_id, group, settings.max_interval_s):
+                counts.add(batch)
+                _log_failures(run_id, batch)
+    return counts
 
 
 def stage_entries(db_url: str, settings: Settings, run_id: str, entries: Sequence[Any]) -> PassCounts:

@@ -31,7 +31,10 @@ def demo():
     server.stop()
 
 
-def test_demo_feeds_load_with_duplicates_and_quarantine_recorded(db_url, settings, demo):
+@pytest.mark.parametrize("group_bytes", [tasks.STAGE_GROUP_BYTES, 1], ids=["one group", "a body a group"])
+def test_demo_feeds_load_with_duplicates_and_quarantine_recorded(db_url, settings, demo, group_bytes, monkeypatch):
+    # a shard stages its entries in groups of bodies: groups of one body give the same run
+    monkeypatch.setattr(tasks, "STAGE_GROUP_BYTES", group_bytes)
     summary = run(db_url, settings, demo)
     assert_counts_add_up(summary)
     t = summary["totals"]
