@@ -48,7 +48,7 @@ _CANDIDATE = re.compile(
     rf"<(?!/?(?!(?:{_VOID_NAMES})>)[a-z][a-z0-9]*>)(?:!--.*?-->|[^<>]*>)?"
     r"|&(?!(?:amp|lt|gt|quot|nbsp);)(?:#?[a-zA-Z0-9][-.a-zA-Z0-9]*;?)?", re.S)
 _RENDERED: dict[tuple[str, str], str] = {}
-_RENDERED_MAX = 50_000  # tags kept per process, each of at most _RENDERED_CHARS (tag and base):
+_RENDERED_MAX = 50_000  # tags kept per process, each of at most _RENDERED_CHARS (tag, base, output):
 _RENDERED_CHARS = 2048  # a longer one (a hostile feed's megabyte tag) is rendered afresh
 _ATTR_REF = re.compile(r"&(?:([a-zA-Z][-.a-zA-Z0-9]*)|#([0-9]+))(;?)")
 _BARE_AMPERSAND = re.compile(r"&(?!#\d+;|#x[0-9a-fA-F]+;|\w+;)")
@@ -93,7 +93,7 @@ def _tag(text: str, base: str, safe_absolute: Callable[..., str]) -> str | None:
                 break
         else:
             return None
-        if len(text) + len(base) <= _RENDERED_CHARS:
+        if len(text) + len(base) + len(rendered) <= _RENDERED_CHARS:
             if len(_RENDERED) > _RENDERED_MAX:
                 _RENDERED.clear()
             _RENDERED[key] = rendered

@@ -144,9 +144,8 @@ def ingest_shard(
     results += fetch.fetch_all(enabled, settings, now, on_result, db_url=db_url)
     with connect(db_url) as conn, conn.cursor() as cur:
         storage.record_fetches(cur, run_id, results)
-    for r in results:
-        if r.outcome is FetchOutcome.ERROR:
-            log.warning("feed_url=%s error_kind=%s error=%s", r.url, r.error_kind, r.error)
+    for failed in (r for r in results if r.outcome is FetchOutcome.ERROR):
+        log.warning("feed_url=%s error_kind=%s error=%s", failed.url, failed.error_kind, failed.error)
     fetched = dict(Counter(r.outcome.value for r in results))
     unchanged = sum(r.unchanged for r in results)
     size = sum(len(r.body or b"") for r in results)
