@@ -20,15 +20,16 @@ from typing import Any
 
 
 @functools.cache
-def _libc() -> Any:
+def libc() -> Any:
+    """The C library, loaded once per process (also for `prctl`, pipeline.validate); None
+    where it cannot be loaded."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
 
 
 def release_free_memory() -> bool:
     """Return freed heap pages to the operating system; True when glibc did."""
-    libc = _libc()
-    return bool(libc.malloc_trim(0)) if libc is not None else False
+    c = libc()
+    return bool(c.malloc_trim(0)) if c is not None and hasattr(c, "malloc_trim") else False

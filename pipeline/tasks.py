@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -173,23 +173,29 @@ def stage_bodies(db_url: str, settings: Settings, run_id: str,
     about `STAGE_GROUP_BYTES` of bodies, each staged before the next is parsed. Takes the
     bodies out of `bodies` as it goes (the list is empty afterwards), so a body the
     caller no longer holds is freed once parsed."""
-    tolerance = timedelta(hours=settings.future_tolerance_hours)
     counts = PassCounts()
-    bodies.reverse()  # taken from the end: in the order given
     with connect(db_url) as conn, conn.cursor() as cur:
-        while bodies:
-            group: list[FeedBatch] = []
-            size = 0
-            while bodies and (not group or size + len(bodies[-1][2]) <= STAGE_GROUP_BYTES):
-                fid, url, body, ctype, at = bodies.pop()
-                size += len(body)
-                group.append(parse_and_normalize(fid, url, body, ctype, at, settings.max_entries_per_feed,
-                                                 settings.feed_parser, tolerance))
-                del body
-            for batch in storage.stage_batches(cur, run_id, group, settings.max_interval_s):
-                counts.add(batch)
-                _log_failures(run_id, batch)
+        for group in _parsed_groups(bodies, settings):
+            _stage_into(cur, settings, run_id, group, counts)
     return counts
+
+
+def _parsed_groups(bodies: list[tuple[int, str, bytes, str | None, datetime]],
+                   settings: Settings) -> Iterator[list[FeedBatch]]:
+    """The bodies, taken from the list in the order given, parsed and normalized in groups
+    of about `STAGE_GROUP_BYTES` (a larger body is a group of its own)."""
+    tolerance = timedelta(hours=settings.future_tolerance_hours)
+    bodies.reverse()  # popped from the end: in the order given
+    while bodies:
+        group: list[FeedBatch] = []
+        size = 0
+        while bodies and (not group or size + len(bodies[-1][2]) <= STAGE_GROUP_BYTES):
+            fid, url, body, ctype, at = bodies.pop()
+            size += len(body)
+            group.append(parse_and_normalize(fid, url, body, ctype, at, settings.max_entries_per_feed,
+                                             settings.feed_parser, tolerance))
+        del body  # the group's last body is not held while the group is staged
+        yield group
 
 
 def stage_entries(db_url: str, settings: Settings, run_id: str, entries: Sequence[Any]) -> PassCounts:
@@ -198,17 +204,18 @@ def stage_entries(db_url: str, settings: Settings, run_id: str, entries: Sequenc
     by_feed: dict[int, list[Any]] = {}
     for entry in entries:
         by_feed.setdefault(entry.feed_id, []).append(normalize_staged(entry, tolerance))
-    return _stage(db_url, settings, run_id, [FeedBatch(fid, tuple(staged)) for fid, staged in by_feed.items()])
-
-
-def _stage(db_url: str, settings: Settings, run_id: str, batches: list[FeedBatch]) -> PassCounts:
-    with connect(db_url) as conn, conn.cursor() as cur:
-        staged = storage.stage_batches(cur, run_id, batches, settings.max_interval_s)
     counts = PassCounts()
-    for batch in staged:
+    with connect(db_url) as conn, conn.cursor() as cur:
+        _stage_into(cur, settings, run_id, [FeedBatch(fid, tuple(staged)) for fid, staged in by_feed.items()],
+                    counts)
+    return counts
+
+
+def _stage_into(cur: Any, settings: Settings, run_id: str, batches: list[FeedBatch], counts: PassCounts) -> None:
+    """Stage `batches` in the caller's transaction; add what was staged to `counts`."""
+    for batch in storage.stage_batches(cur, run_id, batches, settings.max_interval_s):
         counts.add(batch)
         _log_failures(run_id, batch)
-    return counts
 
 
 def _log_failures(run_id: str, batch: FeedBatch) -> None:

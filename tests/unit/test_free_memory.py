@@ -41,7 +41,7 @@ print(before, rss_mb(), released)
 
 
 def test_memory_a_shard_freed_goes_back_to_the_system():
-    if free_memory._libc() is None:
+    if not hasattr(free_memory.libc(), "malloc_trim"):
         pytest.skip("no glibc malloc_trim here: nothing to give back with")
     done = subprocess.run([sys.executable, "-c", SHARD_LIKE], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
