@@ -33,7 +33,7 @@ def _store(cur: Cursor, signatures: dict[int, bytes], bands: dict[int, list[tupl
                (f"{band}\t{bucket}\t{i}\n" for i, keys in bands.items() for band, bucket in keys))
 
 
-CHUNK = 10_000  # articles signed, banded and clustered at a time: the load's memory stays bounded
+CHUNK = 5_000  # articles signed, banded and clustered at a time: the load's memory stays bounded
 
 
 def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
@@ -73,8 +73,22 @@ def _cluster_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]], now: dat
     band_keys = {i: neardup.bands(sig) for i, (sig, _) in rows.items()}
     _store(cur, {i: sig for i, (sig, _) in rows.items()}, band_keys)
     new_ids = [i for i, (_, decision) in rows.items() if decision == "new"]
-    if not new_ids:
-        return 0
+    linked = 0
+    for start in range(0, len(new_ids), MATCH_SLICE):
+        linked += _link_slice(cur, new_ids[start:start + MATCH_SLICE], rows, band_keys, feed_of, now)
+    return linked
+
+
+# New articles matched against their candidates at a time: a story syndicated by many
+# feeds gives each of its articles as many candidates, whose signatures are read here.
+MATCH_SLICE = 250
+
+
+def _link_slice(cur: Cursor, new_ids: list[int], rows: dict[int, tuple[bytes, str]],
+                band_keys: dict[int, list[tuple[int, int]]], feed_of: dict[int, int], now: datetime) -> int:
+    """Link these new articles (of a chunk already banded) to their nearest earlier
+    near-duplicates of other feeds; the links of earlier slices are read back like any
+    stored cluster. Returns the links made."""
     cur.execute(
         """SELECT DISTINCT n.article_id, b.article_id
            FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[]) AS n(article_id, band, bucket)
@@ -88,17 +102,17 @@ def _cluster_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]], now: dat
     wanted = sorted({c for cs in candidates.values() for c in cs})
     cur.execute("""SELECT s.article_id, s.signature, a.feed_id FROM article_signatures s
                    JOIN articles a ON a.id = s.article_id WHERE s.article_id = ANY(%s)""", (wanted,))
-    signatures = {}
+    signatures, candidate_feed = {}, {}
     for candidate, sig, feed_id in cur.fetchall():
         signatures[candidate] = bytes(sig)
-        feed_of[candidate] = feed_id
+        candidate_feed[candidate] = feed_id
     cur.execute("SELECT article_id, cluster_id FROM article_clusters WHERE article_id = ANY(%s)", (wanted,))
     cluster_of = dict(cur.fetchall())
     links: list[tuple[int, int, float, str, datetime]] = []
     for article_id in sorted(candidates):
         match = neardup.best_match(rows[article_id][0], [
             (c, signatures[c]) for c in candidates[article_id]
-            if c in signatures and feed_of[c] != feed_of[article_id]])
+            if c in signatures and candidate_feed[c] != feed_of[article_id]])
         if match is None:
             continue
         other, score = match

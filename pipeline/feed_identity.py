@@ -103,4 +103,6 @@ def apply(article: Article, rule: IdentityRule) -> Article:
     key = key_for(rule, article.guid, article.link, article.published_raw, article.content_hash)
     url = article.link if rule in (IdentityRule.GUID, IdentityRule.LINK) else entry_url(
         article.link, article.feed_link, key)
+    if key == article.identity_key and url == article.canonical_url:
+        return article  # as staged: no copy (the decider holds a chunk of these)
     return replace(article, identity_key=key, canonical_url=url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class FetchOutcome(str, Enum):
@@ -108,7 +108,7 @@ class ParsedFeed:
     parser: str = "feedparser"  # which parser read the body: lxml (fast path), feedparser, jsonfeed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Article:
     """A normalized article, ready to be deduplicated, validated and loaded."""
 
@@ -173,3 +173,16 @@ class StoredArticleKey:
     identity_key: str
     canonical_url: str
     content_hash: str
+
+
+class PlannedRow(NamedTuple):
+    """What the row contract checks of an article planned new or updated (its text by length)."""
+
+    feed_id: int
+    seq: int
+    identity_key: str | None
+    canonical_url: str | None
+    title: str
+    published_at: datetime
+    language: str | None
+    text_chars: int

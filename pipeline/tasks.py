@@ -19,13 +19,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from pipeline import dedup, feed_identity, fetch, load, polling_policy, storage, validate
+from pipeline import fetch, load, plan_decider, polling_policy, storage, validate
 from pipeline.config import Settings
-from pipeline.containment import describe, exception_reason
 from pipeline.database import connect, require_schema
 from pipeline.errors import EveryFeedFailed, SystemicFetchFailure, ValidationThresholdExceeded
-from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
-from pipeline.records import Article, Decision, FeedSource, FeedState, FetchOutcome, FetchResult
+from pipeline.records import FeedSource, FeedState, FetchOutcome, FetchResult
 from pipeline.shard_pass import FeedBatch, PassCounts, normalize_staged, parse_and_normalize
 from pipeline.summary import build_summary
 
@@ -228,134 +226,6 @@ def _log_failures(run_id: str, batch: FeedBatch) -> None:
                         staged.entry.seq, staged.reasons[0].get("observed"))
 
 
-def _decide(cur: Any, run_id: str) -> tuple[dict[str, Any], list[Article], list[int]]:
-    """Apply each feed's identity rule (re-chosen from this fetch, except for release runs,
-    which hold only some of a feed's entries), then decide new / update / duplicate, into
-    the load plan. An entry whose identity cannot be computed is quarantined with the
-    exception. Returns the summary, and the articles planned new or updated with the
-    lengths of their texts (what validation checks)."""
-    articles, text_chars = storage.staged_articles(cur, run_id)
-    chars = {(a.feed_id, a.seq): n for a, n in zip(articles, text_chars, strict=True)}
-    keyed, failures, changes = _apply_identity_rules(cur, run_id, articles)
-    storage.set_quarantined(cur, run_id, failures)
-    refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new != old])
-    storage.set_quarantined(cur, run_id, refused)
-    articles = [new for _, new in keyed if (new.feed_id, new.seq) not in refused]
-    index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))
-    verdicts = dedup.decide(articles, index)
-    storage.set_decisions(cur, run_id, articles, verdicts)
-    counts = Counter(v.decision.value for v in verdicts)
-    rules = Counter(v.rule.value for v in verdicts if v.decision is Decision.DUPLICATE and v.rule)
-    summary = {"articles": len(articles), **counts, "duplicate_rules": dict(rules),
-               "identity_rule_changes": changes, "failed_entries": len(failures) + len(refused)}
-    log.info("dedup: %s", summary)
-    planned = [a for a, v in zip(articles, verdicts, strict=True)
-               if v.decision in (Decision.NEW, Decision.UPDATE)]
-    return summary, planned, [chars[(a.feed_id, a.seq)] for a in planned]
-
-
-def _apply_identity_rules(
-    cur: Any, run_id: str, articles: list[Article]
-) -> tuple[list[tuple[Article, Article]], dict[tuple[int, int], list[dict[str, Any]]], int]:
-    """(each article before and after its feed's rule, the entries that failed, rule changes)."""
-    by_feed: dict[int, list[Article]] = {}
-    for article in articles:
-        by_feed.setdefault(article.feed_id, []).append(article)
-    current = storage.identity_rules(cur, list(by_feed))
-    changes = {}
-    if storage.run_state(cur, run_id)["kind"] != "release":
-        stored = storage.stored_guids_by_link(cur, articles)
-        for feed_id, batch in by_feed.items():
-            try:
-                choice = feed_identity.choose(batch, current[feed_id], stored.get(feed_id, {}))
-            except Exception as exc:  # noqa: BLE001 - keep the feed's rule; its entries go on
-                log.warning("feed_id=%s: identity rule kept, choice failed: %s", feed_id, describe(exc))
-                continue
-            if choice.rule is not current[feed_id]:
-                log.warning("feed_id=%s: identity rule %s -> %s (%s)", feed_id,
-                            current[feed_id].value, choice.rule.value, choice.reason)
-                changes[feed_id] = (current[feed_id], choice.rule, choice.reason or "")
-                current[feed_id] = choice.rule
-        storage.change_identity_rules(cur, run_id, changes, utcnow())
-    keyed, failures = [], {}
-    for article in articles:
-        try:
-            keyed.append((article, feed_identity.apply(article, current[article.feed_id])))
-        except Exception as exc:  # noqa: BLE001 - the boundary: this entry's failure is its data
-            failures[(article.feed_id, article.seq)] = [exception_reason(exc, "identity")]
-    return keyed, failures, len(changes)
-
-
-def _validate(cur: Any, settings: Settings, run_id: str, now: datetime, articles: list[Article],
-              text_chars: list[int]) -> tuple[dict[str, Any], str | None]:
-    """Run the suites over the plan's new and updated `articles` (with their texts'
-    lengths): quarantine every row that fails the row contract, check the batch per feed,
-    record results in SQL and Data Docs, and judge the quarantined shares against the warn
-    and fail levels. Returns the summary and the
-    failure (past the fail level), which the load task raises once the batch is loaded."""
-    gx_dir = settings.data_dir / "gx"  # the context is built only for a batch to check
-    parameters = {
-        "latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp(),
-        "max_title_chars": settings.max_title_chars,
-        "max_entries": settings.max_entries_per_feed,
-        "max_undated_share": settings.max_undated_share,
-        "feed_fail_ratio": settings.feed_quarantine_fail_ratio,
-    }
-    rows = None
-    if articles:
-        frame = validate.article_frame(articles, text_chars)
-        rows = validate.validator(gx_dir).run(ROWS_SUITE, run_id, parameters, frame)
-    failures = rows.failures if rows else {}
-    reasons = {
-        (articles[i].feed_id, articles[i].seq): [f.to_json() for f in found]
-        for i, found in failures.items()
-    }
-    bad_urls = [url for i in failures if (url := articles[i].canonical_url)]
-    for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, bad_urls):
-        reasons.setdefault((feed_id, seq), [{"expectation": "duplicate_of_quarantined_entry",
-                                             "column": "canonical_url", "observed": url}])
-    storage.set_quarantined(cur, run_id, reasons)
-    per_feed = storage.feed_entry_counts(cur, run_id)
-    feeds = None
-    if per_feed:
-        frame = validate.feed_frame([
-            {"feed_id": fid, "entries": n, "undated_share": undated / n, "quarantined_share": bad / n}
-            for fid, _, n, undated, bad in per_feed])
-        feeds = validate.validator(gx_dir).run(FEEDS_SUITE, run_id, parameters, frame, index="feed_id")
-    by_expectation = Counter(r["expectation"] for rs in reasons.values() for r in rs)
-    entries = sum(n for _, _, n, _, _ in per_feed)
-    fail, warn = validate.judge(
-        entries, len(reasons), {url: (n, bad) for _, url, n, _, bad in per_feed},
-        by_expectation, _levels(settings))
-    feed_problems = [f"{o.expectation}:{o.column}" for o in (feeds.expectations if feeds else ()) if not o.success]
-    if feed_problems and not fail:
-        warn = "; ".join(filter(None, [warn, "batch checks failed: " + ", ".join(feed_problems)]))
-    ran = [outcome for outcome in (rows, feeds) if outcome is not None]
-    with_docs = bool(ran) and (settings.data_docs == "always" or not all(o.success for o in ran))
-    docs = ran[0].data_docs if with_docs else None
-    for outcome in ran:
-        storage.record_validation(cur, run_id, outcome, now)
-    storage.mark_validated(cur, run_id, now, fail, warn, docs)
-    if with_docs:
-        validate.validator(gx_dir).build_docs(ran)
-        validate.validator(gx_dir).prune_docs(settings.data_docs_keep)
-    summary = {"entries": entries, "validated": len(articles),
-               "passed": len(articles) - len(failures), "quarantined": len(reasons),
-               "failed_expectations": dict(by_expectation), "data_docs": docs}
-    log.info("validate: %s", summary)
-    if warn:
-        log.warning("validation warning: %s", warn)
-    if docs:
-        log.info("data docs: %s", docs)
-    return summary, fail
-
-
-def _levels(settings: Settings) -> validate.Levels:
-    return validate.Levels(settings.quarantine_warn_ratio, settings.quarantine_fail_ratio,
-                           settings.feed_quarantine_warn_ratio, settings.feed_quarantine_fail_ratio,
-                           settings.quarantine_min_entries)
-
-
 def end_validation(settings: Settings) -> None:
     """End the validation child process a load started (`validate.warm_up`). A task calls
     it when its load is done; the child also exits by itself when its parent ends."""
@@ -459,8 +329,8 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
         if done is not None:
             return LoadSummary(done)
         storage.open_plan(cur, run_id)
-        decided, planned, text_chars = _decide(cur, run_id)
-        validated, fail = _validate(cur, settings, run_id, clock(), planned, text_chars)
+        decided = plan_decider.decide(cur, run_id, clock())
+        validated, fail = plan_decider.validate_plan(cur, settings, run_id, clock())
         storage.plan_decided(cur)
         loaded = load.apply_plan(cur, run_id, clock(), fetch.polling_rules(settings),
                                  settings.redirect_confirmations, settings.versions_per_feed_per_run)

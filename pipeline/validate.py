@@ -40,7 +40,7 @@ from pipeline.expectations import (
     row_expectations,
     table_expectations,
 )
-from pipeline.records import Article
+from pipeline.records import PlannedRow
 
 DUPLICATES_SUITE = "duplicates_table"
 CLUSTERS_SUITE = "clusters_table"
@@ -70,6 +70,7 @@ class ExpectationOutcome:
     unexpected_count: int | None
     unexpected_percent: float | None
     observed: Any
+    missing_count: int | None = None  # rows the expectation skipped (nulls): not in the percentage
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,8 @@ class Validator:
             observed = res.get("observed_value", res.get("partial_unexpected_list"))
             outcomes.append(ExpectationOutcome(
                 config.type, column, bool(item.success), res.get("element_count"),
-                res.get("unexpected_count"), _plain(res.get("unexpected_percent")), _plain(observed)))
+                res.get("unexpected_count"), _plain(res.get("unexpected_percent")), _plain(observed),
+                res.get("missing_count")))
             if not item.success:
                 for hit in res.get("unexpected_index_list") or ():
                     if isinstance(hit, dict) and index in hit:
@@ -416,26 +418,64 @@ def _build_here(project_dir: Path) -> None:
         log.exception("GX warm-up failed")
 
 
-def article_frame(articles: Sequence[Article], text_chars: Sequence[int]) -> Any:
-    """The row contract's frame: one row per article, its text by length (the decider does
-    not hold the texts)."""
+def article_frame(rows: Sequence[PlannedRow]) -> Any:
+    """The row contract's frame: one row per article planned new or updated, its text by
+    length (the decider does not hold the texts)."""
     import pandas as pd
 
     return pd.DataFrame(
         {
-            ROW_ID: range(len(articles)),
-            "feed_id": [a.feed_id for a in articles],
-            "identity_key": [a.identity_key for a in articles],
-            "canonical_url": [a.canonical_url for a in articles],
-            "canonical_url_bytes": [len((a.canonical_url or "").encode()) for a in articles],
-            "identity_key_bytes": [len(a.identity_key.encode()) for a in articles],
-            "title": [a.title for a in articles],
-            "text_chars": list(text_chars),
-            "content_chars": [len(a.title) + n for a, n in zip(articles, text_chars, strict=True)],
-            "published_epoch": [a.published_at.timestamp() for a in articles],
-            "language": [a.language for a in articles],
+            ROW_ID: range(len(rows)),
+            "feed_id": [r.feed_id for r in rows],
+            "identity_key": [r.identity_key for r in rows],
+            "canonical_url": [r.canonical_url for r in rows],
+            "canonical_url_bytes": [len((r.canonical_url or "").encode()) for r in rows],
+            "identity_key_bytes": [len((r.identity_key or "").encode()) for r in rows],
+            "title": [r.title for r in rows],
+            "text_chars": [r.text_chars for r in rows],
+            "content_chars": [len(r.title) + r.text_chars for r in rows],
+            "published_epoch": [r.published_at.timestamp() for r in rows],
+            "language": [r.language for r in rows],
         }
     )
+
+
+def merged(chunks: Sequence[SuiteOutcome]) -> SuiteOutcome:
+    """One suite's outcomes on the chunks of one batch (`Validator.run` on each), as the
+    outcome on the whole: an expectation succeeds when it did on every chunk, counts add
+    up, the percentage is of all rows checked, the observed values are the first failing
+    chunks' (up to 20), and the Data Docs page is the first failing chunk's. Per-row
+    failures are the caller's (each chunk's rows are its own)."""
+    if len(chunks) == 1:
+        return chunks[0]
+    by_expectation = zip(*(c.expectations for c in chunks), strict=True)
+    expectations = tuple(_merged_expectation(list(same)) for same in by_expectation)
+    passed = sum(e.success for e in expectations)
+    statistics = {**chunks[0].statistics, "evaluated_expectations": len(expectations),
+                  "successful_expectations": passed, "unsuccessful_expectations": len(expectations) - passed,
+                  "success_percent": passed / len(expectations) * 100 if expectations else None}
+    failing = [c for c in chunks if not c.success]
+    return SuiteOutcome(
+        chunks[0].suite, not failing, statistics, expectations,
+        sum(c.element_count or 0 for c in chunks), (failing or chunks)[0].data_docs, {},
+        (failing or chunks)[0].result_key)
+
+
+def _merged_expectation(same: list[ExpectationOutcome]) -> ExpectationOutcome:
+    first = same[0]
+    failing = [e for e in same if not e.success] or same
+    elements = sum(e.element_count or 0 for e in same)
+    missing = sum(e.missing_count or 0 for e in same)
+    unexpected = (sum(e.unexpected_count or 0 for e in same)
+                  if any(e.unexpected_count is not None for e in same) else None)
+    checked = elements - missing
+    percent = 100.0 * unexpected / checked if unexpected is not None and checked > 0 else first.unexpected_percent
+    if all(isinstance(e.observed, list) for e in failing):
+        observed: Any = [value for e in failing for value in e.observed][:20]
+    else:
+        observed = failing[0].observed
+    return ExpectationOutcome(first.expectation, first.column, all(e.success for e in same), elements,
+                              unexpected, percent, observed, missing)
 
 
 def feed_frame(rows: Sequence[dict[str, Any]]) -> Any:

@@ -5,17 +5,19 @@ Functions take an open cursor and run parameterized SQL; the caller owns the tra
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from pipeline.containment import exception_reason
+from pipeline.dedup import BatchKeys
 from pipeline.identity import IdentityRule
-from pipeline.records import Article, DedupVerdict, StoredArticleKey
+from pipeline.records import Article, DedupVerdict, PlannedRow, StoredArticleKey
 from pipeline.storage.copy_rows import copy_rows
 from pipeline.storage.transactions import PAGE, dict_rows, is_connection_error, savepoint
 
@@ -84,7 +86,7 @@ def set_articles(cur: Cursor, run_id: str, articles: Sequence[Article]
     return refused
 
 
-# What the decider's articles leave out (`staged_articles`), so never write back
+# What the decider's articles leave out (`staged_article_chunks`), so never write back
 # (`set_articles`): their content and their MinHash signature, which only the load's
 # clustering reads, from the plan itself (pipeline.clusters).
 _NOT_DECIDED = ("text", "html", "signature")
@@ -95,25 +97,83 @@ def _without_content(article: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in article.items() if k not in _NOT_DECIDED}
 
 
-def staged_articles(cur: Cursor, run_id: str) -> tuple[list[Article], list[int]]:
-    """The run's normalized articles in (feed, position) order, as
-    the decider reads them: everything but their content (no html; of the text, its first
-    character, so that "has a text" still holds) and their signature, and beside them the
-    length of each text. Streamed through a server-side cursor, so neither the client
-    library nor this process holds the result set twice: the decider's memory grows with
-    the number of entries, by their keys, not by their size."""
-    query = """SELECT (article - 'html' - 'signature') || jsonb_build_object('text', left(article->>'text', 1)),
-                      char_length(article->>'text')
+def staged_article_chunks(cur: Cursor, run_id: str, entries: int) -> Iterator[list[Article]]:
+    """The run's normalized articles in (feed, position) order, as the decider reads them,
+    in chunks of whole feeds of about `entries` articles each (a feed is never split: the
+    identity rules and the row contract judge a feed's entries together). Each article is
+    everything but its content (no html; of the text, its first character, so that "has a
+    text" still holds) and its signature. Streamed through a server-side cursor, which sees
+    the plan as it was when the first chunk was read, so the decider holds one chunk at a
+    time, whatever the batch's size."""
+    query = """SELECT (article - 'html' - 'signature') || jsonb_build_object('text', left(article->>'text', 1))
                FROM load_plan WHERE run_id = %s AND article IS NOT NULL
                ORDER BY feed_id, seq"""
-    articles, text_chars = [], []
     with cur.connection.cursor(name="staged_articles") as rows:
         rows.itersize = _STREAMED_ROWS
         rows.execute(query, (run_id,))
-        for article, chars in rows:
-            articles.append(Article.from_json({**article, "html": "", "signature": None}))
-            text_chars.append(chars or 0)
-    return articles, text_chars
+        articles = (Article.from_json({**article, "html": "", "signature": None}) for (article,) in rows)
+        yield from _whole_feeds(articles, entries)
+
+
+_T = TypeVar("_T", bound="_OfFeed")
+
+
+class _OfFeed(Protocol):
+    @property
+    def feed_id(self) -> int: ...
+
+
+def _whole_feeds(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """`items` (in feed order) in lists of whole feeds, each closed once it holds `size` or more."""
+    chunk: list[_T] = []
+    for _, feed in itertools.groupby(items, key=lambda item: item.feed_id):
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+        chunk.extend(feed)
+    if chunk:
+        yield chunk
+
+
+def planned_row_chunks(cur: Cursor, run_id: str, entries: int) -> Iterator[list[PlannedRow]]:
+    """The plan's new and updated articles, as the row contract checks them, in (feed,
+    position) order and in chunks of whole feeds of about `entries` rows (the contract's
+    uniqueness is within a feed). Streamed, like `staged_article_chunks`."""
+    query = """SELECT feed_id, seq, identity_key, article->>'canonical_url', article->>'title',
+                      article->>'published_at',
+                      article->>'language', coalesce(char_length(article->>'text'), 0)
+               FROM load_plan WHERE run_id = %s AND decision IN ('new', 'update')
+               ORDER BY feed_id, seq"""
+    with cur.connection.cursor(name="planned_rows") as rows:
+        rows.itersize = _STREAMED_ROWS
+        rows.execute(query, (run_id,))
+        planned = (PlannedRow(feed_id, seq, key, url, title or "", datetime.fromisoformat(published),
+                              language, chars)
+                   for feed_id, seq, key, url, title, published, language, chars in rows)
+        yield from _whole_feeds(planned, entries)
+
+
+def add_decided_keys(cur: Cursor, keys: Sequence[tuple[int, int, str | None, str]]) -> None:
+    """Remember (feed_id, seq, canonical URL, content hash) of articles of a decided chunk
+    planned new or updated, for the chunks after it (`decided_keys`)."""
+    cur.execute("""CREATE TEMP TABLE IF NOT EXISTS plan_keys (
+                       feed_id bigint, seq int, canonical_url text, content_hash text) ON COMMIT DROP""")
+    copy_rows(cur, "plan_keys", ("feed_id", "seq", "canonical_url", "content_hash"), keys)
+    cur.execute("CREATE INDEX IF NOT EXISTS plan_keys_url ON plan_keys (canonical_url)")
+    cur.execute("CREATE INDEX IF NOT EXISTS plan_keys_hash ON plan_keys (content_hash)")
+
+
+def decided_keys(cur: Cursor, articles: Sequence[Article]) -> BatchKeys:
+    """Of the earlier chunks' articles planned new or updated (`add_decided_keys`), those
+    sharing a canonical URL or a content hash with `articles`: the first of each hash, in
+    batch order, with its URL."""
+    cur.execute("SELECT DISTINCT canonical_url FROM plan_keys WHERE canonical_url = ANY(%s)",
+                (list({a.canonical_url for a in articles if a.canonical_url}),))
+    urls = {url for (url,) in cur.fetchall()}
+    cur.execute("""SELECT DISTINCT ON (content_hash) content_hash, canonical_url FROM plan_keys
+                   WHERE content_hash = ANY(%s) ORDER BY content_hash, feed_id, seq""",
+                (list({a.content_hash for a in articles}),))
+    return BatchKeys(urls, dict(cur.fetchall()))
 
 
 def stored_keys(cur: Cursor, articles: Sequence[Article]) -> list[StoredArticleKey]:

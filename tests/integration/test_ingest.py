@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from pipeline import clusters, database, local_runner, maintenance, tasks
+from pipeline import clusters, database, local_runner, maintenance, plan_decider, tasks
 from pipeline.demo import demo_feed_list, serve_demo
 from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.feedlist import parse_feed_list
@@ -31,10 +31,15 @@ def demo():
     server.stop()
 
 
-@pytest.mark.parametrize("group_bytes", [tasks.STAGE_GROUP_BYTES, 1], ids=["one group", "a body a group"])
-def test_demo_feeds_load_with_duplicates_and_quarantine_recorded(db_url, settings, demo, group_bytes, monkeypatch):
-    # a shard stages its entries in groups of bodies: groups of one body give the same run
+@pytest.mark.parametrize(("group_bytes", "chunk"), [(tasks.STAGE_GROUP_BYTES, plan_decider.CHUNK_ENTRIES), (1, 1)],
+                         ids=["one group, one chunk", "a body a group, a feed a chunk"])
+def test_demo_feeds_load_with_duplicates_and_quarantine_recorded(db_url, settings, demo, group_bytes, chunk,
+                                                                 monkeypatch):
+    # a shard stages its entries in groups of bodies, and the load decides and validates in
+    # chunks of whole feeds: a body a group and a feed a chunk give the same run (the
+    # content duplicate is of another feed's entry, so of an earlier chunk's)
     monkeypatch.setattr(tasks, "STAGE_GROUP_BYTES", group_bytes)
+    monkeypatch.setattr(plan_decider, "CHUNK_ENTRIES", chunk)
     summary = run(db_url, settings, demo)
     assert_counts_add_up(summary)
     t = summary["totals"]
@@ -50,9 +55,12 @@ def test_demo_feeds_load_with_duplicates_and_quarantine_recorded(db_url, setting
             "observed": "javascript:void(0)"} in reasons
 
 
-def test_shards_on_worker_processes_store_what_one_process_stores(db_url, settings):
+@pytest.mark.parametrize("chunk", [plan_decider.CHUNK_ENTRIES, 5], ids=["one chunk", "chunks of two feeds"])
+def test_shards_on_worker_processes_store_what_one_process_stores(db_url, settings, chunk, monkeypatch):
     """The CLI's default: shards on a process pool, each a fetch-parse-normalize pass. Same rows,
-    same accounting as in one process; every shard's feeds are fetched once."""
+    same accounting as in one process; every shard's feeds are fetched once. Decided in
+    chunks of two feeds, the entry all feeds share is new once and a duplicate six times."""
+    monkeypatch.setattr(plan_decider, "CHUNK_ENTRIES", chunk)
     routes = {f"/f{n}.xml": Route(rss([item(10 * n + k) for k in range(3)] + [item(1000)])) for n in range(7)}
     with FeedServer(routes) as srv:
         sources = [FeedSource(srv.url(p)) for p in routes]
@@ -64,6 +72,28 @@ def test_shards_on_worker_processes_store_what_one_process_stores(db_url, settin
     assert query(db_url, "SELECT count(DISTINCT shard) FROM run_feeds") == [(4,)]
     assert scalar(db_url, "SELECT count(*) FROM articles") == 22
     assert scalar(db_url, "SELECT count(*) FROM fetch_log WHERE NOT staged") == 0
+
+
+@pytest.mark.parametrize("chunk", [plan_decider.CHUNK_ENTRIES, 1], ids=["one chunk", "a feed a chunk"])
+def test_a_later_feeds_copy_of_a_quarantined_entry_is_held_with_it(db_url, settings, chunk, monkeypatch):
+    """An entry that fails the row contract (a title of 2,000 characters) is quarantined; a
+    copy of it at the same URL in another feed is held too, as its duplicate, also when the
+    load decides the two feeds in chunks of their own."""
+    monkeypatch.setattr(plan_decider, "CHUNK_ENTRIES", chunk)
+    long_title = "Harbour " * 250
+    first = rss([item(1, title=long_title), item(2)])
+    second = rss([item(1, title=long_title), item(3)])
+    with FeedServer({"/a.xml": Route(first), "/b.xml": Route(second)}) as srv:
+        summary = run(db_url, settings, [FeedSource(srv.url("/a.xml")), FeedSource(srv.url("/b.xml"))])
+    assert_counts_add_up(summary)
+    t = summary["totals"]
+    assert (t["new"], t["duplicates"], t["quarantined"]) == (2, 0, 2)
+    held = query(db_url, """SELECT q.reasons->0->>'expectation', f.url FROM quarantine q
+                            JOIN feeds f ON f.id = q.feed_id ORDER BY f.url""")
+    assert [reason for reason, _ in held] == ["expect_column_value_lengths_to_be_between",
+                                              "duplicate_of_quarantined_entry"]
+    assert sorted(url for (url,) in query(db_url, "SELECT canonical_url FROM articles")) == [
+        "https://news.example/story/2", "https://news.example/story/3"]
 
 
 def test_articles_are_normalized_in_the_table(db_url, settings, demo):
@@ -208,11 +238,15 @@ def test_full_text_search_finds_articles(db_url, settings, demo):
     assert hits == [("Ferry timetable changes for the winter season",)]
 
 
-@pytest.mark.parametrize("chunk", [clusters.CHUNK, 1], ids=["one chunk", "an article a chunk"])
+@pytest.mark.parametrize(("chunk", "match_slice"), [(clusters.CHUNK, clusters.MATCH_SLICE), (1, 1),
+                                                    (clusters.CHUNK, 1)],
+                         ids=["one chunk", "an article a chunk", "an article a match slice"])
 def test_the_syndicated_story_forms_one_cluster_and_distinct_stories_stay_apart(db_url, settings, demo, chunk,
-                                                                               monkeypatch):
-    # the load clusters in chunks of articles: chunks of one put seed and member apart
+                                                                               match_slice, monkeypatch):
+    # the load clusters in chunks of articles, and matches a chunk's new articles in slices:
+    # chunks (or slices) of one put seed and member apart
     monkeypatch.setattr(clusters, "CHUNK", chunk)
+    monkeypatch.setattr(clusters, "MATCH_SLICE", match_slice)
     run(db_url, settings, demo)
     stories = query(db_url, "SELECT size, outlets, title FROM story_clusters")
     assert len(stories) == 1

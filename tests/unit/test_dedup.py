@@ -1,6 +1,9 @@
 from datetime import datetime, timezone
 
-from pipeline.dedup import StoredIndex, decide
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.dedup import BatchKeys, StoredIndex, decide
 from pipeline.identity import content_hash, identity_key
 from pipeline.records import Article, Decision, DuplicateRule, StoredArticleKey
 
@@ -70,3 +73,33 @@ def test_same_guid_with_other_content_in_one_batch_is_left_to_validation():
     a = art(1, 0, "g", "https://x/1", "First story")
     b = art(1, 1, "g", "https://x/1", "A different story")
     assert [v.decision for v in decide([a, b], StoredIndex())] == [Decision.NEW, Decision.NEW]
+
+
+_FEEDS = st.integers(1, 4)
+_GUIDS = st.sampled_from(["a", "b", "c", None])
+_URLS = st.sampled_from(["https://x/1", "https://x/2", "https://y/1"])
+_TITLES = st.sampled_from(["One", "Two", "Three"])
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(entries=st.lists(st.tuples(_FEEDS, _GUIDS, _URLS, _TITLES), max_size=14),
+       stored_picks=st.lists(st.integers(0, 13), max_size=4), cut=st.integers(1, 4))
+def test_a_batch_decided_in_chunks_of_whole_feeds_gets_the_verdicts_of_the_whole(entries, stored_picks, cut):
+    """The load decides a large batch in chunks of whole feeds, each given the keys of the
+    articles the earlier chunks planned new or updated (first of each content hash, in batch
+    order): every article gets the verdict it gets when the batch is decided at once."""
+    batch = sorted((art(feed, seq, guid, url, title) for seq, (feed, guid, url, title) in enumerate(entries)),
+                   key=lambda a: (a.feed_id, a.seq))
+    index = StoredIndex.of(stored(batch[i], 100 + i) for i in stored_picks if i < len(batch))
+    whole = decide(batch, index)
+    chunked, earlier = [], BatchKeys()
+    chunks = [[a for a in batch if a.feed_id < cut], [a for a in batch if a.feed_id >= cut]]
+    for chunk in chunks:
+        verdicts = decide(chunk, index, earlier)
+        chunked += verdicts
+        for a, v in zip(chunk, verdicts, strict=True):
+            if v.decision in (Decision.NEW, Decision.UPDATE):
+                if a.canonical_url:
+                    earlier.urls.add(a.canonical_url)
+                earlier.url_by_hash.setdefault(a.content_hash, a.canonical_url)
+    assert chunked == whole

@@ -1,5 +1,6 @@
 """Choosing a feed's identity rule: broken GUIDs are detected, isolated oddities are not."""
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from pipeline.feed_identity import apply, choose
@@ -59,5 +60,5 @@ def test_the_fallback_chain_and_the_urls_it_gives():
     assert len({a.identity_key for a in keyed}) == len({a.canonical_url for a in keyed}) == 3
     assert all(a.canonical_url.startswith("https://news.example/live#entry-") for a in keyed)
     # Entries with nothing in them (no title, text or link) do not decide the rule.
-    empty = Article(**{**article(9, guid=None, link=None).__dict__, "title": "", "text": ""})
+    empty = replace(article(9, guid=None, link=None), title="", text="")
     assert choose([article(n, guid=None) for n in range(5)] + [empty] * 5, GUID, {}).rule is IdentityRule.LINK

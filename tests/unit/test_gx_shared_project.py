@@ -7,23 +7,22 @@ from datetime import UTC, datetime
 
 from pipeline import validate
 from pipeline.expectations import ROWS_SUITE
-from pipeline.records import Article
+from pipeline.records import PlannedRow
 
 PARAMETERS = {"latest_published": time.time() + 86_400, "max_title_chars": 1000, "max_entries": 500,
               "max_undated_share": 0.5, "feed_fail_ratio": 0.9}
 
 
-def article(seq: int, url: str) -> Article:
-    return Article(feed_id=1, seq=seq, identity_key=f"v1:guid:{seq}", guid=str(seq), canonical_url=url,
-                   title=f"Title {seq}", text="Some text.", html="", published_at=datetime.now(UTC),
-                   published_source="published", content_hash=f"h{seq}")
+def article(seq: int, url: str) -> PlannedRow:
+    return PlannedRow(feed_id=1, seq=seq, identity_key=f"v1:guid:{seq}", canonical_url=url,
+                      title=f"Title {seq}", published_at=datetime.now(UTC), language=None, text_chars=10)
 
 
 def test_a_validator_whose_suites_another_process_saved_still_validates(tmp_path):
     first = validate.Validator(tmp_path)
     second = validate.Validator(tmp_path)  # saves the same suites again, as a second process does
     rows = [article(0, "https://news.example/a"), article(1, "javascript:void(0)")]
-    frame = validate.article_frame(rows, [10, 10])
+    frame = validate.article_frame(rows)
     later = second.run(ROWS_SUITE, "run-2", PARAMETERS, frame)
     earlier = first.run(ROWS_SUITE, "run-1", PARAMETERS, frame)
     for outcome in (later, earlier):
@@ -37,7 +36,7 @@ def test_a_validator_warmed_up_in_a_child_process_judges_rows_as_one_built_here(
     import os
 
     rows = [article(0, "https://news.example/a"), article(1, "javascript:void(0)")]
-    frame = validate.article_frame(rows, [10, 10])
+    frame = validate.article_frame(rows)
     here = validate.Validator(tmp_path / "here").run(ROWS_SUITE, "run-1", PARAMETERS, frame)
     validate.warm_up(tmp_path / "child", in_child=True)
     child = validate.validator(tmp_path / "child")
@@ -99,7 +98,7 @@ def _warm_up_and_validate(project_dir, results):
     rows = [article(0, "https://news.example/a"), article(1, "javascript:void(0)")]
     validate.warm_up(project_dir, in_child=True)
     built = validate.validator(project_dir)
-    outcome = built.run(ROWS_SUITE, "run-1", PARAMETERS, validate.article_frame(rows, [10, 10]))
+    outcome = built.run(ROWS_SUITE, "run-1", PARAMETERS, validate.article_frame(rows))
     results.put((type(built).__name__, list(outcome.failures)))
 
 

@@ -1,0 +1,183 @@
+"""The load's one decider: identity rules, dedup and the row contract over the staged batch,
+into the load plan (pipeline.storage.plan), in the load's transaction.
+
+Two passes over the plan, each in chunks of whole feeds (`CHUNK_ENTRIES` articles or so),
+so that the load's memory is one chunk's, not the batch's:
+
+1. `decide`: each feed's identity rule (re-chosen from this fetch), then new / update /
+   duplicate for each article against the stored articles' keys and the keys of the
+   batch's earlier chunks (kept in the plan's transaction, `storage.decided_keys`);
+2. `validate_plan`: the row contract over the articles planned new or updated, one suite
+   run per chunk, merged into the run's one result (`validate.merged`); rows that fail are
+   quarantined, and so are the batch's duplicates of them. Then the batch-level suite per
+   feed, and the run's verdict against the warn and fail levels.
+
+A batch of one chunk (any ordinary scheduled run) is decided and validated exactly as
+a whole; a larger one gets the same decisions, and one Data Docs page per chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from pipeline import dedup, feed_identity, storage, validate
+from pipeline.config import Settings
+from pipeline.containment import describe, exception_reason
+from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
+from pipeline.records import Article, Decision
+from pipeline.storage.plan import PlannedRow
+
+log = logging.getLogger(__name__)
+
+CHUNK_ENTRIES = 10_000  # articles decided (and validated) at a time, in whole feeds
+
+Reasons = dict[tuple[int, int], list[dict[str, Any]]]
+
+
+def decide(cur: Any, run_id: str, now: datetime) -> dict[str, Any]:
+    """Apply each feed's identity rule (re-chosen from this fetch, except for release runs,
+    which hold only some of a feed's entries), then decide new / update / duplicate, into
+    the load plan. An entry whose identity cannot be computed is quarantined with the
+    exception. Returns the summary."""
+    rechoose = storage.run_state(cur, run_id)["kind"] != "release"
+    verdicts: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
+    decided = changes = failed = 0
+    pending: list[tuple[int, int, str | None, str]] = []  # the last chunk's keys, for the next one
+    for chunk_number, chunk in enumerate(storage.staged_article_chunks(cur, run_id, CHUNK_ENTRIES)):
+        if pending:
+            storage.add_decided_keys(cur, pending)
+        keyed, failures, changed = _apply_identity_rules(cur, run_id, chunk, rechoose, now)
+        storage.set_quarantined(cur, run_id, failures)
+        refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new != old])
+        storage.set_quarantined(cur, run_id, refused)
+        articles = [new for _, new in keyed if (new.feed_id, new.seq) not in refused]
+        index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))
+        earlier = storage.decided_keys(cur, articles) if chunk_number else None
+        chunk_verdicts = dedup.decide(articles, index, earlier)
+        storage.set_decisions(cur, run_id, articles, chunk_verdicts)
+        pending = [(a.feed_id, a.seq, a.canonical_url, a.content_hash)
+                   for a, v in zip(articles, chunk_verdicts, strict=True)
+                   if v.decision in (Decision.NEW, Decision.UPDATE)]
+        decided += len(articles)
+        changes += changed
+        failed += len(failures) + len(refused)
+        verdicts.update(v.decision.value for v in chunk_verdicts)
+        rules.update(v.rule.value for v in chunk_verdicts if v.decision is Decision.DUPLICATE and v.rule)
+        del chunk, keyed, articles, index, earlier, chunk_verdicts  # before the next chunk is read
+    summary = {"articles": decided, **verdicts, "duplicate_rules": dict(rules),
+               "identity_rule_changes": changes, "failed_entries": failed}
+    log.info("dedup: %s", summary)
+    return summary
+
+
+def _apply_identity_rules(
+    cur: Any, run_id: str, articles: list[Article], rechoose: bool, now: datetime,
+) -> tuple[list[tuple[Article, Article]], Reasons, int]:
+    """(each article before and after its feed's rule, the entries that failed, rule changes)."""
+    by_feed: dict[int, list[Article]] = {}
+    for article in articles:
+        by_feed.setdefault(article.feed_id, []).append(article)
+    current = storage.identity_rules(cur, list(by_feed))
+    changes = {}
+    if rechoose:
+        stored = storage.stored_guids_by_link(cur, articles)
+        for feed_id, batch in by_feed.items():
+            try:
+                choice = feed_identity.choose(batch, current[feed_id], stored.get(feed_id, {}))
+            except Exception as exc:  # noqa: BLE001 - keep the feed's rule; its entries go on
+                log.warning("feed_id=%s: identity rule kept, choice failed: %s", feed_id, describe(exc))
+                continue
+            if choice.rule is not current[feed_id]:
+                log.warning("feed_id=%s: identity rule %s -> %s (%s)", feed_id,
+                            current[feed_id].value, choice.rule.value, choice.reason)
+                changes[feed_id] = (current[feed_id], choice.rule, choice.reason or "")
+                current[feed_id] = choice.rule
+        storage.change_identity_rules(cur, run_id, changes, now)
+    keyed, failures = [], {}
+    for article in articles:
+        try:
+            keyed.append((article, feed_identity.apply(article, current[article.feed_id])))
+        except Exception as exc:  # noqa: BLE001 - the boundary: this entry's failure is its data
+            failures[(article.feed_id, article.seq)] = [exception_reason(exc, "identity")]
+    return keyed, failures, len(changes)
+
+
+def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime) -> tuple[dict[str, Any], str | None]:
+    """Run the suites over the plan's new and updated articles: quarantine every row that
+    fails the row contract (and the batch's duplicates of it), check the batch per feed,
+    record results in SQL and Data Docs, and judge the quarantined shares against the warn
+    and fail levels. Returns the summary and the failure (past the fail level), which the
+    load task raises once the batch is loaded."""
+    gx_dir = settings.data_dir / "gx"  # the context is built only for a batch to check
+    parameters = {
+        "latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp(),
+        "max_title_chars": settings.max_title_chars,
+        "max_entries": settings.max_entries_per_feed,
+        "max_undated_share": settings.max_undated_share,
+        "feed_fail_ratio": settings.feed_quarantine_fail_ratio,
+    }
+    chunks: list[validate.SuiteOutcome] = []
+    reasons: Reasons = {}
+    bad_urls: list[str] = []
+    validated = 0
+    for planned in storage.planned_row_chunks(cur, run_id, CHUNK_ENTRIES):
+        outcome = validate.validator(gx_dir).run(ROWS_SUITE, run_id, parameters, validate.article_frame(planned))
+        validated += len(planned)
+        reasons.update(_row_reasons(planned, outcome))
+        bad_urls += [url for i in outcome.failures if (url := planned[i].canonical_url)]
+        chunks.append(dataclasses.replace(outcome, failures={}))
+        del planned, outcome  # before the next chunk is read
+    rows = validate.merged(chunks) if chunks else None
+    failed_rows = len(reasons)
+    for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, bad_urls):
+        reasons.setdefault((feed_id, seq), [{"expectation": "duplicate_of_quarantined_entry",
+                                             "column": "canonical_url", "observed": url}])
+    storage.set_quarantined(cur, run_id, reasons)
+    per_feed = storage.feed_entry_counts(cur, run_id)
+    feeds = None
+    if per_feed:
+        frame = validate.feed_frame([
+            {"feed_id": fid, "entries": n, "undated_share": undated / n, "quarantined_share": bad / n}
+            for fid, _, n, undated, bad in per_feed])
+        feeds = validate.validator(gx_dir).run(FEEDS_SUITE, run_id, parameters, frame, index="feed_id")
+    by_expectation = Counter(r["expectation"] for rs in reasons.values() for r in rs)
+    entries = sum(n for _, _, n, _, _ in per_feed)
+    fail, warn = validate.judge(
+        entries, len(reasons), {url: (n, bad) for _, url, n, _, bad in per_feed},
+        by_expectation, _levels(settings))
+    feed_problems = [f"{o.expectation}:{o.column}" for o in (feeds.expectations if feeds else ()) if not o.success]
+    if feed_problems and not fail:
+        warn = "; ".join(filter(None, [warn, "batch checks failed: " + ", ".join(feed_problems)]))
+    ran = [outcome for outcome in (rows, feeds) if outcome is not None]
+    with_docs = bool(ran) and (settings.data_docs == "always" or not all(o.success for o in ran))
+    docs = ran[0].data_docs if with_docs else None
+    for outcome in ran:
+        storage.record_validation(cur, run_id, outcome, now)
+    storage.mark_validated(cur, run_id, now, fail, warn, docs)
+    if with_docs:
+        validate.validator(gx_dir).build_docs([*chunks, feeds])
+        validate.validator(gx_dir).prune_docs(settings.data_docs_keep)
+    summary = {"entries": entries, "validated": validated, "passed": validated - failed_rows,
+               "quarantined": len(reasons), "failed_expectations": dict(by_expectation), "data_docs": docs}
+    log.info("validate: %s", summary)
+    if warn:
+        log.warning("validation warning: %s", warn)
+    if docs:
+        log.info("data docs: %s", docs)
+    return summary, fail
+
+
+def _row_reasons(planned: list[PlannedRow], outcome: validate.SuiteOutcome) -> Reasons:
+    return {(planned[i].feed_id, planned[i].seq): [f.to_json() for f in found]
+            for i, found in outcome.failures.items()}
+
+
+def _levels(settings: Settings) -> validate.Levels:
+    return validate.Levels(settings.quarantine_warn_ratio, settings.quarantine_fail_ratio,
+                           settings.feed_quarantine_warn_ratio, settings.feed_quarantine_fail_ratio,
+                           settings.quarantine_min_entries)

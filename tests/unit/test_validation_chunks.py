@@ -1,0 +1,58 @@
+"""A large batch is validated in chunks of whole feeds, one suite run each; the run records
+one result, merged from the chunks' (`validate.merged`). It must say what one run over the
+whole batch says."""
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline import validate
+from pipeline.expectations import ROWS_SUITE
+from pipeline.records import PlannedRow
+
+PARAMETERS = {"latest_published": time.time() + 86_400, "max_title_chars": 1000, "max_entries": 500,
+              "max_undated_share": 0.5, "feed_fail_ratio": 0.9}
+NOW = datetime.now(UTC)
+
+
+def row(feed: int, seq: int, url: str | None = None, key: str | None = None, title: str = "A title",
+        language: str | None = "en", published: datetime = NOW) -> PlannedRow:
+    return PlannedRow(feed, seq, key or f"v1:guid:{feed}:{seq}", url or f"https://news.example/{feed}/{seq}",
+                      title, published, language, 20)
+
+
+ROWS = [
+    row(1, 0), row(1, 1, url="javascript:void(0)"), row(1, 2, language=None),
+    row(2, 0, key="same"), row(2, 1, key="same"), row(2, 2, title="x" * 1200),
+    row(3, 0, published=NOW + timedelta(days=30)), row(3, 1, language="zz"), row(3, 2),
+]
+
+
+@pytest.fixture(scope="module")
+def validator(tmp_path_factory):
+    return validate.Validator(tmp_path_factory.mktemp("gx"))
+
+
+def _summary(outcome):
+    return (outcome.success, outcome.element_count,
+            [(e.expectation, e.column, e.success, e.element_count, e.unexpected_count,
+              round(e.unexpected_percent or 0, 6), e.observed) for e in outcome.expectations])
+
+
+def test_chunk_outcomes_merged_are_the_whole_batchs_outcome(validator):
+    whole = validator.run(ROWS_SUITE, "whole", PARAMETERS, validate.article_frame(ROWS))
+    chunks = [ROWS[:3], ROWS[3:6], ROWS[6:]]
+    outcomes = [validator.run(ROWS_SUITE, "chunked", PARAMETERS, validate.article_frame(c)) for c in chunks]
+    merged = validate.merged(outcomes)
+    assert not whole.success and sum(not e.success for e in whole.expectations) >= 4  # the rows bite
+    assert _summary(merged) == _summary(whole)
+    assert merged.statistics == whole.statistics
+    failed_rows = {(c[i].feed_id, c[i].seq) for c, o in zip(chunks, outcomes, strict=True) for i in o.failures}
+    assert failed_rows == {(ROWS[i].feed_id, ROWS[i].seq) for i in whole.failures}
+    assert merged.data_docs == outcomes[0].data_docs  # the first failing chunk's page
+
+
+def test_a_batch_of_one_chunk_is_its_own_outcome(validator):
+    only = validator.run(ROWS_SUITE, "one", PARAMETERS, validate.article_frame(ROWS[:3]))
+    assert validate.merged([only]) is only
