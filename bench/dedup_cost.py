@@ -32,7 +32,7 @@ from typing import Any
 import psycopg2
 
 from bench.corpus import replicate, shared_feeds
-from pipeline import database, local_runner, neardup, tasks
+from pipeline import database, local_runner, neardup, plan_decider
 from pipeline.config import Settings
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
@@ -151,13 +151,10 @@ def fill_archive(db_url: str, size: int) -> dict[str, float]:
 @contextmanager
 def _stage_timers(seconds: dict[str, float]) -> Iterator[None]:
     """Time the decider and the validation inside the load task, by wrapping them where
-    tasks.load_batch looks them up (whichever of the names this version has)."""
+    tasks.load_batch looks them up (pipeline.plan_decider)."""
     patched = []
-    for stage, names in (("dedup", ("_decide", "dedup_run")), ("validate", ("_validate", "validate_run"))):
-        name = next((n for n in names if hasattr(tasks, n)), None)
-        if name is None:
-            raise RuntimeError(f"bench.dedup_cost: no {' or '.join(names)} in pipeline.tasks to time")
-        original = getattr(tasks, name)
+    for stage, name in (("dedup", "decide"), ("validate", "validate_plan")):
+        original = getattr(plan_decider, name)
 
         def timed(*args: Any, _original: Any = original, _stage: str = stage, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -166,13 +163,13 @@ def _stage_timers(seconds: dict[str, float]) -> Iterator[None]:
             finally:
                 seconds[_stage] = seconds.get(_stage, 0.0) + time.perf_counter() - started
 
-        setattr(tasks, name, timed)
+        setattr(plan_decider, name, timed)
         patched.append((name, original))
     try:
         yield
     finally:
         for name, original in patched:
-            setattr(tasks, name, original)
+            setattr(plan_decider, name, original)
 
 
 def _timed_ingest(db_url: str, settings: Settings, sources: list[FeedSource], run_id: str) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def _duplicate(rule: DuplicateRule, stored: StoredArticleKey) -> DedupVerdict:
 @dataclass
 class BatchKeys:
     """The keys of the batch's articles decided new or updated before the ones being
-    decided (in earlier chunks of the batch; `decide` adds each chunk's own as it goes):
+    decided (in earlier chunks of the batch; `decide` adds those of its own batch to a copy):
     what a later article of the batch is a duplicate of. By content hash, the canonical
     URL of the first such article, which a batch duplicate names as its match."""
 

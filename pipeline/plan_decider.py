@@ -12,8 +12,9 @@ so that the load's memory is one chunk's, not the batch's:
    quarantined, and so are the batch's duplicates of them. Then the batch-level suite per
    feed, and the run's verdict against the warn and fail levels.
 
-A batch of one chunk (any ordinary scheduled run) is decided and validated exactly as
-a whole; a larger one gets the same decisions, and one Data Docs page per chunk.
+A batch of one chunk (up to about 10,000 entries: a scheduled run of a few hundred feeds)
+is decided and validated as a whole; a larger one gets the same decisions and verdicts,
+and a Data Docs page per failing chunk.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
+from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,8 +30,7 @@ from pipeline import dedup, feed_identity, storage, validate
 from pipeline.config import Settings
 from pipeline.containment import describe, exception_reason
 from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
-from pipeline.records import Article, Decision
-from pipeline.storage.plan import PlannedRow
+from pipeline.records import Article, Decision, PlannedRow
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +49,29 @@ def decide(cur: Any, run_id: str, now: datetime) -> dict[str, Any]:
     rules: Counter[str] = Counter()
     decided = changes = failed = 0
     pending: list[tuple[int, int, str | None, str]] = []  # the last chunk's keys, for the next one
-    for chunk_number, chunk in enumerate(storage.staged_article_chunks(cur, run_id, CHUNK_ENTRIES)):
-        if pending:
-            storage.add_decided_keys(cur, pending)
-        keyed, failures, changed = _apply_identity_rules(cur, run_id, chunk, rechoose, now)
-        storage.set_quarantined(cur, run_id, failures)
-        refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new != old])
-        storage.set_quarantined(cur, run_id, refused)
-        articles = [new for _, new in keyed if (new.feed_id, new.seq) not in refused]
-        index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))
-        earlier = storage.decided_keys(cur, articles) if chunk_number else None
-        chunk_verdicts = dedup.decide(articles, index, earlier)
-        storage.set_decisions(cur, run_id, articles, chunk_verdicts)
-        pending = [(a.feed_id, a.seq, a.canonical_url, a.content_hash)
-                   for a, v in zip(articles, chunk_verdicts, strict=True)
-                   if v.decision in (Decision.NEW, Decision.UPDATE)]
-        decided += len(articles)
-        changes += changed
-        failed += len(failures) + len(refused)
-        verdicts.update(v.decision.value for v in chunk_verdicts)
-        rules.update(v.rule.value for v in chunk_verdicts if v.decision is Decision.DUPLICATE and v.rule)
-        del chunk, keyed, articles, index, earlier, chunk_verdicts  # before the next chunk is read
+    storage.open_decided_keys(cur)
+    with closing(storage.staged_article_chunks(cur, run_id, CHUNK_ENTRIES)) as chunks:
+        for chunk_number, chunk in enumerate(chunks):
+            if pending:
+                storage.add_decided_keys(cur, pending)
+            keyed, failures, changed = _apply_identity_rules(cur, run_id, chunk, rechoose, now)
+            storage.set_quarantined(cur, run_id, failures)
+            refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new != old])
+            storage.set_quarantined(cur, run_id, refused)
+            articles = [new for _, new in keyed if (new.feed_id, new.seq) not in refused]
+            index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))
+            earlier = storage.decided_keys(cur, articles) if chunk_number else None
+            chunk_verdicts = dedup.decide(articles, index, earlier)
+            storage.set_decisions(cur, run_id, articles, chunk_verdicts)
+            pending = [(a.feed_id, a.seq, a.canonical_url, a.content_hash)
+                       for a, v in zip(articles, chunk_verdicts, strict=True)
+                       if v.decision in (Decision.NEW, Decision.UPDATE)]
+            decided += len(articles)
+            changes += changed
+            failed += len(failures) + len(refused)
+            verdicts.update(v.decision.value for v in chunk_verdicts)
+            rules.update(v.rule.value for v in chunk_verdicts if v.decision is Decision.DUPLICATE and v.rule)
+            del chunk, keyed, articles, index, earlier, chunk_verdicts  # before the next chunk is read
     summary = {"articles": decided, **verdicts, "duplicate_rules": dict(rules),
                "identity_rule_changes": changes, "failed_entries": failed}
     log.info("dedup: %s", summary)
@@ -125,13 +128,15 @@ def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime) -> t
     reasons: Reasons = {}
     bad_urls: list[str] = []
     validated = 0
-    for planned in storage.planned_row_chunks(cur, run_id, CHUNK_ENTRIES):
-        outcome = validate.validator(gx_dir).run(ROWS_SUITE, run_id, parameters, validate.article_frame(planned))
-        validated += len(planned)
-        reasons.update(_row_reasons(planned, outcome))
-        bad_urls += [url for i in outcome.failures if (url := planned[i].canonical_url)]
-        chunks.append(dataclasses.replace(outcome, failures={}))
-        del planned, outcome  # before the next chunk is read
+    with closing(storage.planned_row_chunks(cur, run_id, CHUNK_ENTRIES)) as planned_chunks:
+        for planned in planned_chunks:
+            frame = validate.article_frame(planned)
+            outcome = validate.validator(gx_dir).run(ROWS_SUITE, run_id, parameters, frame)
+            validated += len(planned)
+            reasons.update(_row_reasons(planned, outcome))
+            bad_urls += [url for i in outcome.failures if (url := planned[i].canonical_url)]
+            chunks.append(dataclasses.replace(outcome, failures={}))
+            del planned, frame, outcome  # before the next chunk is read
     rows = validate.merged(chunks) if chunks else None
     failed_rows = len(reasons)
     for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, bad_urls):
@@ -159,8 +164,9 @@ def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime) -> t
     for outcome in ran:
         storage.record_validation(cur, run_id, outcome, now)
     storage.mark_validated(cur, run_id, now, fail, warn, docs)
-    if with_docs:
-        validate.validator(gx_dir).build_docs([*chunks, feeds])
+    if with_docs:  # a page for each failing chunk (each chunk's with DATA_DOCS=always) and the feeds'
+        pages = chunks if settings.data_docs == "always" else [c for c in chunks if not c.success]
+        validate.validator(gx_dir).build_docs([*pages, feeds])
         validate.validator(gx_dir).prune_docs(settings.data_docs_keep)
     summary = {"entries": entries, "validated": validated, "passed": validated - failed_rows,
                "quarantined": len(reasons), "failed_expectations": dict(by_expectation), "data_docs": docs}

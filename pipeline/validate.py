@@ -359,7 +359,7 @@ def _in_child(project_dir: Path, method: str | None, *args: Any) -> Any:
     return getattr(built, method)(*args) if method else None
 
 
-_KEYS_KEPT = 64
+_KEYS_KEPT = 1024  # more than the chunks of any one run (pipeline.plan_decider)
 _child_keys: dict[int, Any] = {}  # in a ValidatorProcess's child: GX result keys by number
 _tokens = itertools.count()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -97,7 +97,7 @@ def _without_content(article: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in article.items() if k not in _NOT_DECIDED}
 
 
-def staged_article_chunks(cur: Cursor, run_id: str, entries: int) -> Iterator[list[Article]]:
+def staged_article_chunks(cur: Cursor, run_id: str, entries: int) -> Generator[list[Article], None, None]:
     """The run's normalized articles in (feed, position) order, as the decider reads them,
     in chunks of whole feeds of about `entries` articles each (a feed is never split: the
     identity rules and the row contract judge a feed's entries together). Each article is
@@ -135,7 +135,7 @@ def _whole_feeds(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
         yield chunk
 
 
-def planned_row_chunks(cur: Cursor, run_id: str, entries: int) -> Iterator[list[PlannedRow]]:
+def planned_row_chunks(cur: Cursor, run_id: str, entries: int) -> Generator[list[PlannedRow], None, None]:
     """The plan's new and updated articles, as the row contract checks them, in (feed,
     position) order and in chunks of whole feeds of about `entries` rows (the contract's
     uniqueness is within a feed). Streamed, like `staged_article_chunks`."""
@@ -153,14 +153,19 @@ def planned_row_chunks(cur: Cursor, run_id: str, entries: int) -> Iterator[list[
         yield from _whole_feeds(planned, entries)
 
 
+def open_decided_keys(cur: Cursor) -> None:
+    """The (empty) table of the keys of articles decided so far (`add_decided_keys`)."""
+    cur.execute("""CREATE TEMP TABLE IF NOT EXISTS plan_keys (
+                       feed_id bigint, seq int, canonical_url text, content_hash text) ON COMMIT DROP""")
+    cur.execute("TRUNCATE plan_keys")
+    cur.execute("CREATE INDEX IF NOT EXISTS plan_keys_url ON plan_keys (canonical_url)")
+    cur.execute("CREATE INDEX IF NOT EXISTS plan_keys_hash ON plan_keys (content_hash)")
+
+
 def add_decided_keys(cur: Cursor, keys: Sequence[tuple[int, int, str | None, str]]) -> None:
     """Remember (feed_id, seq, canonical URL, content hash) of articles of a decided chunk
     planned new or updated, for the chunks after it (`decided_keys`)."""
-    cur.execute("""CREATE TEMP TABLE IF NOT EXISTS plan_keys (
-                       feed_id bigint, seq int, canonical_url text, content_hash text) ON COMMIT DROP""")
     copy_rows(cur, "plan_keys", ("feed_id", "seq", "canonical_url", "content_hash"), keys)
-    cur.execute("CREATE INDEX IF NOT EXISTS plan_keys_url ON plan_keys (canonical_url)")
-    cur.execute("CREATE INDEX IF NOT EXISTS plan_keys_hash ON plan_keys (content_hash)")
 
 
 def decided_keys(cur: Cursor, articles: Sequence[Article]) -> BatchKeys:

@@ -96,6 +96,26 @@ def test_a_later_feeds_copy_of_a_quarantined_entry_is_held_with_it(db_url, setti
         "https://news.example/story/2", "https://news.example/story/3"]
 
 
+def test_a_chunked_load_whose_first_chunks_hold_nothing_new_goes_on(db_url, settings, monkeypatch):
+    """Decided a feed a chunk, a second run whose first feeds are all stored already (no
+    key to hand to later chunks) still decides the rest: the new entry of the last feed is
+    new, and the rest are duplicates, one of them of an entry new in the same run."""
+    monkeypatch.setattr(plan_decider, "CHUNK_ENTRIES", 1)
+    routes = {f"/f{n}.xml": Route(rss([item(10 * n + k) for k in range(2)])) for n in range(3)}
+    with FeedServer(routes) as srv:
+        sources = [FeedSource(srv.url(p)) for p in sorted(routes)]
+        run(db_url, settings, sources)
+        for n in range(2):  # the same entries in other bytes: parsed again, not a 304 or an unchanged body
+            srv.routes[f"/f{n}.xml"] = Route(rss([item(10 * n + k) for k in range(2)], title="Renamed"))
+        srv.routes["/f2.xml"] = Route(rss([item(20), item(21), item(99)]))
+        srv.routes["/f3.xml"] = Route(rss([item(99)]))
+        again = run(db_url, settings, [*sources, FeedSource(srv.url("/f3.xml"))])
+    assert_counts_add_up(again)
+    t = again["totals"]
+    assert (t["entries"], t["new"], t["duplicates"], t["quarantined"]) == (8, 1, 7, 0)
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 7
+
+
 def test_articles_are_normalized_in_the_table(db_url, settings, demo):
     run(db_url, settings, demo)
     rows = dict(query(db_url, "SELECT canonical_url, published_source FROM articles"))
