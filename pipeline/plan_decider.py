@@ -56,7 +56,8 @@ def decide(cur: Any, run_id: str, now: datetime) -> dict[str, Any]:
                 storage.add_decided_keys(cur, pending)
             keyed, failures, changed = _apply_identity_rules(cur, run_id, chunk, rechoose, now)
             storage.set_quarantined(cur, run_id, failures)
-            refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new != old])
+            # `feed_identity.apply` returns the article itself when its rule changes nothing
+            refused = storage.set_articles(cur, run_id, [new for old, new in keyed if new is not old])
             storage.set_quarantined(cur, run_id, refused)
             articles = [new for _, new in keyed if (new.feed_id, new.seq) not in refused]
             index = dedup.StoredIndex.of(storage.stored_keys(cur, articles))

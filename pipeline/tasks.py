@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -171,11 +171,7 @@ def stage_bodies(db_url: str, settings: Settings, run_id: str,
     about `STAGE_GROUP_BYTES` of bodies, each staged before the next is parsed. Takes the
     bodies out of `bodies` as it goes (the list is empty afterwards), so a body the
     caller no longer holds is freed once parsed."""
-    counts = PassCounts()
-    with connect(db_url) as conn, conn.cursor() as cur:
-        for group in _parsed_groups(bodies, settings):
-            _stage_into(cur, settings, run_id, group, counts)
-    return counts
+    return _stage(db_url, settings, run_id, _parsed_groups(bodies, settings))
 
 
 def _parsed_groups(bodies: list[tuple[int, str, bytes, str | None, datetime]],
@@ -202,18 +198,19 @@ def stage_entries(db_url: str, settings: Settings, run_id: str, entries: Sequenc
     by_feed: dict[int, list[Any]] = {}
     for entry in entries:
         by_feed.setdefault(entry.feed_id, []).append(normalize_staged(entry, tolerance))
+    return _stage(db_url, settings, run_id, [[FeedBatch(fid, tuple(staged)) for fid, staged in by_feed.items()]])
+
+
+def _stage(db_url: str, settings: Settings, run_id: str, groups: Iterable[list[FeedBatch]]) -> PassCounts:
+    """Stage each group of batches as it comes (`_parsed_groups` parses one when asked),
+    all in one transaction; return what was staged."""
     counts = PassCounts()
     with connect(db_url) as conn, conn.cursor() as cur:
-        _stage_into(cur, settings, run_id, [FeedBatch(fid, tuple(staged)) for fid, staged in by_feed.items()],
-                    counts)
+        for group in groups:
+            for batch in storage.stage_batches(cur, run_id, group, settings.max_interval_s):
+                counts.add(batch)
+                _log_failures(run_id, batch)
     return counts
-
-
-def _stage_into(cur: Any, settings: Settings, run_id: str, batches: list[FeedBatch], counts: PassCounts) -> None:
-    """Stage `batches` in the caller's transaction; add what was staged to `counts`."""
-    for batch in storage.stage_batches(cur, run_id, batches, settings.max_interval_s):
-        counts.add(batch)
-        _log_failures(run_id, batch)
 
 
 def _log_failures(run_id: str, batch: FeedBatch) -> None:
