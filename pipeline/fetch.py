@@ -428,6 +428,34 @@ class _Turn:
     lease: Lease | None
 
 
+class _Untaken:
+    """Bytes of bodies fetched and not yet taken by `fetch_each`'s caller."""
+
+    def __init__(self) -> None:
+        self._bytes = 0
+        self._stopped = False
+        self._changed = threading.Condition()
+
+    def add(self, size: int) -> None:
+        with self._changed:
+            self._bytes += size
+            if size < 0:
+                self._changed.notify_all()
+
+    def wait_for_room(self) -> bool:
+        """Wait until the caller took enough to be under `HANDOFF_BYTES`; False once it
+        stopped. Bounded by the caller: it takes every result, or stops."""
+        with self._changed:
+            while self._bytes >= HANDOFF_BYTES and not self._stopped:
+                self._changed.wait(_HANDOFF_WAIT_S)
+            return not self._stopped
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+
+
 class _Turns:
     """A batch's feeds, handed to fetching threads only when their host has a free slot:
     a thread never waits on a busy host while another host's feed could go. Hosts take
@@ -445,6 +473,7 @@ class _Turns:
         self._changed = threading.Condition()
         self._asking = 0  # threads in `next`: the hosts tried at once (one database round trip)
         self._asking_lock = threading.Lock()
+        self._stopped = False
 
     def next(self) -> _Turn | None:
         """The next feed whose host can take it now, waiting for one; None when all are out."""
@@ -458,7 +487,7 @@ class _Turns:
                 self._asking -= 1
 
     def _next(self) -> _Turn | None:
-        while self._ring or self._ready:
+        while (self._ring or self._ready) and not self._stopped:
             wake: float | None = None
             tried = 0
             while not self._ready and tried < len(self._ring):
@@ -512,6 +541,22 @@ class _Turns:
         with self._changed:
             self._changed.notify_all()
 
+    def stop(self) -> None:
+        """Hand out no more feeds: every thread asking gets None."""
+        with self._changed:
+            self._stopped = True
+            while self._ready:  # taken for threads that will not ask again: their slots back
+                if (lease := self._ready.popleft().lease) is not None:
+                    self._slots.give_back(lease)
+            self._changed.notify_all()
+
+
+# Bytes of bodies fetched and not yet taken by the caller of `fetch_each`: past it no
+# thread starts another fetch until the caller takes some, so a caller that parses while
+# its shard fetches holds these, and those already on their way, not the shard's bodies.
+HANDOFF_BYTES = 8 << 20
+_HANDOFF_WAIT_S = 0.5  # a waiting thread checks this often whether the caller stopped
+
 
 def fetch_all(
     feeds: Iterable[FeedState],
@@ -520,17 +565,35 @@ def fetch_all(
     on_result: Callable[[FetchResult], None] | None = None,
     db_url: str | None = None,
 ) -> list[FetchResult]:
-    """Fetch feeds concurrently: at most `fetch_concurrency` at once, and per host
-    `per_host_concurrency` at once with `host_delay_s` between starts, across every worker
-    sharing the database at `db_url` (default: `DATABASE_URL` / `AIRFLOW_CONN_NEWS_DB`
-    from the settings; none: within this process). `on_result` sees each result as it
-    comes, on the calling thread."""
+    """Every feed's result of `fetch_each`, once all are fetched. `on_result` sees each
+    result as it comes, on the calling thread."""
+    results = []
+    for fetched in fetch_each(feeds, settings, now, db_url):
+        results.append(fetched)
+        if on_result is not None:
+            on_result(fetched)
+    return results
+
+
+def fetch_each(
+    feeds: Iterable[FeedState],
+    settings: Settings,
+    now: datetime,
+    db_url: str | None = None,
+) -> Iterator[FetchResult]:
+    """Fetch feeds concurrently and yield each result as it comes, on the calling thread:
+    at most `fetch_concurrency` at once, and per host `per_host_concurrency` at once with
+    `host_delay_s` between starts, across every worker sharing the database at `db_url`
+    (default: `DATABASE_URL` / `AIRFLOW_CONN_NEWS_DB` from the settings; none: within this
+    process). Past `HANDOFF_BYTES` of bodies waiting for the caller, no fetch starts until
+    it takes some; closing the generator early stops handing out feeds and returns once
+    the threads have ended."""
     feeds = list(feeds)
-    results: list[FetchResult] = []
     if not feeds:
-        return results
+        return
     shared_with = db_url or settings.database_url or settings.news_db_connection
-    done: queue.Queue[FetchResult | BaseException] = queue.Queue()
+    done: queue.SimpleQueue[FetchResult | BaseException] = queue.SimpleQueue()
+    untaken = _Untaken()
     with Fetcher(settings, shared_with) as fetcher:
         turns = _Turns(feeds, fetcher.hosts, fetcher.turn_wait())
         log.info("fetching %d feeds; host limits held %s", len(feeds),
@@ -538,14 +601,17 @@ def fetch_all(
 
         def work() -> None:
             try:
-                while (turn := turns.next()) is not None:
+                while untaken.wait_for_room() and (turn := turns.next()) is not None:
                     if turn.lease is None:
                         done.put(fetcher.no_turn(turn.feed, now))
                         continue
                     try:
-                        done.put(fetcher.fetch(turn.feed, now, turn.lease))
+                        fetched = fetcher.fetch(turn.feed, now, turn.lease)
                     finally:
                         turns.changed()
+                    untaken.add(len(fetched.body or b""))
+                    done.put(fetched)
+                    del fetched  # not held while waiting for room
             except BaseException as exc:  # noqa: BLE001 - raised again on the calling thread
                 done.put(exc)
 
@@ -559,10 +625,11 @@ def fetch_all(
                 fetched = done.get()
                 if isinstance(fetched, BaseException):
                     raise fetched
-                results.append(fetched)
-                if on_result is not None:
-                    on_result(fetched)
+                untaken.add(-len(fetched.body or b""))
+                yield fetched
+                del fetched
         finally:
+            untaken.stop()
+            turns.stop()
             for thread in threads:
                 thread.join()
-    return results

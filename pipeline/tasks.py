@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -119,11 +120,12 @@ def ingest_shard(
     now: datetime,
     on_result: Callable[[FetchResult], None] | None = None,
 ) -> ShardSummary:
-    """Fetch a shard's feeds, then parse and normalize every new body in memory and stage
-    the entries once. Each fetch's outcome (and the feed's politeness: errors, backoff,
-    Retry-After, 410) is recorded as soon as the shard is fetched, so it holds whatever
-    happens to the rest of the pass; the bodies are archived with it, so a parse can be
-    redone from the archive. A body or an entry that breaks a step is its feed's error
+    """Fetch a shard's feeds and, as the bodies arrive, parse and normalize them in memory
+    and stage the entries once, a group of bodies at a time (`_arrival_groups`) while the
+    next group is fetched. Each fetch's outcome (and the feed's politeness: errors,
+    backoff, Retry-After, 410) is recorded, with its group, before the group is parsed, so
+    it holds whatever happens to the rest of the pass; the bodies are archived with it, so
+    a parse can be redone from the archive. A body or an entry that breaks a step is its feed's error
     or its entry's quarantine reason; the other feeds go on."""
     with connect(db_url) as conn, conn.cursor() as cur:
         if storage.run_state(cur, run_id)["kind"] == "replay":  # a past interval: from the archive
@@ -137,25 +139,51 @@ def ingest_shard(
         return ShardSummary(shard=shard, feeds=archived_feeds, fetched={"archived": archived_feeds},
                             unchanged_bodies=0, bytes=archived_bytes,
                             **{**asdict(counts), "parsers": dict(counts.parsers)})
-    enabled = [f for f in feeds if f.enabled]
-    results = [_disabled(f, now) for f in feeds if not f.enabled]
-    results += fetch.fetch_all(enabled, settings, now, on_result, db_url=db_url)
+    arriving = chain((_disabled(f, now) for f in feeds if not f.enabled),
+                     fetch.fetch_each([f for f in feeds if f.enabled], settings, now, db_url=db_url))
+    fetched: Counter[str] = Counter()
+    unchanged = size = 0
+    counts = PassCounts()
     with connect(db_url) as conn, conn.cursor() as cur:
-        storage.record_fetches(cur, run_id, results)
-    for failed in (r for r in results if r.outcome is FetchOutcome.ERROR):
-        log.warning("feed_url=%s error_kind=%s error=%s", failed.url, failed.error_kind, failed.error)
-    fetched = dict(Counter(r.outcome.value for r in results))
-    unchanged = sum(r.unchanged for r in results)
-    size = sum(len(r.body or b"") for r in results)
-    bodies = [(r.feed_id, r.final_url or r.url, r.body, r.content_type, r.fetched_at)
-              for r in results if r.outcome is FetchOutcome.OK and r.body is not None]
-    del results  # each body is now held by `bodies` alone, which staging empties as it parses
-    counts = stage_bodies(db_url, settings, run_id, bodies)
+        for group in _arrival_groups(arriving, on_result):
+            storage.record_fetches(cur, run_id, group)
+            conn.commit()  # each outcome (and politeness) holds whatever happens to the rest
+            for result in group:
+                fetched[result.outcome.value] += 1
+                unchanged += result.unchanged
+                size += len(result.body or b"")
+                if result.outcome is FetchOutcome.ERROR:
+                    log.warning("feed_url=%s error_kind=%s error=%s", result.url, result.error_kind,
+                                result.error)
+            bodies = [(r.feed_id, r.final_url or r.url, r.body, r.content_type, r.fetched_at)
+                      for r in group if r.outcome is FetchOutcome.OK and r.body is not None]
+            del group, result  # each body is now held by `bodies` alone, which staging empties
+            _stage_groups(cur, run_id, _parsed_groups(bodies, settings), settings, counts)
+            conn.commit()
     summary = ShardSummary(
-        shard=shard, feeds=len(feeds), fetched=fetched, unchanged_bodies=unchanged, bytes=size,
+        shard=shard, feeds=len(feeds), fetched=dict(fetched), unchanged_bodies=unchanged, bytes=size,
         **{**asdict(counts), "parsers": dict(counts.parsers)})
     log.info("shard %s: %s", shard, summary)
     return summary
+
+
+def _arrival_groups(results: Iterable[FetchResult], on_result: Callable[[FetchResult], None] | None,
+                    ) -> Iterator[list[FetchResult]]:
+    """The results as they arrive, in groups of about `STAGE_GROUP_BYTES` of bodies: each
+    group is recorded and staged while the next is fetched, so a shard holds one group's
+    bodies (and the few the fetch hands over meanwhile), whatever it fetches in all."""
+    group: list[FetchResult] = []
+    size = 0
+    for result in results:
+        if on_result is not None:
+            on_result(result)
+        group.append(result)
+        size += len(result.body or b"")
+        if size >= STAGE_GROUP_BYTES:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
 
 
 # Body bytes parsed and normalized before their entries are staged: a shard's memory is
@@ -202,15 +230,21 @@ def stage_entries(db_url: str, settings: Settings, run_id: str, entries: Sequenc
 
 
 def _stage(db_url: str, settings: Settings, run_id: str, groups: Iterable[list[FeedBatch]]) -> PassCounts:
-    """Stage each group of batches as it comes (`_parsed_groups` parses one when asked),
-    all in one transaction; return what was staged."""
+    """Stage each group of batches as it comes, all in one transaction; return what was staged."""
     counts = PassCounts()
     with connect(db_url) as conn, conn.cursor() as cur:
-        for group in groups:
-            for batch in storage.stage_batches(cur, run_id, group, settings.max_interval_s):
-                counts.add(batch)
-                _log_failures(run_id, batch)
+        _stage_groups(cur, run_id, groups, settings, counts)
     return counts
+
+
+def _stage_groups(cur: Any, run_id: str, groups: Iterable[list[FeedBatch]], settings: Settings,
+                  counts: PassCounts) -> None:
+    """Stage each group of batches as it comes (`_parsed_groups` parses one when asked),
+    adding what was staged to `counts`."""
+    for group in groups:
+        for batch in storage.stage_batches(cur, run_id, group, settings.max_interval_s):
+            counts.add(batch)
+            _log_failures(run_id, batch)
 
 
 def _log_failures(run_id: str, batch: FeedBatch) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from pipeline.feedserver import FeedServer, Route
+from pipeline import fetch
 from pipeline.fetch import fetch_all
 from pipeline.records import FeedState, FetchOutcome
 from tests.helpers import item, rss
@@ -112,3 +113,44 @@ def test_many_feeds_are_fetched_concurrently(settings, server):
     results = fetch_all(feeds, settings, NOW)
     assert all(r.outcome is FetchOutcome.OK for r in results) and len(results) == 16
     assert time.monotonic() - started < 16 * 0.3 / 2
+
+
+def test_a_caller_that_has_not_taken_results_holds_only_a_few_bodies(settings, server, monkeypatch):
+    # a shard parses bodies as they come: while it is busy, no fetch starts once the bodies
+    # waiting for it reach HANDOFF_BYTES (here any body), so it never holds all its feeds'
+    monkeypatch.setattr(fetch, "HANDOFF_BYTES", 1)
+    feeds = [FeedState(i, server.url(f"/feed.xml?n={i}")) for i in range(30)]
+    arriving = fetch.fetch_each(feeds, settings.replace(fetch_concurrency=2), NOW)
+    first = next(arriving)
+    time.sleep(1.0)  # the caller is busy; unbounded, the fetch would have had time for all 30
+    # the one taken, and one per thread: waiting, or started while nothing was waiting
+    assert len(server.requests) <= 1 + 2
+    rest = list(arriving)
+    assert sorted(r.feed_id for r in [first, *rest]) == list(range(30))
+    assert len(server.requests) == 30
+
+
+def test_a_caller_that_stops_taking_results_stops_the_fetch(settings, server, monkeypatch):
+    monkeypatch.setattr(fetch, "HANDOFF_BYTES", 1)
+    feeds = [FeedState(i, server.url(f"/feed.xml?n={i}")) for i in range(30)]
+    arriving = fetch.fetch_each(feeds, settings.replace(fetch_concurrency=2), NOW)
+    next(arriving)
+    started = time.monotonic()
+    arriving.close()  # e.g. the shard's staging failed: no more feeds are fetched
+    assert time.monotonic() - started < 2
+    fetched = len(server.requests)
+    assert fetched <= 1 + 2
+    time.sleep(0.3)
+    assert len(server.requests) == fetched
+
+
+def test_with_room_to_spare_every_feed_is_fetched_without_waiting_for_the_caller(settings, server):
+    # the default budget (8 MB) holds all these small bodies: a slow caller slows no fetch
+    feeds = [FeedState(i, server.url(f"/feed.xml?n={i}")) for i in range(30)]
+    arriving = fetch.fetch_each(feeds, settings.replace(fetch_concurrency=2), NOW)
+    next(arriving)
+    deadline = time.monotonic() + 10
+    while len(server.requests) < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(server.requests) == 30
+    assert len(list(arriving)) == 29

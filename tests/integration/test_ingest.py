@@ -1,6 +1,8 @@
 """The whole ingest path (the CLI's and the DAG's stages) on a real PostgreSQL and loopback HTTP."""
 
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +74,57 @@ def test_shards_on_worker_processes_store_what_one_process_stores(db_url, settin
     assert query(db_url, "SELECT count(DISTINCT shard) FROM run_feeds") == [(4,)]
     assert scalar(db_url, "SELECT count(*) FROM articles") == 22
     assert scalar(db_url, "SELECT count(*) FROM fetch_log WHERE NOT staged") == 0
+
+
+def test_a_shard_records_and_stages_each_group_of_bodies_while_the_rest_are_fetched(db_url, settings,
+                                                                                    monkeypatch):
+    """A shard does not wait for all its feeds before parsing: each group of bodies (here a
+    body a group) is recorded and staged before the next result is taken, so the shard holds
+    one group's bodies, not all of them; what it records in all is the same."""
+    monkeypatch.setattr(tasks, "STAGE_GROUP_BYTES", 1)
+    routes = {f"/f{n}.xml": Route(rss([item(10 * n + k) for k in range(2)])) for n in range(6)}
+    run_id = f"test-{uuid.uuid4().hex[:8]}"
+    settings = settings.replace(shard_size=len(routes))  # one shard
+    seen = []  # feeds recorded, and staged, as each result arrives
+
+    def count_progress(_result):
+        seen.append(query(db_url, """SELECT count(*), count(*) FILTER (WHERE staged) FROM fetch_log
+                                     WHERE run_id = %s""", (run_id,))[0])
+
+    with FeedServer(routes) as srv:
+        sources = [FeedSource(srv.url(p)) for p in routes]
+        [shard] = tasks.prepare_run(db_url, settings, run_id, sources, tasks.utcnow(), force=True)
+        summary = tasks.ingest_shard(db_url, settings, run_id, shard, tasks.utcnow(), on_result=count_progress)
+    assert seen == [(n, n) for n in range(6)]
+    assert (summary.feeds, summary.entries, summary.fetched) == (6, 12, {"ok": 6})
+    assert scalar(db_url, "SELECT count(*) FROM staged_entries WHERE run_id = %s", (run_id,)) == 12
+    assert local_runner.finish(db_url, settings, run_id, tasks.utcnow)["totals"]["new"] == 12
+
+
+def grandchildren(pid):
+    """The live processes whose parent is a child of `pid` (the shard processes, forked by
+    the runner's process server)."""
+    found = set()
+    for child in (int(c) for t in Path(f"/proc/{pid}/task").glob("*/children") for c in t.read_text().split()):
+        try:
+            found |= {int(c) for t in Path(f"/proc/{child}/task").glob("*/children") for c in t.read_text().split()}
+        except OSError:  # it ended meanwhile
+            continue
+    return found
+
+
+def test_each_shard_runs_in_a_fresh_process(db_url, settings):
+    """A worker that ran shard after shard kept what its shards left in its heap: each shard
+    gets a process of its own instead, so a worker's memory is its shard's, however many
+    shards the run has. Eight shards on two workers: more than two processes ran them."""
+    seen = set()
+    routes = {f"/f{n}.xml": Route(rss([item(10 * n)])) for n in range(8)}
+    with FeedServer(routes) as srv:
+        summary = local_runner.ingest(db_url, settings.replace(workers=2, shard_size=1),
+                                      [FeedSource(srv.url(p)) for p in routes], f"test-{uuid.uuid4().hex[:8]}",
+                                      on_shard=lambda _: seen.update(grandchildren(os.getpid())), force=True)
+    assert summary["totals"]["new"] == 8
+    assert len(seen) > 2, seen
 
 
 @pytest.mark.parametrize("chunk", [plan_decider.CHUNK_ENTRIES, 1], ids=["one chunk", "a feed a chunk"])
