@@ -27,7 +27,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urljoin, urlsplit
@@ -580,7 +580,7 @@ def fetch_each(
     settings: Settings,
     now: datetime,
     db_url: str | None = None,
-) -> Iterator[FetchResult]:
+) -> Generator[FetchResult, None, None]:
     """Fetch feeds concurrently and yield each result as it comes, on the calling thread:
     at most `fetch_concurrency` at once, and per host `per_host_concurrency` at once with
     `host_delay_s` between starts, across every worker sharing the database at `db_url`

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import multiprocessing.forkserver
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -55,16 +54,11 @@ SHARD_MODULES = ["pipeline.tasks"]
 def shard_processes() -> multiprocessing.context.ForkServerContext:
     """The context of the shard processes: each forked from one server process, started
     (and its `SHARD_MODULES` imported) once per process of this runner. They inherit
-    nothing of this process (no thread, no lock, no connection)."""
+    nothing of this process (no thread, no lock, no connection), and none of what it
+    changed in a module after the server started (a test's monkeypatch included)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(SHARD_MODULES)
     return context
-
-
-def start_shard_processes() -> None:
-    """Start the shard processes' server now, so that its imports overlap other work."""
-    shard_processes()
-    multiprocessing.forkserver.ensure_running()
 
 
 def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[int],
@@ -120,8 +114,6 @@ def ingest(
 
     The summary's `stage_seconds` says where the time went."""
     timed = StageClock()
-    if settings.workers > 1:
-        start_shard_processes()
     with timed("prepare"):
         shards = prepare_run(db_url, settings, run_id, sources, clock(), force, lane)
     with timed("fetch_parse_normalize"):

@@ -14,6 +14,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import chain
@@ -139,12 +140,13 @@ def ingest_shard(
         return ShardSummary(shard=shard, feeds=archived_feeds, fetched={"archived": archived_feeds},
                             unchanged_bodies=0, bytes=archived_bytes,
                             **{**asdict(counts), "parsers": dict(counts.parsers)})
-    arriving = chain((_disabled(f, now) for f in feeds if not f.enabled),
-                     fetch.fetch_each([f for f in feeds if f.enabled], settings, now, db_url=db_url))
     fetched: Counter[str] = Counter()
     unchanged = size = 0
     counts = PassCounts()
-    with connect(db_url) as conn, conn.cursor() as cur:
+    # closed however the pass ends: a failure here stops the fetch (no thread goes on)
+    with closing(fetch.fetch_each([f for f in feeds if f.enabled], settings, now, db_url=db_url)) as fetching, \
+            connect(db_url) as conn, conn.cursor() as cur:
+        arriving = chain((_disabled(f, now) for f in feeds if not f.enabled), fetching)
         for group in _arrival_groups(arriving, on_result):
             storage.record_fetches(cur, run_id, group)
             conn.commit()  # each outcome (and politeness) holds whatever happens to the rest
@@ -157,7 +159,8 @@ def ingest_shard(
                                 result.error)
             bodies = [(r.feed_id, r.final_url or r.url, r.body, r.content_type, r.fetched_at)
                       for r in group if r.outcome is FetchOutcome.OK and r.body is not None]
-            del group, result  # each body is now held by `bodies` alone, which staging empties
+            group.clear()  # each body is now held by `bodies` alone, which staging empties
+            del result
             _stage_groups(cur, run_id, _parsed_groups(bodies, settings), settings, counts)
             conn.commit()
     summary = ShardSummary(
@@ -179,6 +182,7 @@ def _arrival_groups(results: Iterable[FetchResult], on_result: Callable[[FetchRe
             on_result(result)
         group.append(result)
         size += len(result.body or b"")
+        del result  # the group alone holds it: the caller empties the group to free the bodies
         if size >= STAGE_GROUP_BYTES:
             yield group
             group, size = [], 0

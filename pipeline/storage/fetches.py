@@ -92,7 +92,9 @@ def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> 
          r.permanent_redirect, r.next_check_at)
         for r in results
     ]
-    if recorded:
+    if recorded:  # a retried shard: what its earlier attempt staged goes with the old outcome
+        cur.execute("DELETE FROM staged_entries WHERE run_id = %s AND feed_id = ANY(%s)",
+                    (run_id, sorted(recorded)))
         execute_values(cur, _REFETCHED, [row for row in rows if row[1] in recorded],
                        template=_FETCH_TEMPLATE, page_size=PAGE)
     if len(recorded) < len(rows):

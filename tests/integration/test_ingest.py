@@ -1,6 +1,8 @@
 """The whole ingest path (the CLI's and the DAG's stages) on a real PostgreSQL and loopback HTTP."""
 
 import os
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -101,6 +103,64 @@ def test_a_shard_records_and_stages_each_group_of_bodies_while_the_rest_are_fetc
     assert local_runner.finish(db_url, settings, run_id, tasks.utcnow)["totals"]["new"] == 12
 
 
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_at(n):
+    """An `on_result` that fails the shard's pass when the n-th result arrives."""
+    seen = []
+
+    def hook(result):
+        seen.append(result)
+        if len(seen) == n:
+            raise Interrupted(f"interrupted at result {n}")
+    return hook
+
+
+def test_a_shard_that_fails_midway_stops_fetching(db_url, settings, monkeypatch):
+    """A pass that fails (here on its first result) leaves no fetching thread behind: nothing
+    goes on fetching what no one will record."""
+    routes = {f"/f{n}.xml": Route(rss([item(n)]), delay=0.05) for n in range(40)}
+    run_id = f"test-{uuid.uuid4().hex[:8]}"
+    with FeedServer(routes) as srv:
+        [shard] = tasks.prepare_run(db_url, settings.replace(shard_size=40), run_id,
+                                    [FeedSource(srv.url(p)) for p in routes], tasks.utcnow(), force=True)
+        with pytest.raises(Interrupted) as failed:  # the traceback, kept, holds the pass's frames
+            tasks.ingest_shard(db_url, settings.replace(fetch_concurrency=4), run_id, shard, tasks.utcnow(),
+                               on_result=interrupt_at(1))
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("fetch-")]
+        fetched = len(srv.requests)
+        time.sleep(0.3)
+        assert len(srv.requests) == fetched < 40
+    assert failed.value is not None
+
+
+def test_a_retried_shard_drops_what_its_failed_attempt_staged_for_a_feed_that_now_fails(
+        db_url, settings, monkeypatch):
+    """A shard stages group by group, so a failed attempt leaves its first groups staged. Its
+    retry replaces each feed's outcome, and a feed that now fails to fetch keeps none of
+    what the failed attempt staged: no article loads for a fetch recorded as an error."""
+    monkeypatch.setattr(tasks, "STAGE_GROUP_BYTES", 1)  # a body a group
+    routes = {f"/f{n}.xml": Route(rss([item(10 * n + k) for k in range(2)])) for n in range(3)}
+    run_id = f"test-{uuid.uuid4().hex[:8]}"
+    settings = settings.replace(shard_size=3, fetch_concurrency=1, per_host_concurrency=1)
+    with FeedServer(routes) as srv:
+        [shard] = tasks.prepare_run(db_url, settings, run_id, [FeedSource(srv.url(p)) for p in routes],
+                                    tasks.utcnow(), force=True)
+        with pytest.raises(Interrupted):
+            tasks.ingest_shard(db_url, settings, run_id, shard, tasks.utcnow(), on_result=interrupt_at(3))
+        assert scalar(db_url, "SELECT count(DISTINCT feed_id) FROM staged_entries WHERE run_id = %s",
+                      (run_id,)) == 2  # the first two groups were staged before the failure
+        srv.routes["/f0.xml"] = Route(b"down", status=503)
+        tasks.ingest_shard(db_url, settings, run_id, shard, tasks.utcnow())
+    summary = local_runner.finish(db_url, settings, run_id, tasks.utcnow)
+    assert_counts_add_up(summary)
+    assert (summary["totals"]["new"], summary["totals"]["failed"]) == (4, 1)
+    assert sorted(url for (url,) in query(db_url, "SELECT canonical_url FROM articles")) == [
+        f"https://news.example/story/{n}" for n in (10, 11, 20, 21)]
+
+
 def grandchildren(pid):
     """The live processes whose parent is a child of `pid` (the shard processes, forked by
     the runner's process server)."""
@@ -117,6 +177,8 @@ def test_each_shard_runs_in_a_fresh_process(db_url, settings):
     """A worker that ran shard after shard kept what its shards left in its heap: each shard
     gets a process of its own instead, so a worker's memory is its shard's, however many
     shards the run has. Eight shards on two workers: more than two processes ran them."""
+    if not any(Path(f"/proc/{os.getpid()}/task").glob("*/children")):
+        pytest.skip("this kernel does not list a process's children (/proc/<pid>/task/<tid>/children)")
     seen = set()
     routes = {f"/f{n}.xml": Route(rss([item(10 * n)])) for n in range(8)}
     with FeedServer(routes) as srv:
