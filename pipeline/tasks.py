@@ -194,13 +194,17 @@ def _arrival_groups(results: Iterable[FetchResult], on_result: Callable[[FetchRe
 # that of one group's entries (several times its bytes, as Python objects), whatever the
 # shard holds. A shard of ordinary feeds (about 40 KB a body) is one group.
 STAGE_GROUP_BYTES = 8 << 20
+# Entries parsed and normalized before they are staged: a group's memory follows its
+# entries (their texts and HTML) more than its bytes, and 8 MB of a feed of short items
+# holds thousands. A body's entries (at most `FETCH_MAX_ENTRIES`) are never split.
+STAGE_GROUP_ENTRIES = 2_000
 
 
 def stage_bodies(db_url: str, settings: Settings, run_id: str,
                  bodies: list[tuple[int, str, bytes, str | None, datetime]]) -> PassCounts:
     """Parse and normalize bodies (feed_id, url to resolve against, body, content type,
-    fetched_at) in memory and stage what they gave, in one transaction: in groups of
-    about `STAGE_GROUP_BYTES` of bodies, each staged before the next is parsed. Takes the
+    fetched_at) in memory and stage what they gave, in one transaction: in groups
+    (`_parsed_groups`), each staged before the next is parsed. Takes the
     bodies out of `bodies` as it goes (the list is empty afterwards), so a body the
     caller no longer holds is freed once parsed."""
     return _stage(db_url, settings, run_id, _parsed_groups(bodies, settings))
@@ -209,17 +213,20 @@ def stage_bodies(db_url: str, settings: Settings, run_id: str,
 def _parsed_groups(bodies: list[tuple[int, str, bytes, str | None, datetime]],
                    settings: Settings) -> Iterator[list[FeedBatch]]:
     """The bodies, taken from the list in the order given, parsed and normalized in groups
-    of about `STAGE_GROUP_BYTES` (a larger body is a group of its own)."""
+    of about `STAGE_GROUP_BYTES` of bodies and at most about `STAGE_GROUP_ENTRIES` entries
+    (a larger body is a group of its own)."""
     tolerance = timedelta(hours=settings.future_tolerance_hours)
     bodies.reverse()  # popped from the end: in the order given
     while bodies:
         group: list[FeedBatch] = []
-        size = 0
-        while bodies and (not group or size + len(bodies[-1][2]) <= STAGE_GROUP_BYTES):
+        size = entries = 0
+        while bodies and (not group or (size + len(bodies[-1][2]) <= STAGE_GROUP_BYTES
+                                        and entries < STAGE_GROUP_ENTRIES)):
             fid, url, body, ctype, at = bodies.pop()
             size += len(body)
             group.append(parse_and_normalize(fid, url, body, ctype, at, settings.max_entries_per_feed,
                                              settings.feed_parser, tolerance))
+            entries += len(group[-1].entries)
         del body  # the group's last body is not held while the group is staged
         yield group
 

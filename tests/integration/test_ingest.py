@@ -35,14 +35,19 @@ def demo():
     server.stop()
 
 
-@pytest.mark.parametrize(("group_bytes", "chunk"), [(tasks.STAGE_GROUP_BYTES, plan_decider.CHUNK_ENTRIES), (1, 1)],
-                         ids=["one group, one chunk", "a body a group, a feed a chunk"])
-def test_demo_feeds_load_with_duplicates_and_quarantine_recorded(db_url, settings, demo, group_bytes, chunk,
-                                                                 monkeypatch):
-    # a shard stages its entries in groups of bodies, and the load decides and validates in
-    # chunks of whole feeds: a body a group and a feed a chunk give the same run (the
-    # content duplicate is of another feed's entry, so of an earlier chunk's)
+@pytest.mark.parametrize(("group_bytes", "group_entries", "chunk"),
+                         [(tasks.STAGE_GROUP_BYTES, tasks.STAGE_GROUP_ENTRIES, plan_decider.CHUNK_ENTRIES),
+                          (1, tasks.STAGE_GROUP_ENTRIES, 1), (tasks.STAGE_GROUP_BYTES, 1, 1)],
+                         ids=["one group, one chunk", "a body a group, a feed a chunk",
+                              "a body's entries a group, a feed a chunk"])
+def test_demo_feeds_load_with_duplicates_and_quarantine_recorded(db_url, settings, demo, group_bytes, group_entries,
+                                                                 chunk, monkeypatch):
+    # a shard stages its entries in groups of bodies (cut by bytes, or by entries), and the
+    # load decides and validates in chunks of whole feeds: a body a group and a feed a chunk
+    # give the same run (the content duplicate is of another feed's entry, so of an earlier
+    # chunk's)
     monkeypatch.setattr(tasks, "STAGE_GROUP_BYTES", group_bytes)
+    monkeypatch.setattr(tasks, "STAGE_GROUP_ENTRIES", group_entries)
     monkeypatch.setattr(plan_decider, "CHUNK_ENTRIES", chunk)
     summary = run(db_url, settings, demo)
     assert_counts_add_up(summary)
