@@ -1,22 +1,14 @@
 """The CLI's runner: one run through the same tasks as the DAG, in this process and a pool.
 
-`prepare_run`, then `ingest_shard` for every shard on `settings.workers` processes (the
-DAG maps them as tasks instead), then `load_batch` and `report_run`. While the shards
-run, this process, otherwise idle, builds the Great Expectations validator for the load
-in a thread (`validate.warm_up`, once a shard has staged articles: a run of 304s never
-pays for it).
-
-Each shard runs in a fresh process, forked from a server process that imported the
-stages once (multiprocessing's forkserver), as each DAG task is a process of its own. A
-long-lived worker running shard after shard kept what its allocators could not give back
-(objects that outlived a shard pin the heap pages around them): its resident memory grew
-with the number of shards it had run, by about half from 1,000 to 10,000 feeds, even with
-`malloc_trim` after each. A process a shard costs a fork, and its peak is its shard's.
+`prepare_run`, then `ingest_shard` for every shard on `settings.workers` forked
+processes (the DAG maps them as tasks instead), then `load_batch` and `report_run`.
+While the shards run, this process, otherwise idle, builds the Great Expectations
+validator for the load in a thread (`validate.warm_up`, once a shard has staged
+articles: a run of 304s never pays for it).
 """
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +20,7 @@ from typing import Any
 from pipeline import validate
 from pipeline.config import Settings
 from pipeline.errors import ValidationThresholdExceeded
+from pipeline.free_memory import release_free_memory
 from pipeline.records import FeedSource
 from pipeline.tasks import ShardSummary, ingest_shard, load_batch, prepare_run, report_run, utcnow
 
@@ -47,25 +40,13 @@ class StageClock:
             self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - started, 3)
 
 
-# What the shard processes' server imports once, before it forks any of them.
-SHARD_MODULES = ["pipeline.tasks"]
-
-
-def shard_processes() -> multiprocessing.context.ForkServerContext:
-    """The context of the shard processes: each forked from one server process, started
-    (and its `SHARD_MODULES` imported) once per process of this runner. They inherit
-    nothing of this process (no thread, no lock, no connection), and none of what it
-    changed in a module after the server started (a test's monkeypatch included)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(SHARD_MODULES)
-    return context
-
-
 def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[int],
                clock: Callable[[], datetime] = utcnow,
                on_shard: Callable[[ShardSummary], None] | None = None) -> list[ShardSummary]:
-    """Run `ingest_shard` for every shard, when more than one worker each in a fresh process
-    (`shard_processes`), `settings.workers` at a time."""
+    """Run `ingest_shard` for every shard, on `settings.workers` processes when more than one.
+
+    The workers are forked before this process starts any thread (the GX warm-up starts
+    after), so they inherit no lock held by a thread."""
     workers = min(settings.workers, len(shards))
     summaries: list[ShardSummary] = []
     if workers <= 1:
@@ -74,12 +55,11 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
             if on_shard:
                 on_shard(summaries[-1])
         return summaries
-    root = logging.getLogger()
-    formats = [h.formatter._fmt for h in root.handlers if h.formatter is not None and h.formatter._fmt]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=shard_processes(), max_tasks_per_child=1,
-                             initializer=_log_like, initargs=(root.level, formats[0] if formats else None)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        for _ in range(workers):  # fork every worker now, while no thread runs
+            pool.submit(int).result()
         futures: list[Future[ShardSummary]] = [
-            pool.submit(ingest_shard, db_url, settings, run_id, shard, clock()) for shard in shards]
+            pool.submit(_shard_in_worker, db_url, settings, run_id, shard, clock()) for shard in shards]
         try:
             for future in as_completed(futures):
                 summaries.append(future.result())
@@ -94,9 +74,13 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
     return sorted(summaries, key=lambda s: s.shard)
 
 
-def _log_like(level: int, fmt: str | None) -> None:
-    """A shard process logs as its runner does (its level and format, to stderr)."""
-    logging.basicConfig(level=level, format=fmt or logging.BASIC_FORMAT)
+def _shard_in_worker(db_url: str, settings: Settings, run_id: str, shard: int, now: datetime) -> ShardSummary:
+    """`ingest_shard` in a pool worker, which then gives what the shard freed back to the
+    operating system (pipeline.free_memory): a worker runs many shards."""
+    try:
+        return ingest_shard(db_url, settings, run_id, shard, now)
+    finally:
+        release_free_memory()
 
 
 def ingest(

@@ -313,16 +313,16 @@ def _child_start() -> None:
     """In a `ValidatorProcess`'s child: the default signal handlers (not the parent's: an
     Airflow task's SIGTERM handler ignores other processes), and an exit when the parent
     ends, however it ends (an Airflow task process ends with os._exit, which runs no clean-up)."""
-    import ctypes
-    import ctypes.util
     import multiprocessing.connection
     import signal
+
+    from pipeline.free_memory import libc
 
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, signal.SIG_DFL)
     try:  # Linux: the kernel kills this process when the thread that forked it ends
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
+        libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except AttributeError:
         pass  # elsewhere (no C library loaded, or no prctl): the watcher below
     if os.getppid() == 1:  # the parent ended before the above took effect
         os._exit(0)

@@ -1,10 +1,8 @@
 """The whole ingest path (the CLI's and the DAG's stages) on a real PostgreSQL and loopback HTTP."""
 
-import os
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -164,34 +162,6 @@ def test_a_retried_shard_drops_what_its_failed_attempt_staged_for_a_feed_that_no
     assert (summary["totals"]["new"], summary["totals"]["failed"]) == (4, 1)
     assert sorted(url for (url,) in query(db_url, "SELECT canonical_url FROM articles")) == [
         f"https://news.example/story/{n}" for n in (10, 11, 20, 21)]
-
-
-def grandchildren(pid):
-    """The live processes whose parent is a child of `pid` (the shard processes, forked by
-    the runner's process server)."""
-    found = set()
-    for child in (int(c) for t in Path(f"/proc/{pid}/task").glob("*/children") for c in t.read_text().split()):
-        try:
-            found |= {int(c) for t in Path(f"/proc/{child}/task").glob("*/children") for c in t.read_text().split()}
-        except OSError:  # it ended meanwhile
-            continue
-    return found
-
-
-def test_each_shard_runs_in_a_fresh_process(db_url, settings):
-    """A worker that ran shard after shard kept what its shards left in its heap: each shard
-    gets a process of its own instead, so a worker's memory is its shard's, however many
-    shards the run has. Eight shards on two workers: more than two processes ran them."""
-    if not any(Path(f"/proc/{os.getpid()}/task").glob("*/children")):
-        pytest.skip("this kernel does not list a process's children (/proc/<pid>/task/<tid>/children)")
-    seen = set()
-    routes = {f"/f{n}.xml": Route(rss([item(10 * n)])) for n in range(8)}
-    with FeedServer(routes) as srv:
-        summary = local_runner.ingest(db_url, settings.replace(workers=2, shard_size=1),
-                                      [FeedSource(srv.url(p)) for p in routes], f"test-{uuid.uuid4().hex[:8]}",
-                                      on_shard=lambda _: seen.update(grandchildren(os.getpid())), force=True)
-    assert summary["totals"]["new"] == 8
-    assert len(seen) > 2, seen
 
 
 @pytest.mark.parametrize("chunk", [plan_decider.CHUNK_ENTRIES, 1], ids=["one chunk", "a feed a chunk"])
