@@ -428,6 +428,13 @@ class _Turn:
     lease: Lease | None
 
 
+# Bytes of bodies fetched and not yet taken by the caller of `fetch_each`: past it no
+# thread starts another fetch until the caller takes some, so a caller that parses while
+# its shard fetches holds these, and those already on their way, not the shard's bodies.
+HANDOFF_BYTES = 8 << 20
+_HANDOFF_WAIT_S = 0.5  # a waiting thread checks this often whether the caller stopped
+
+
 class _Untaken:
     """Bytes of bodies fetched and not yet taken by `fetch_each`'s caller."""
 
@@ -550,12 +557,6 @@ class _Turns:
                     self._slots.give_back(lease)
             self._changed.notify_all()
 
-
-# Bytes of bodies fetched and not yet taken by the caller of `fetch_each`: past it no
-# thread starts another fetch until the caller takes some, so a caller that parses while
-# its shard fetches holds these, and those already on their way, not the shard's bodies.
-HANDOFF_BYTES = 8 << 20
-_HANDOFF_WAIT_S = 0.5  # a waiting thread checks this often whether the caller stopped
 
 
 def fetch_all(

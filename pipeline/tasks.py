@@ -159,8 +159,8 @@ def ingest_shard(
                                 result.error)
             bodies = [(r.feed_id, r.final_url or r.url, r.body, r.content_type, r.fetched_at)
                       for r in group if r.outcome is FetchOutcome.OK and r.body is not None]
-            group.clear()  # each body is now held by `bodies` alone, which staging empties
-            del result
+            group.clear()  # each body is now held by `bodies` alone, which staging empties:
+            del result  # not by the group, nor by the loop's last result
             _stage_groups(cur, run_id, _parsed_groups(bodies, settings), settings, counts)
             conn.commit()
     summary = ShardSummary(
@@ -192,7 +192,7 @@ def _arrival_groups(results: Iterable[FetchResult], on_result: Callable[[FetchRe
 
 # Body bytes parsed and normalized before their entries are staged: a shard's memory is
 # that of one group's entries (several times its bytes, as Python objects), whatever the
-# shard holds. A shard of ordinary feeds (about 40 KB a body) is one group.
+# shard holds. Also the size of the groups of arriving results a shard records at once.
 STAGE_GROUP_BYTES = 8 << 20
 # Entries parsed and normalized before they are staged: a group's memory follows its
 # entries (their texts and HTML) more than its bytes, and 8 MB of a feed of short items
