@@ -18,6 +18,7 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from pipeline import neardup
+from pipeline.storage.array_literal import array_literal
 from pipeline.storage.copy_rows import copy_lines, copy_rows
 
 RULE = f"minhash_lsh_{neardup.SIGNATURE_VERSION}"
@@ -26,8 +27,8 @@ RULE = f"minhash_lsh_{neardup.SIGNATURE_VERSION}"
 def _store(cur: Cursor, signatures: dict[int, bytes], bands: dict[int, list[tuple[int, int]]]) -> None:
     """Replace the articles' signatures and bands (an update re-signs its article)."""
     ids = list(signatures)
-    cur.execute("DELETE FROM article_signatures WHERE article_id = ANY(%s)", (ids,))
-    cur.execute("DELETE FROM article_bands WHERE article_id = ANY(%s)", (ids,))
+    cur.execute("DELETE FROM article_signatures WHERE article_id = ANY(%s::bigint[])", (array_literal(ids),))
+    cur.execute("DELETE FROM article_bands WHERE article_id = ANY(%s::bigint[])", (array_literal(ids),))
     copy_rows(cur, "article_signatures", ("article_id", "signature"), signatures.items())
     copy_lines(cur, "article_bands", ("band", "bucket", "article_id"),  # integers: nothing to escape
                (f"{band}\t{bucket}\t{i}\n" for i, keys in bands.items() for band, bucket in keys))
@@ -65,17 +66,29 @@ def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
 
 
 def _cluster_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]], now: datetime) -> int:
-    """Sign, band and cluster one chunk of planned articles; return the links made."""
+    """Sign, band and cluster one chunk of planned articles; return the links made.
+
+    Candidates among the chunk's own articles are found here, from the bands just computed;
+    only the stored articles (earlier chunks', earlier runs') are looked up, by probes of
+    `article_bands` made before the chunk's bands are stored (an updated article of the
+    chunk found there by its old bands is dropped: the chunk's own bands judge it)."""
     rows, feed_of = {}, {}
     for article_id, sig, decision, feed_id in chunk:
         rows[article_id] = (bytes.fromhex(sig), decision)
         feed_of[article_id] = feed_id
     band_keys = {i: neardup.bands(sig) for i, (sig, _) in rows.items()}
-    _store(cur, {i: sig for i, (sig, _) in rows.items()}, band_keys)
     new_ids = [i for i, (_, decision) in rows.items() if decision == "new"]
+    holders = _band_holders(band_keys)
+    updated = [i for i, (_, decision) in rows.items() if decision != "new"]
+    cluster_of = _clusters(cur, updated)  # a new article is in no cluster yet
     linked = 0
     for start in range(0, len(new_ids), MATCH_SLICE):
-        linked += _link_slice(cur, new_ids[start:start + MATCH_SLICE], rows, band_keys, feed_of, now)
+        ids = new_ids[start:start + MATCH_SLICE]
+        candidates = _stored_candidates(cur, ids, band_keys, rows)
+        for article_id in ids:
+            candidates.setdefault(article_id, set()).update(_chunk_candidates(article_id, band_keys, holders))
+        linked += _link_slice(cur, candidates, rows, feed_of, cluster_of, now)
+    _store(cur, {i: sig for i, (sig, _) in rows.items()}, band_keys)
     return linked
 
 
@@ -84,35 +97,85 @@ def _cluster_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]], now: dat
 MATCH_SLICE = 250
 
 
-def _link_slice(cur: Cursor, new_ids: list[int], rows: dict[int, tuple[bytes, str]],
-                band_keys: dict[int, list[tuple[int, int]]], feed_of: dict[int, int], now: datetime) -> int:
-    """Link these new articles (of a chunk already banded) to their nearest earlier
-    near-duplicates of other feeds; the links of earlier slices are read back like any
-    stored cluster. Returns the links made."""
+def _stored_candidates(cur: Cursor, new_ids: list[int], band_keys: dict[int, list[tuple[int, int]]],
+                       chunk: dict[int, Any]) -> dict[int, set[int]]:
+    """For each of these new articles, the stored articles (not of the chunk) sharing a band
+    with it and older than it."""
+    if not new_ids:
+        return {}
     cur.execute(
         """SELECT DISTINCT n.article_id, b.article_id
            FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[]) AS n(article_id, band, bucket)
            JOIN article_bands b ON b.band = n.band AND b.bucket = n.bucket AND b.article_id < n.article_id""",
-        tuple(map(list, zip(*[(i, band, bucket) for i in new_ids for band, bucket in band_keys[i]],
-                            strict=False))),
+        tuple(map(array_literal, zip(*[(i, band, bucket) for i in new_ids for band, bucket in band_keys[i]],
+                                     strict=False))),
     )
-    candidates: dict[int, list[int]] = {}
+    candidates: dict[int, set[int]] = {}
     for article_id, candidate in cur.fetchall():
-        candidates.setdefault(article_id, []).append(candidate)
-    wanted = sorted({c for cs in candidates.values() for c in cs})
-    cur.execute("""SELECT s.article_id, s.signature, a.feed_id FROM article_signatures s
-                   JOIN articles a ON a.id = s.article_id WHERE s.article_id = ANY(%s)""", (wanted,))
-    signatures, candidate_feed = {}, {}
-    for candidate, sig, feed_id in cur.fetchall():
-        signatures[candidate] = bytes(sig)
-        candidate_feed[candidate] = feed_id
-    cur.execute("SELECT article_id, cluster_id FROM article_clusters WHERE article_id = ANY(%s)", (wanted,))
-    cluster_of = dict(cur.fetchall())
+        if candidate not in chunk:
+            candidates.setdefault(article_id, set()).add(candidate)
+    return candidates
+
+
+def _band_holders(band_keys: dict[int, list[tuple[int, int]]]) -> dict[tuple[int, int], list[int]]:
+    """Each (band, bucket) of the chunk, with the chunk's articles in it in id order."""
+    holders: dict[tuple[int, int], list[int]] = {}
+    for article_id in sorted(band_keys):
+        for key in band_keys[article_id]:
+            holders.setdefault(key, []).append(article_id)
+    return holders
+
+
+def _chunk_candidates(article_id: int, band_keys: dict[int, list[tuple[int, int]]],
+                      holders: dict[tuple[int, int], list[int]]) -> set[int]:
+    """The chunk's articles (new or updated) older than this one that share a band with it."""
+    older: set[int] = set()
+    for key in band_keys[article_id]:
+        for other in holders[key]:
+            if other >= article_id:
+                break
+            older.add(other)
+    return older
+
+
+def _clusters(cur: Cursor, article_ids: list[int]) -> dict[int, int]:
+    """The stored cluster of each of these articles that is in one."""
+    if not article_ids:
+        return {}
+    cur.execute("SELECT article_id, cluster_id FROM article_clusters WHERE article_id = ANY(%s::bigint[])",
+                (array_literal(article_ids),))
+    return dict(cur.fetchall())
+
+
+def _link_slice(cur: Cursor, candidates: dict[int, set[int]], rows: dict[int, tuple[bytes, str]],
+                feed_of: dict[int, int], cluster_of: dict[int, int], now: datetime) -> int:
+    """Link these new articles (each with its candidates) to their nearest earlier
+    near-duplicates of other feeds. `cluster_of` holds the clusters of the chunk's articles
+    so far, and takes the links made here; a stored candidate's are read. Returns the links
+    made."""
+    stored = sorted({c for cs in candidates.values() for c in cs if c not in rows})
+    stored_signature, stored_feed = {}, {}
+    if stored:
+        cur.execute("""SELECT s.article_id, s.signature, a.feed_id FROM article_signatures s
+                       JOIN articles a ON a.id = s.article_id WHERE s.article_id = ANY(%s::bigint[])""",
+                    (array_literal(stored),))
+        for candidate, sig, feed_id in cur.fetchall():
+            stored_signature[candidate] = bytes(sig)
+            stored_feed[candidate] = feed_id
+        cluster_of.update(_clusters(cur, stored))
+
+    def other_feed(article_id: int, candidate: int) -> bytes | None:
+        """The candidate's signature, if it is of another feed than the article's (and signed)."""
+        if candidate in rows:
+            return rows[candidate][0] if feed_of[candidate] != feed_of[article_id] else None
+        if candidate in stored_signature and stored_feed[candidate] != feed_of[article_id]:
+            return stored_signature[candidate]
+        return None
+
     links: list[tuple[int, int, float, str, datetime]] = []
     for article_id in sorted(candidates):
         match = neardup.best_match(rows[article_id][0], [
-            (c, signatures[c]) for c in candidates[article_id]
-            if c in signatures and candidate_feed[c] != feed_of[article_id]])
+            (c, sig) for c in candidates[article_id] if (sig := other_feed(article_id, c)) is not None])
         if match is None:
             continue
         other, score = match

@@ -18,6 +18,7 @@ from pipeline.containment import exception_reason
 from pipeline.dedup import BatchKeys
 from pipeline.identity import IdentityRule
 from pipeline.records import Article, DedupVerdict, PlannedRow, StoredArticleKey
+from pipeline.storage.array_literal import array_literal
 from pipeline.storage.copy_rows import copy_rows
 from pipeline.storage.transactions import PAGE, dict_rows, is_connection_error, savepoint
 
@@ -172,12 +173,12 @@ def decided_keys(cur: Cursor, articles: Sequence[Article]) -> BatchKeys:
     """Of the earlier chunks' articles planned new or updated (`add_decided_keys`), those
     sharing a canonical URL or a content hash with `articles`: the first of each hash, in
     batch order, with its URL."""
-    cur.execute("SELECT DISTINCT canonical_url FROM plan_keys WHERE canonical_url = ANY(%s)",
-                (list({a.canonical_url for a in articles if a.canonical_url}),))
+    cur.execute("SELECT DISTINCT canonical_url FROM plan_keys WHERE canonical_url = ANY(%s::text[])",
+                (array_literal({a.canonical_url for a in articles if a.canonical_url}),))
     urls = {url for (url,) in cur.fetchall()}
     cur.execute("""SELECT DISTINCT ON (content_hash) content_hash, canonical_url FROM plan_keys
-                   WHERE content_hash = ANY(%s) ORDER BY content_hash, feed_id, seq""",
-                (list({a.content_hash for a in articles}),))
+                   WHERE content_hash = ANY(%s::text[]) ORDER BY content_hash, feed_id, seq""",
+                (array_literal({a.content_hash for a in articles}),))
     return BatchKeys(urls, dict(cur.fetchall()))
 
 
@@ -189,15 +190,15 @@ def stored_keys(cur: Cursor, articles: Sequence[Article]) -> list[StoredArticleK
            WHERE (feed_id, identity_key) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))
            UNION
            SELECT id, feed_id, identity_key, canonical_url, content_hash FROM articles
-           WHERE canonical_url = ANY(%s)
+           WHERE canonical_url = ANY(%s::text[])
            UNION
            SELECT id, feed_id, identity_key, canonical_url, content_hash FROM articles
-           WHERE content_hash = ANY(%s)""",
+           WHERE content_hash = ANY(%s::text[])""",
         (
-            [a.feed_id for a in articles],
-            [a.identity_key for a in articles],
-            list({a.canonical_url for a in articles if a.canonical_url}),
-            list({a.content_hash for a in articles}),
+            array_literal(a.feed_id for a in articles),
+            array_literal(a.identity_key for a in articles),
+            array_literal({a.canonical_url for a in articles if a.canonical_url}),
+            array_literal({a.content_hash for a in articles}),
         ),
     )
     return [StoredArticleKey(*row) for row in cur.fetchall()]
@@ -211,8 +212,8 @@ def identity_rules(cur: Cursor, feed_ids: Sequence[int]) -> dict[int, IdentityRu
 def stored_guids_by_link(cur: Cursor, articles: Sequence[Article]) -> dict[int, dict[str, str | None]]:
     """feed -> {link: the GUID the feed's article at that link was stored with}."""
     cur.execute(
-        "SELECT feed_id, canonical_url, guid FROM articles WHERE canonical_url = ANY(%s)",
-        (list({a.link for a in articles if a.link}),),
+        "SELECT feed_id, canonical_url, guid FROM articles WHERE canonical_url = ANY(%s::text[])",
+        (array_literal({a.link for a in articles if a.link}),),
     )
     by_feed: dict[int, dict[str, str | None]] = {}
     for feed_id, url, guid in cur.fetchall():
@@ -222,18 +223,26 @@ def stored_guids_by_link(cur: Cursor, articles: Sequence[Article]) -> dict[int, 
 
 def change_identity_rules(cur: Cursor, run_id: str, changes: dict[int, tuple[IdentityRule, IdentityRule, str]],
                           now: datetime) -> None:
-    """Record each feed's new identity rule on its row and in `feed_identity_changes`."""
-    for feed_id, (old, new, reason) in changes.items():
-        cur.execute(
-            """UPDATE feeds SET identity_rule = %s, identity_rule_reason = %s,
-                   identity_rule_changed_at = %s WHERE id = %s""",
-            (new.value, reason, now, feed_id),
-        )
-        cur.execute(
-            """INSERT INTO feed_identity_changes (feed_id, run_id, old_rule, new_rule, reason, changed_at)
-               VALUES (%s, %s, %s, %s, %s, %s)""",
-            (feed_id, run_id, old.value, new.value, reason, now),
-        )
+    """Record each feed's new identity rule on its row and in `feed_identity_changes`, in
+    one statement each for all the changed feeds."""
+    if not changes:
+        return
+    rows = [(feed_id, run_id, old.value, new.value, reason, now)
+            for feed_id, (old, new, reason) in changes.items()]
+    execute_values(
+        cur,
+        """UPDATE feeds f SET identity_rule = v.new_rule, identity_rule_reason = v.reason,
+               identity_rule_changed_at = v.changed_at
+           FROM (VALUES %s) AS v(feed_id, run_id, old_rule, new_rule, reason, changed_at)
+           WHERE f.id = v.feed_id""",
+        rows, template="(%s::bigint, %s, %s, %s, %s, %s::timestamptz)", page_size=PAGE,
+    )
+    execute_values(
+        cur,
+        """INSERT INTO feed_identity_changes (feed_id, run_id, old_rule, new_rule, reason, changed_at)
+           VALUES %s""",
+        rows, page_size=PAGE,
+    )
 
 
 def identity_rule_changes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:

@@ -369,6 +369,41 @@ def test_the_syndicated_story_forms_one_cluster_and_distinct_stories_stay_apart(
     assert scalar(db_url, "SELECT count(*) FROM duplicates WHERE rule = 'content_hash'") == 1
 
 
+STORY = ("The harbour council voted on Tuesday to rebuild the old ferry terminal after a winter of storms "
+         "damaged the pier, the ticket hall and the waiting rooms used by commuters from the islands. The "
+         "mayor said work would begin in the spring and that temporary shelters would open next month for "
+         "passengers, while engineers check the sea wall along the northern quay for further damage.")
+
+
+@pytest.mark.parametrize(("chunk", "match_slice"), [(clusters.CHUNK, clusters.MATCH_SLICE), (1, 1)],
+                         ids=["one chunk", "an article a chunk"])
+def test_a_copy_syndicated_in_a_later_run_joins_the_stored_story_and_an_edit_keeps_it(
+        db_url, settings, chunk, match_slice, monkeypatch):
+    # The story's first outlet is loaded in one run; in the next, a second outlet carries an
+    # edited copy while the first outlet edits its own: the copy is matched against the
+    # stored article, and the edited original stays its cluster's seed.
+    monkeypatch.setattr(clusters, "CHUNK", chunk)
+    monkeypatch.setattr(clusters, "MATCH_SLICE", match_slice)
+    original = item(1, title="Ferry terminal to be rebuilt", description=f"<p>{STORY}</p>")
+    with FeedServer({"/a.xml": Route(rss([original])), "/b.xml": Route(rss([]))}) as srv:
+        sources = [FeedSource(srv.url("/a.xml")), FeedSource(srv.url("/b.xml"))]
+        run(db_url, settings, sources)
+        srv.routes["/a.xml"] = Route(rss([item(1, title="Ferry terminal to be rebuilt",
+                                               description=f"<p>{STORY} Updated at noon.</p>")]))
+        srv.routes["/b.xml"] = Route(rss([item(7, link="https://other.example/ferry", guid="b-7",
+                                               title="Council to rebuild ferry terminal",
+                                               description=f"<p>{STORY} Reporting by our staff.</p>")]))
+        totals = run(db_url, settings, sources)["totals"]
+    assert (totals["new"], totals["updated"]) == (1, 1)
+    members = query(db_url, """SELECT a.canonical_url, c.rule, c.cluster_id = first.id
+                               FROM article_clusters c JOIN articles a ON a.id = c.article_id,
+                                    (SELECT min(id) AS id FROM articles) first ORDER BY a.id""")
+    assert members[0] == ("https://news.example/story/1", "seed", True)
+    assert members[1][0] == "https://other.example/ferry" and members[1][1].startswith("minhash_lsh")
+    assert members[1][2] is True
+    assert len(members) == 2
+
+
 def test_each_update_keeps_the_previous_version_with_what_changed(db_url, settings):
     with FeedServer({"/f.xml": Route(rss([item(1)]))}) as srv:
         sources = [FeedSource(srv.url("/f.xml"))]
