@@ -46,35 +46,44 @@ def _duplicate(rule: DuplicateRule, stored: StoredArticleKey) -> DedupVerdict:
     return DedupVerdict(Decision.DUPLICATE, rule, stored.id, stored.canonical_url)
 
 
+Row = tuple[int, int]  # an article of the batch: (feed_id, seq)
+
+
 @dataclass
 class BatchKeys:
     """The keys of the batch's articles decided new or updated before the ones being
     decided (in earlier chunks of the batch; `decide` adds those of its own batch to a copy):
-    what a later article of the batch is a duplicate of. By content hash, the canonical
-    URL of the first such article, which a batch duplicate names as its match."""
+    what a later article of the batch is a duplicate of. Each key names the first such
+    article (its row, and by content hash also its canonical URL), which a batch duplicate
+    names as its match."""
 
-    urls: set[str] = field(default_factory=set)
-    url_by_hash: dict[str, str | None] = field(default_factory=dict)
+    by_url: dict[str, Row] = field(default_factory=dict)
+    by_hash: dict[str, tuple[str | None, Row]] = field(default_factory=dict)
+
+    def add(self, article: Article) -> None:
+        """Another article decided new or updated, after those already here."""
+        row = (article.feed_id, article.seq)
+        if article.canonical_url:
+            self.by_url.setdefault(article.canonical_url, row)
+        self.by_hash.setdefault(article.content_hash, (article.canonical_url, row))
 
 
-def _batch_duplicate(rule: DuplicateRule, earlier_url: str | None) -> DedupVerdict:
-    return DedupVerdict(Decision.DUPLICATE, rule, None, earlier_url)
+def _batch_duplicate(rule: DuplicateRule, earlier_url: str | None, earlier: Row) -> DedupVerdict:
+    return DedupVerdict(Decision.DUPLICATE, rule, None, earlier_url, earlier)
 
 
 def decide(batch: Sequence[Article], stored: StoredIndex, earlier: BatchKeys | None = None) -> list[DedupVerdict]:
     """One verdict per article, in the order given. `batch` holds whole feeds; `earlier`,
     the keys of the batch's earlier chunks (none: `batch` is the whole batch)."""
     seen_identity: dict[tuple[int, str], Article] = {}
-    seen = BatchKeys(set(earlier.urls), dict(earlier.url_by_hash)) if earlier else BatchKeys()
+    seen = BatchKeys(dict(earlier.by_url), dict(earlier.by_hash)) if earlier else BatchKeys()
     verdicts = []
     for article in batch:
         verdict = _decide_one(article, stored, seen_identity, seen)
         verdicts.append(verdict)
         if verdict.decision in (Decision.NEW, Decision.UPDATE):
             seen_identity.setdefault((article.feed_id, article.identity_key), article)
-            if article.canonical_url:
-                seen.urls.add(article.canonical_url)
-            seen.url_by_hash.setdefault(article.content_hash, article.canonical_url)
+            seen.add(article)
     return verdicts
 
 
@@ -87,7 +96,8 @@ def _decide_one(
     identity = (article.feed_id, article.identity_key)
     earlier = seen_identity.get(identity)
     if earlier is not None and earlier.content_hash == article.content_hash:
-        return _batch_duplicate(DuplicateRule.SAME_IDENTITY_KEY, earlier.canonical_url)
+        return _batch_duplicate(DuplicateRule.SAME_IDENTITY_KEY, earlier.canonical_url,
+                                (earlier.feed_id, earlier.seq))
     match = stored.by_identity.get(identity)
     if match is not None:
         if match.content_hash == article.content_hash:
@@ -95,8 +105,8 @@ def _decide_one(
         return DedupVerdict(Decision.UPDATE, DuplicateRule.SAME_IDENTITY_KEY, match.id, match.canonical_url)
     url = article.canonical_url
     if url and earlier is None:
-        if url in seen.urls:
-            return _batch_duplicate(DuplicateRule.CANONICAL_URL, url)
+        if url in seen.by_url:
+            return _batch_duplicate(DuplicateRule.CANONICAL_URL, url, seen.by_url[url])
         match = stored.by_url.get(url)
         if match is not None:
             if match.feed_id == article.feed_id and match.content_hash != article.content_hash:
@@ -104,8 +114,8 @@ def _decide_one(
                     Decision.UPDATE, DuplicateRule.CANONICAL_URL, match.id, match.canonical_url
                 )
             return _duplicate(DuplicateRule.CANONICAL_URL, match)
-    if article.content_hash in seen.url_by_hash:
-        return _batch_duplicate(DuplicateRule.CONTENT_HASH, seen.url_by_hash[article.content_hash])
+    if article.content_hash in seen.by_hash:
+        return _batch_duplicate(DuplicateRule.CONTENT_HASH, *seen.by_hash[article.content_hash])
     match = stored.by_hash.get(article.content_hash)
     if match is not None:
         return _duplicate(DuplicateRule.CONTENT_HASH, match)

@@ -200,8 +200,11 @@ WITH d AS (
                s.rule, m.id AS matched, %(run)s::text AS first_run, %(run)s::text AS last_run,
                %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen
         FROM load_plan s
-        LEFT JOIN articles m ON m.id = coalesce(
-            s.matched_article_id, (SELECT x.id FROM articles x WHERE x.canonical_url = s.matched_url))
+        -- a batch duplicate's match is its original's id in the plan: inserted (RETURNING),
+        -- updated, or relabelled a duplicate of a stored article (a lost race)
+        LEFT JOIN load_plan o ON o.run_id = s.run_id AND o.feed_id = s.matched_feed_id
+                             AND o.seq = s.matched_seq
+        LEFT JOIN articles m ON m.id = coalesce(s.matched_article_id, o.article_id, o.matched_article_id)
         WHERE s.run_id = %(run)s AND s.decision = 'duplicate'
     ) x
 ), seen AS (

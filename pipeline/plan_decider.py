@@ -127,7 +127,6 @@ def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime) -> t
     }
     chunks: list[validate.SuiteOutcome] = []
     reasons: Reasons = {}
-    bad_urls: list[str] = []
     validated = 0
     with closing(storage.planned_row_chunks(cur, run_id, CHUNK_ENTRIES)) as planned_chunks:
         for planned in planned_chunks:
@@ -135,12 +134,11 @@ def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime) -> t
             outcome = validate.validator(gx_dir).run(ROWS_SUITE, run_id, parameters, frame)
             validated += len(planned)
             reasons.update(_row_reasons(planned, outcome))
-            bad_urls += [url for i in outcome.failures if (url := planned[i].canonical_url)]
             chunks.append(dataclasses.replace(outcome, failures={}))
             del planned, frame, outcome  # before the next chunk is read
     rows = validate.merged(chunks) if chunks else None
     failed_rows = len(reasons)
-    for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, bad_urls):
+    for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, list(reasons)):
         reasons.setdefault((feed_id, seq), [{"expectation": "duplicate_of_quarantined_entry",
                                              "column": "canonical_url", "observed": url}])
     storage.set_quarantined(cur, run_id, reasons)

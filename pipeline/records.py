@@ -162,6 +162,8 @@ class DedupVerdict:
     rule: DuplicateRule | None = None
     matched_article_id: int | None = None
     matched_url: str | None = None
+    # a duplicate of an earlier article of the same batch: that article's (feed_id, seq)
+    matched_row: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

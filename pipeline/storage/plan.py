@@ -25,7 +25,8 @@ from pipeline.storage.transactions import PAGE, dict_rows, is_connection_error, 
 # Statistics of the columns the load's statements join and filter on; not of the article
 # documents and search vectors, which sampling would unpack for nothing.
 _ANALYZE_PLAN = """ANALYZE load_plan (run_id, feed_id, seq, fetched_at, decision, rule, matched_article_id,
-                                    matched_url, article_id, identity_key, content_hash)"""
+                                    matched_url, matched_feed_id, matched_seq, article_id, identity_key,
+                                    content_hash)"""
 
 
 def open_plan(cur: Cursor, run_id: str) -> int:
@@ -35,6 +36,8 @@ def open_plan(cur: Cursor, run_id: str) -> int:
            SELECT run_id, feed_id, seq, raw, fetched_at, feed_language, feed_link, article,
                   decision, rule, matched_article_id, matched_url, reasons, search,
                   NULL::bigint AS article_id,  -- of a new article: from the INSERT's RETURNING
+                  -- a batch duplicate's earlier article of the same batch (dedup.BatchKeys)
+                  NULL::bigint AS matched_feed_id, NULL::int AS matched_seq,
                   -- the load's join keys, out of the document (with statistics for its plans)
                   article->>'identity_key' AS identity_key, article->>'content_hash' AS content_hash
            FROM staged_entries WHERE run_id = %s""",
@@ -171,15 +174,16 @@ def add_decided_keys(cur: Cursor, keys: Sequence[tuple[int, int, str | None, str
 
 def decided_keys(cur: Cursor, articles: Sequence[Article]) -> BatchKeys:
     """Of the earlier chunks' articles planned new or updated (`add_decided_keys`), those
-    sharing a canonical URL or a content hash with `articles`: the first of each hash, in
-    batch order, with its URL."""
-    cur.execute("SELECT DISTINCT canonical_url FROM plan_keys WHERE canonical_url = ANY(%s::text[])",
+    sharing a canonical URL or a content hash with `articles`: the first of each, in batch
+    order."""
+    cur.execute("""SELECT DISTINCT ON (canonical_url) canonical_url, feed_id, seq FROM plan_keys
+                   WHERE canonical_url = ANY(%s::text[]) ORDER BY canonical_url, feed_id, seq""",
                 (array_literal({a.canonical_url for a in articles if a.canonical_url}),))
-    urls = {url for (url,) in cur.fetchall()}
-    cur.execute("""SELECT DISTINCT ON (content_hash) content_hash, canonical_url FROM plan_keys
+    by_url = {url: (feed_id, seq) for url, feed_id, seq in cur.fetchall()}
+    cur.execute("""SELECT DISTINCT ON (content_hash) content_hash, canonical_url, feed_id, seq FROM plan_keys
                    WHERE content_hash = ANY(%s::text[]) ORDER BY content_hash, feed_id, seq""",
                 (array_literal({a.content_hash for a in articles}),))
-    return BatchKeys(urls, dict(cur.fetchall()))
+    return BatchKeys(by_url, {digest: (url, (feed_id, seq)) for digest, url, feed_id, seq in cur.fetchall()})
 
 
 def stored_keys(cur: Cursor, articles: Sequence[Article]) -> list[StoredArticleKey]:
@@ -258,14 +262,17 @@ def set_decisions(
     """The decider's verdicts into the plan: copied (COPY) beside it, then one join."""
     cur.execute("""CREATE TEMP TABLE IF NOT EXISTS plan_verdicts (
                        feed_id bigint, seq int, decision text, rule text, matched_id bigint,
-                       matched_url text) ON COMMIT DROP""")
+                       matched_url text, matched_feed_id bigint, matched_seq int) ON COMMIT DROP""")
     cur.execute("TRUNCATE plan_verdicts")
-    copy_rows(cur, "plan_verdicts", ("feed_id", "seq", "decision", "rule", "matched_id", "matched_url"),
+    copy_rows(cur, "plan_verdicts", ("feed_id", "seq", "decision", "rule", "matched_id", "matched_url",
+                                     "matched_feed_id", "matched_seq"),
               ((a.feed_id, a.seq, v.decision.value, v.rule.value if v.rule else None,
-                v.matched_article_id, v.matched_url) for a, v in zip(articles, verdicts, strict=True)))
+                v.matched_article_id, v.matched_url, *(v.matched_row or (None, None)))
+               for a, v in zip(articles, verdicts, strict=True)))
     cur.execute(
         """UPDATE load_plan s SET decision = v.decision, rule = v.rule,
-               matched_article_id = v.matched_id, matched_url = v.matched_url, reasons = NULL
+               matched_article_id = v.matched_id, matched_url = v.matched_url,
+               matched_feed_id = v.matched_feed_id, matched_seq = v.matched_seq, reasons = NULL
            FROM plan_verdicts v
            WHERE s.run_id = %s AND s.feed_id = v.feed_id AND s.seq = v.seq""",
         (run_id,),
@@ -285,13 +292,23 @@ def set_quarantined(cur: Cursor, run_id: str, reasons: dict[tuple[int, int], lis
     )
 
 
-def batch_duplicates_of(cur: Cursor, run_id: str, urls: Sequence[str]) -> list[tuple[int, int, str]]:
-    """Rows of this run marked duplicate of an earlier row in the batch with one of `urls`."""
+def batch_duplicates_of(cur: Cursor, run_id: str, rows: Sequence[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """Rows of this run marked duplicate of one of these earlier rows (feed_id, seq) of the
+    batch, each with what names its original: the original's canonical URL, or, for one
+    without, its place in its feed. A repeat of the original itself (the same feed's same
+    entry, byte for byte: one quarantine row, keyed by feed and entry) is not one of them."""
+    if not rows:
+        return []
+    feed_ids, seqs = zip(*rows, strict=True)
     cur.execute(
-        """SELECT feed_id, seq, matched_url FROM load_plan
-           WHERE run_id = %s AND decision = 'duplicate' AND matched_article_id IS NULL
-             AND matched_url = ANY(%s)""",
-        (run_id, list(urls)),
+        """SELECT s.feed_id, s.seq,
+                  coalesce(s.matched_url, format('entry %%s of feed %%s', s.matched_seq, s.matched_feed_id))
+           FROM load_plan s JOIN load_plan o ON o.run_id = s.run_id AND o.feed_id = s.matched_feed_id
+                                            AND o.seq = s.matched_seq
+           WHERE s.run_id = %s AND s.decision = 'duplicate' AND s.matched_article_id IS NULL
+             AND (s.matched_feed_id, s.matched_seq) IN (SELECT * FROM unnest(%s::bigint[], %s::int[]))
+             AND NOT (s.feed_id = o.feed_id AND s.raw = o.raw)""",
+        (run_id, array_literal(feed_ids), array_literal(seqs)),
     )
     return list(cur.fetchall())
 

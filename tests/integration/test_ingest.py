@@ -186,6 +186,42 @@ def test_a_later_feeds_copy_of_a_quarantined_entry_is_held_with_it(db_url, setti
         "https://news.example/story/2", "https://news.example/story/3"]
 
 
+@pytest.mark.parametrize("chunk", [plan_decider.CHUNK_ENTRIES, 1], ids=["one chunk", "a feed a chunk"])
+def test_a_copy_of_a_quarantined_entry_without_a_url_is_held_with_it(db_url, settings, chunk, monkeypatch):
+    """An entry with no link has no canonical URL and fails the row contract; another
+    feed's copy of it (the same content, matched by content hash) is held with it, not
+    recorded as a duplicate of an article that was never loaded."""
+    monkeypatch.setattr(plan_decider, "CHUNK_ENTRIES", chunk)
+    def feed(guid: str, other: int) -> bytes:  # a GUID that is no permalink, and no link
+        unlinked = (f'<item><guid isPermaLink="false">{guid}</guid><title>Harbour notice</title>'
+                    "<description>The quay closes at noon.</description>"
+                    "<pubDate>Mon, 16 Nov 2026 10:00:00 +0000</pubDate></item>")
+        return rss([item(other)]).replace(b"<item>", unlinked.encode() + b"<item>", 1)
+
+    with FeedServer({"/a.xml": Route(feed("a-1", 2)), "/b.xml": Route(feed("b-1", 3))}) as srv:
+        summary = run(db_url, settings, [FeedSource(srv.url("/a.xml")), FeedSource(srv.url("/b.xml"))])
+    assert_counts_add_up(summary)
+    t = summary["totals"]
+    assert (t["new"], t["duplicates"], t["quarantined"]) == (2, 0, 2)
+    held = query(db_url, """SELECT q.reasons->0->>'expectation', q.reasons->0->>'observed', f.url
+                            FROM quarantine q JOIN feeds f ON f.id = q.feed_id ORDER BY f.url""")
+    assert [reason for reason, _, _ in held] == ["expect_column_values_to_not_be_null",
+                                                 "duplicate_of_quarantined_entry"]
+    assert held[1][1] == "entry 0 of feed %d" % scalar(db_url, "SELECT id FROM feeds WHERE url LIKE '%%/a.xml'")
+    assert scalar(db_url, "SELECT count(*) FROM duplicates") == 0
+
+
+def test_a_batch_duplicate_names_the_id_its_original_was_inserted_with(db_url, settings):
+    """A copy of an entry new in the same run is recorded against the id the original's
+    insert returned, for every rule, also a content-hash copy of an article with a URL."""
+    story = {"title": "Ferry notice", "description": "<p>Sailings resume on Friday.</p>"}
+    with FeedServer({"/a.xml": Route(rss([item(1, **story)])),
+                     "/b.xml": Route(rss([item(1, guid="b-1", link="https://other.example/ferry", **story)]))}) as srv:
+        run(db_url, settings, [FeedSource(srv.url("/a.xml")), FeedSource(srv.url("/b.xml"))])
+    rows = query(db_url, """SELECT d.rule, d.matched_article_id = a.id FROM duplicates d, articles a""")
+    assert rows == [("content_hash", True)]
+
+
 def test_a_chunked_load_whose_first_chunks_hold_nothing_new_goes_on(db_url, settings, monkeypatch):
     """Decided a feed a chunk, a second run whose first feeds are all stored already (no
     key to hand to later chunks) still decides the rest: the new entry of the last feed is

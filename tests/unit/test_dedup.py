@@ -10,7 +10,7 @@ from pipeline.records import Article, Decision, DuplicateRule, StoredArticleKey
 NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
 
 
-def art(feed: int, seq: int, guid: str | None, url: str, title: str, text: str = "body") -> Article:
+def art(feed: int, seq: int, guid: str | None, url: str | None, title: str, text: str = "body") -> Article:
     digest = content_hash(title, text, url)
     return Article(feed, seq, identity_key(guid, url, digest), guid, url, title, text, "", NOW,
                    "published", digest)
@@ -31,7 +31,7 @@ def test_same_guid_twice_in_a_batch_keeps_the_first():
     verdicts = decide([a, again], StoredIndex())
     assert verdicts[0].decision is Decision.NEW
     assert verdicts[1].decision is Decision.DUPLICATE and verdicts[1].rule is DuplicateRule.SAME_IDENTITY_KEY
-    assert verdicts[1].matched_url == "https://x/1"
+    assert verdicts[1].matched_url == "https://x/1" and verdicts[1].matched_row == (1, 0)
 
 
 def test_stored_same_identity_same_content_is_duplicate_changed_content_is_update():
@@ -60,7 +60,15 @@ def test_same_content_under_another_url_is_a_content_hash_duplicate():
     b = art(2, 0, "b", "https://two.example/s", "Wire story", "Same words")
     verdicts = decide([a, b], StoredIndex())
     assert verdicts[1].decision is Decision.DUPLICATE and verdicts[1].rule is DuplicateRule.CONTENT_HASH
-    assert verdicts[1].matched_url == "https://one.example/s"
+    assert verdicts[1].matched_url == "https://one.example/s" and verdicts[1].matched_row == (1, 0)
+
+
+def test_a_content_copy_of_an_article_without_a_url_names_its_row():
+    a = art(1, 3, "a", None, "Notice", "Same words")
+    b = art(2, 0, "b", None, "Notice", "Same words")
+    verdicts = decide([a, b], StoredIndex())
+    assert (verdicts[1].decision, verdicts[1].rule) == (Decision.DUPLICATE, DuplicateRule.CONTENT_HASH)
+    assert (verdicts[1].matched_url, verdicts[1].matched_row) == (None, (1, 3))
 
 
 def test_title_only_entries_of_different_stories_do_not_collide():
@@ -99,7 +107,5 @@ def test_a_batch_decided_in_chunks_of_whole_feeds_gets_the_verdicts_of_the_whole
         chunked += verdicts
         for a, v in zip(chunk, verdicts, strict=True):
             if v.decision in (Decision.NEW, Decision.UPDATE):
-                if a.canonical_url:
-                    earlier.urls.add(a.canonical_url)
-                earlier.url_by_hash.setdefault(a.content_hash, a.canonical_url)
+                earlier.add(a)
     assert chunked == whole
