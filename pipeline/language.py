@@ -109,7 +109,10 @@ class _Automaton:
         import numpy as np
 
         automaton = cls.__new__(cls)
-        automaton.nextmove, automaton.output, automaton.depth = nextmove, output, depth
+        # plain views of the cached (memory-mapped) arrays: a memmap's own indexing goes
+        # through Python on each of the scan's calls
+        automaton.nextmove, automaton.output = np.asarray(nextmove), np.asarray(output)
+        automaton.depth = depth
         automaton.rowbase = np.asarray(rowbase, dtype=np.int64)
         return automaton
 
