@@ -428,34 +428,59 @@ class _Turn:
     lease: Lease | None
 
 
-# Bytes of bodies fetched and not yet taken by the caller of `fetch_each`: past it no
-# thread starts another fetch until the caller takes some, so a caller that parses while
-# its shard fetches holds these, and those already on their way, not the shard's bodies.
+# Bytes a pass of `fetch_each` holds at once: bodies fetched and not yet taken by its
+# caller, and bodies on their way, each counted from its start at the size expected of it
+# (`_Held.expected`). Past it no thread starts another fetch until the caller takes some or
+# a fetch ends, so a caller that parses while its shard fetches holds about this much of
+# its shard's bodies, however large they are and however many threads fetch: a shard of
+# large feeds fetches fewer at once, one of small feeds as many as it has threads.
 HANDOFF_BYTES = 8 << 20
 _HANDOFF_WAIT_S = 0.5  # a waiting thread checks this often whether the caller stopped
+# The size expected of a body before any arrived in the pass; after, the mean of the bodies
+# that did (a 304 or an error carries none, and says nothing of the feed's size).
+FIRST_BODY_GUESS = 512 << 10
 
 
-class _Untaken:
-    """Bytes of bodies fetched and not yet taken by `fetch_each`'s caller."""
+class _Held:
+    """Bytes of bodies a pass holds: fetched and untaken, or expected of fetches under way."""
 
     def __init__(self) -> None:
         self._bytes = 0
+        self._bodies = self._body_bytes = 0
         self._stopped = False
         self._changed = threading.Condition()
 
-    def add(self, size: int) -> None:
+    def expected(self) -> int:
+        """The size to count for a fetch about to start."""
         with self._changed:
-            self._bytes += size
-            if size < 0:
-                self._changed.notify_all()
+            return self._body_bytes // self._bodies if self._bodies else FIRST_BODY_GUESS
 
-    def wait_for_room(self) -> bool:
-        """Wait until the caller took enough to be under `HANDOFF_BYTES`; False once it
-        stopped. Bounded by the caller: it takes every result, or stops."""
+    def start(self, expected: int) -> bool:
+        """Count a fetch about to start once there is room for it (at once when the pass
+        holds nothing: one fetch can always go); False once the caller stopped. Bounded by
+        the caller, which takes every result or stops, and by the fetches under way."""
         with self._changed:
-            while self._bytes >= HANDOFF_BYTES and not self._stopped:
+            while self._bytes and self._bytes + expected > HANDOFF_BYTES and not self._stopped:
                 self._changed.wait(_HANDOFF_WAIT_S)
-            return not self._stopped
+            if self._stopped:
+                return False
+            self._bytes += expected
+            return True
+
+    def fetched(self, expected: int, size: int) -> None:
+        """A fetch counted at `expected` ended with a body of `size` bytes (0: none)."""
+        with self._changed:
+            self._bytes += size - expected
+            if size:
+                self._bodies += 1
+                self._body_bytes += size
+            self._changed.notify_all()
+
+    def taken(self, size: int) -> None:
+        """The caller took a body of `size` bytes."""
+        with self._changed:
+            self._bytes -= size
+            self._changed.notify_all()
 
     def stop(self) -> None:
         with self._changed:
@@ -586,15 +611,15 @@ def fetch_each(
     at most `fetch_concurrency` at once, and per host `per_host_concurrency` at once with
     `host_delay_s` between starts, across every worker sharing the database at `db_url`
     (default: `DATABASE_URL` / `AIRFLOW_CONN_NEWS_DB` from the settings; none: within this
-    process). Past `HANDOFF_BYTES` of bodies waiting for the caller, no fetch starts until
-    it takes some; closing the generator early stops handing out feeds and returns once
-    the threads have ended."""
+    process). Past `HANDOFF_BYTES` of bodies waiting for the caller or expected of fetches
+    under way, no fetch starts until it takes some or a fetch ends; closing the generator
+    early stops handing out feeds and returns once the threads have ended."""
     feeds = list(feeds)
     if not feeds:
         return
     shared_with = db_url or settings.database_url or settings.news_db_connection
     done: queue.SimpleQueue[FetchResult | BaseException] = queue.SimpleQueue()
-    untaken = _Untaken()
+    held = _Held()
     with Fetcher(settings, shared_with) as fetcher:
         turns = _Turns(feeds, fetcher.hosts, fetcher.turn_wait())
         log.info("fetching %d feeds; host limits held %s", len(feeds),
@@ -602,15 +627,22 @@ def fetch_each(
 
         def work() -> None:
             try:
-                while untaken.wait_for_room() and (turn := turns.next()) is not None:
+                while held.start(expected := held.expected()):
+                    if (turn := turns.next()) is None:
+                        held.fetched(expected, 0)
+                        break
                     if turn.lease is None:
+                        held.fetched(expected, 0)
                         done.put(fetcher.no_turn(turn.feed, now))
                         continue
                     try:
                         fetched = fetcher.fetch(turn.feed, now, turn.lease)
+                    except BaseException:
+                        held.fetched(expected, 0)
+                        raise
                     finally:
                         turns.changed()
-                    untaken.add(len(fetched.body or b""))
+                    held.fetched(expected, len(fetched.body or b""))
                     done.put(fetched)
                     del fetched  # not held while waiting for room
             except BaseException as exc:  # noqa: BLE001 - raised again on the calling thread
@@ -626,11 +658,11 @@ def fetch_each(
                 fetched = done.get()
                 if isinstance(fetched, BaseException):
                     raise fetched
-                untaken.add(-len(fetched.body or b""))
+                held.taken(len(fetched.body or b""))
                 yield fetched
                 del fetched
         finally:
-            untaken.stop()
+            held.stop()
             turns.stop()
             for thread in threads:
                 thread.join()

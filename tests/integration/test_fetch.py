@@ -130,6 +130,23 @@ def test_a_caller_that_has_not_taken_results_holds_only_a_few_bodies(settings, s
     assert len(server.requests) == 30
 
 
+@pytest.mark.parametrize(("body_bytes", "most_at_once"), [(1 << 20, 3), (1 << 10, 8)], ids=["1 MB", "1 KB"])
+def test_bodies_on_their_way_count_so_a_pass_of_large_feeds_fetches_fewer_at_once(
+        settings, server, monkeypatch, body_bytes, most_at_once):
+    # A shard's memory: a fetch counts the body expected of it from its start, so with room
+    # for 3 MB three 1 MB feeds are fetched at once, however many threads there are; small
+    # feeds take every thread.
+    monkeypatch.setattr(fetch, "HANDOFF_BYTES", 3 << 20)
+    monkeypatch.setattr(fetch, "FIRST_BODY_GUESS", body_bytes)
+    words = (body_bytes - 200) // 10
+    server.routes["/f.xml"] = Route(rss([item(1, description="harbour " * words)])[:body_bytes],
+                                    delay=0.3, validators=False)
+    feeds = [FeedState(i, server.url(f"/f.xml?n={i}")) for i in range(12)]
+    results = fetch_all(feeds, settings.replace(fetch_concurrency=8), NOW)
+    assert [r.outcome for r in results] == [FetchOutcome.OK] * 12
+    assert server.max_in_flight == most_at_once
+
+
 def test_a_caller_that_stops_taking_results_stops_the_fetch(settings, server, monkeypatch):
     monkeypatch.setattr(fetch, "HANDOFF_BYTES", 1)
     feeds = [FeedState(i, server.url(f"/feed.xml?n={i}")) for i in range(30)]
