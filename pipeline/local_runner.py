@@ -2,9 +2,11 @@
 
 `prepare_run`, then `ingest_shard` for every shard on `settings.workers` forked
 processes (the DAG maps them as tasks instead), then `load_batch` and `report_run`.
-While the shards run, this process, otherwise idle, builds the Great Expectations
-validator for the load in a thread (`validate.warm_up`, once a shard has staged
-articles: a run of 304s never pays for it).
+Great Expectations starts where the DAG's load task starts it: in a child process the
+load forks when it has a batch to validate (a run of 304s never pays for it), which
+imports it on the core the load's SQL leaves idle while the batch is decided. During the
+shards every core is busy already. The child serves this process's later loads too; the
+CLI ends it before it exits (`tasks.end_validation`), and it exits with this process.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from pipeline import validate
 from pipeline.config import Settings
 from pipeline.errors import ValidationThresholdExceeded
 from pipeline.free_memory import release_free_memory
@@ -45,8 +46,8 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
                on_shard: Callable[[ShardSummary], None] | None = None) -> list[ShardSummary]:
     """Run `ingest_shard` for every shard, on `settings.workers` processes when more than one.
 
-    The workers are forked before this process starts any thread (the GX warm-up starts
-    after), so they inherit no lock held by a thread."""
+    The workers are forked before this process starts any thread, so they inherit no lock
+    held by a thread."""
     workers = min(settings.workers, len(shards))
     summaries: list[ShardSummary] = []
     if workers <= 1:
@@ -63,8 +64,6 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
         try:
             for future in as_completed(futures):
                 summaries.append(future.result())
-                if summaries[-1].articles:  # a batch to validate is coming
-                    validate.warm_up(settings.data_dir / "gx")
                 if on_shard:
                     on_shard(summaries[-1])
         except BaseException:
@@ -115,7 +114,7 @@ def finish(db_url: str, settings: Settings, run_id: str, clock: Callable[[], dat
     breach: ValidationThresholdExceeded | None = None
     with timed("decide_validate_load"):
         try:
-            load_batch(db_url, settings, run_id, clock)
+            load_batch(db_url, settings, run_id, clock, validation_child=True)
         except ValidationThresholdExceeded as exc:
             breach = exc
     summary = report_run(db_url, run_id, clock())

@@ -359,10 +359,10 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
     validated: dict[str, Any] = {}
     fail: str | None = None
     gx_dir = settings.data_dir / "gx"
-    # A batch to validate: Great Expectations starts up while the decider works (the CLI's
-    # runner started it during the shards). With `validation_child` (a DAG's load task,
-    # which starts cold and calls `end_validation` when done) in a child process, forked
-    # before the load's connection opens, so that it holds no part of its session.
+    # A batch to validate: Great Expectations starts up while the decider works. With
+    # `validation_child` (a DAG's load task and the CLI's runner, which call
+    # `end_validation` when done) in a child process, forked before the load's connection
+    # opens, so that it holds no part of its session; else in a thread.
     with connect(db_url) as conn, conn.cursor() as cur:
         if storage.has_staged_entries(cur, run_id):
             validate.warm_up(gx_dir, in_child=validation_child)
