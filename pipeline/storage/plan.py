@@ -109,13 +109,30 @@ def staged_article_chunks(cur: Cursor, run_id: str, entries: int) -> Generator[l
     text" still holds) and its signature. Streamed through a server-side cursor, which sees
     the plan as it was when the first chunk was read, so the decider holds one chunk at a
     time, whatever the batch's size."""
-    query = """SELECT (article - 'html' - 'signature') || jsonb_build_object('text', left(article->>'text', 1))
-               FROM load_plan WHERE run_id = %s AND article IS NOT NULL
-               ORDER BY feed_id, seq"""
+    query = """SELECT s.feed_id, s.seq, a.identity_key, a.guid, a.canonical_url, a.title, left(a.text, 1),
+                      a.published_at, a.published_source, a.content_hash, a.language, a.authors,
+                      a.tags, a.language_source, a.word_count, a.link, a.published_raw,
+                      a.date_issue, a.feed_link
+               FROM load_plan s, jsonb_to_record(s.article) AS a(  -- the fields read in one pass
+                   identity_key text, guid text, canonical_url text, title text, text text,
+                   published_at text, published_source text, content_hash text, language text,
+                   authors text[], tags text[], language_source text, word_count int, link text,
+                   published_raw text, date_issue text, feed_link text)
+               WHERE s.run_id = %s AND s.article IS NOT NULL
+               ORDER BY s.feed_id, s.seq"""
     with cur.connection.cursor(name="staged_articles") as rows:
         rows.itersize = _STREAMED_ROWS
         rows.execute(query, (run_id,))
-        articles = (Article.from_json({**article, "html": "", "signature": None}) for (article,) in rows)
+        articles = (Article(feed_id=feed_id, seq=seq, identity_key=key, guid=guid, canonical_url=url,
+                            title=title, text=text, html="", published_at=datetime.fromisoformat(published),
+                            published_source=published_source, content_hash=digest, language=language,
+                            authors=tuple(authors or ()), tags=tuple(tags or ()),
+                            language_source=language_source, word_count=word_count or 0, signature=None,
+                            link=link, published_raw=published_raw, date_issue=date_issue,
+                            feed_link=feed_link)
+                    for (feed_id, seq, key, guid, url, title, text, published, published_source, digest,
+                         language, authors, tags, language_source, word_count, link, published_raw,
+                         date_issue, feed_link) in rows)
         yield from _whole_feeds(articles, entries)
 
 
