@@ -160,11 +160,12 @@ def planned_row_chunks(cur: Cursor, run_id: str, entries: int) -> Generator[list
     """The plan's new and updated articles, as the row contract checks them, in (feed,
     position) order and in chunks of whole feeds of about `entries` rows (the contract's
     uniqueness is within a feed). Streamed, like `staged_article_chunks`."""
-    query = """SELECT feed_id, seq, identity_key, article->>'canonical_url', article->>'title',
-                      article->>'published_at',
-                      article->>'language', coalesce(char_length(article->>'text'), 0)
-               FROM load_plan WHERE run_id = %s AND decision IN ('new', 'update')
-               ORDER BY feed_id, seq"""
+    query = """SELECT s.feed_id, s.seq, s.identity_key, a.canonical_url, a.title, a.published_at,
+                      a.language, coalesce(char_length(a.text), 0)
+               FROM load_plan s, jsonb_to_record(s.article) AS a(  -- the fields read in one pass
+                   canonical_url text, title text, published_at text, language text, text text)
+               WHERE s.run_id = %s AND s.decision IN ('new', 'update')
+               ORDER BY s.feed_id, s.seq"""
     with cur.connection.cursor(name="planned_rows") as rows:
         rows.itersize = _STREAMED_ROWS
         rows.execute(query, (run_id,))
