@@ -55,6 +55,8 @@ def replace_surrogates(text: str) -> str:
 
 def safe_text(text: str) -> tuple[str, int]:
     """(text without NUL and with lone surrogates replaced, NULs removed)."""
+    if text.isascii() and "\x00" not in text:  # the common case, in C: no surrogate is ASCII
+        return text, 0
     if not _UNSAFE.search(text):
         return text, 0
     nuls = text.count("\x00")

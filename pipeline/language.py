@@ -67,7 +67,7 @@ def _identifier() -> Any:
                             tk_row=[int(r) for r in saved["row"]])
     identifier._automaton = _Automaton.checked_before(saved["nextmove"], identifier._rowbase, saved["output"],
                                                       int(saved["depth"]))
-    identifier._ptc32 = saved["ptc32"]
+    identifier._ptc32 = np.asarray(saved["ptc32"])  # a plain view: see `_Automaton.checked_before`
     return identifier
 
 
