@@ -436,9 +436,10 @@ class _Turn:
 # large feeds fetches fewer at once, one of small feeds as many as it has threads.
 HANDOFF_BYTES = 8 << 20
 _HANDOFF_WAIT_S = 0.5  # a waiting thread checks this often whether the caller stopped
-# The size expected of a body before any arrived in the pass; after, the mean of the bodies
-# that did (a 304 or an error carries none, and says nothing of the feed's size).
-FIRST_BODY_GUESS = 512 << 10
+# The bytes expected of a fetch before any ended in the pass (on the large side: the first
+# fetches of a shard of large feeds start together); after, the mean of what the pass's
+# fetches brought, a 304 or an error none (a run of 304s fetches with every thread).
+FIRST_BODY_GUESS = 1 << 20
 
 
 class _Held:
@@ -446,14 +447,14 @@ class _Held:
 
     def __init__(self) -> None:
         self._bytes = 0
-        self._bodies = self._body_bytes = 0
+        self._fetches = self._fetched_bytes = 0
         self._stopped = False
         self._changed = threading.Condition()
 
     def expected(self) -> int:
         """The size to count for a fetch about to start."""
         with self._changed:
-            return self._body_bytes // self._bodies if self._bodies else FIRST_BODY_GUESS
+            return self._fetched_bytes // self._fetches if self._fetches else FIRST_BODY_GUESS
 
     def start(self, expected: int) -> bool:
         """Count a fetch about to start once there is room for it (at once when the pass
@@ -468,12 +469,18 @@ class _Held:
             return True
 
     def fetched(self, expected: int, size: int) -> None:
-        """A fetch counted at `expected` ended with a body of `size` bytes (0: none)."""
+        """A fetch counted at `expected` ended with a body of `size` bytes (0: none, as
+        a 304's or an error's)."""
         with self._changed:
             self._bytes += size - expected
-            if size:
-                self._bodies += 1
-                self._body_bytes += size
+            self._fetches += 1
+            self._fetched_bytes += size
+            self._changed.notify_all()
+
+    def cancelled(self, expected: int) -> None:
+        """A fetch counted at `expected` did not happen (no feed, no turn, or it raised)."""
+        with self._changed:
+            self._bytes -= expected
             self._changed.notify_all()
 
     def taken(self, size: int) -> None:
@@ -629,16 +636,16 @@ def fetch_each(
             try:
                 while held.start(expected := held.expected()):
                     if (turn := turns.next()) is None:
-                        held.fetched(expected, 0)
+                        held.cancelled(expected)
                         break
                     if turn.lease is None:
-                        held.fetched(expected, 0)
+                        held.cancelled(expected)
                         done.put(fetcher.no_turn(turn.feed, now))
                         continue
                     try:
                         fetched = fetcher.fetch(turn.feed, now, turn.lease)
                     except BaseException:
-                        held.fetched(expected, 0)
+                        held.cancelled(expected)
                         raise
                     finally:
                         turns.changed()

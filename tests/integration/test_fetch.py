@@ -147,6 +147,19 @@ def test_bodies_on_their_way_count_so_a_pass_of_large_feeds_fetches_fewer_at_onc
     assert server.max_in_flight == most_at_once
 
 
+def test_a_pass_of_304s_soon_fetches_with_every_thread(settings, server, monkeypatch):
+    # Before any fetch ended, each counts as large (here half the room: two at once); a
+    # 304 brings nothing, so once the first ones answered every thread fetches.
+    monkeypatch.setattr(fetch, "HANDOFF_BYTES", 2 << 20)
+    monkeypatch.setattr(fetch, "FIRST_BODY_GUESS", 1 << 20)
+    route = Route(rss([item(1)]), delay=0.3)
+    server.routes["/f.xml"] = route
+    feeds = [FeedState(i, server.url(f"/f.xml?n={i}"), etag=route.etag) for i in range(20)]
+    results = fetch_all(feeds, settings.replace(fetch_concurrency=8), NOW)
+    assert [r.outcome for r in results] == [FetchOutcome.NOT_MODIFIED] * 20
+    assert server.max_in_flight == 8
+
+
 def test_a_caller_that_stops_taking_results_stops_the_fetch(settings, server, monkeypatch):
     monkeypatch.setattr(fetch, "HANDOFF_BYTES", 1)
     feeds = [FeedState(i, server.url(f"/feed.xml?n={i}")) for i in range(30)]
