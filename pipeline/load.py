@@ -224,14 +224,18 @@ FROM d WHERE d.dup_key NOT IN (SELECT dup_key FROM seen)
 _UPSERT_QUARANTINE = """
 INSERT INTO quarantine (entry_key, feed_id, run_id, last_run_id, reasons, entry, article,
                         first_seen_at, last_seen_at, feed_language, feed_link, fetched_at)
-SELECT DISTINCT ON (entry_key) * FROM (
-    SELECT md5(s.feed_id::text || ':' || s.raw::text) AS entry_key, s.feed_id,
+-- one row per entry: a feed's byte-for-byte repeats of an entry are that entry, held with
+-- the reasons of its first occurrence (the repeats are quarantined as its copies)
+SELECT DISTINCT ON (entry_key) entry_key, feed_id, first_run, last_run, reasons, raw, article,
+       first_seen, last_seen, feed_language, feed_link, fetched_at FROM (
+    SELECT md5(s.feed_id::text || ':' || s.raw::text) AS entry_key, s.feed_id, s.seq,
            %(run)s::text AS first_run, %(run)s::text AS last_run, s.reasons, s.raw, s.article,
            %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen,
            s.feed_language, s.feed_link, s.fetched_at
     FROM load_plan s
     WHERE s.run_id = %(run)s AND s.decision = 'quarantined'
 ) q
+ORDER BY entry_key, seq
 ON CONFLICT (entry_key) DO UPDATE SET
     last_run_id = EXCLUDED.last_run_id, last_seen_at = EXCLUDED.last_seen_at,
     reasons = EXCLUDED.reasons,

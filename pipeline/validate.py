@@ -320,6 +320,7 @@ def _child_start() -> None:
 
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, signal.SIG_DFL)
+    _fresh_standard_streams()
     try:  # Linux: the kernel kills this process when the thread that forked it ends
         libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except AttributeError:
@@ -335,6 +336,27 @@ def _child_start() -> None:
             os._exit(0)
 
         threading.Thread(target=exit_with_parent, name="exit-with-parent", daemon=True).start()
+
+
+def _fresh_standard_streams() -> None:
+    """New objects for stdout and stderr, and for the log handlers writing to them: a lock
+    another thread of the parent held at the fork (a progress display writing to stderr)
+    stays held in the child, and the child's first warning would wait on it for ever."""
+    import sys
+
+    handlers = [h for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+                for h in getattr(logger, "handlers", ())]
+    for name in ("stdout", "stderr"):
+        old = getattr(sys, name)
+        try:
+            new = open(old.fileno(), "w", encoding=old.encoding, errors=old.errors,  # noqa: SIM115
+                       closefd=False, buffering=1)
+        except (AttributeError, OSError, ValueError):  # no file behind it (a test's capture)
+            continue
+        setattr(sys, name, new)
+        for handler in handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.stream = new  # not setStream: it flushes the old stream first
 
 
 def _in_child(project_dir: Path, method: str | None, *args: Any) -> Any:

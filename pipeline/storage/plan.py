@@ -313,19 +313,16 @@ def set_quarantined(cur: Cursor, run_id: str, reasons: dict[tuple[int, int], lis
 def batch_duplicates_of(cur: Cursor, run_id: str, rows: Sequence[tuple[int, int]]) -> list[tuple[int, int, str]]:
     """Rows of this run marked duplicate of one of these earlier rows (feed_id, seq) of the
     batch, each with what names its original: the original's canonical URL, or, for one
-    without, its place in its feed. A repeat of the original itself (the same feed's same
-    entry, byte for byte: one quarantine row, keyed by feed and entry) is not one of them."""
+    without, its place in its feed."""
     if not rows:
         return []
     feed_ids, seqs = zip(*rows, strict=True)
     cur.execute(
         """SELECT s.feed_id, s.seq,
                   coalesce(s.matched_url, format('entry %%s of feed %%s', s.matched_seq, s.matched_feed_id))
-           FROM load_plan s JOIN load_plan o ON o.run_id = s.run_id AND o.feed_id = s.matched_feed_id
-                                            AND o.seq = s.matched_seq
+           FROM load_plan s
            WHERE s.run_id = %s AND s.decision = 'duplicate' AND s.matched_article_id IS NULL
-             AND (s.matched_feed_id, s.matched_seq) IN (SELECT * FROM unnest(%s::bigint[], %s::int[]))
-             AND NOT (s.feed_id = o.feed_id AND s.raw = o.raw)""",
+             AND (s.matched_feed_id, s.matched_seq) IN (SELECT * FROM unnest(%s::bigint[], %s::int[]))""",
         (run_id, array_literal(feed_ids), array_literal(seqs)),
     )
     return list(cur.fetchall())

@@ -211,6 +211,21 @@ def test_a_copy_of_a_quarantined_entry_without_a_url_is_held_with_it(db_url, set
     assert scalar(db_url, "SELECT count(*) FROM duplicates") == 0
 
 
+def test_a_feeds_repeat_of_a_quarantined_entry_is_held_as_that_entry(db_url, settings):
+    """A feed that serves the same failing entry twice: both are counted quarantined, the
+    quarantine holds the entry once with the reason it failed, and no duplicate is recorded
+    of an article that was never loaded."""
+    bad = item(1, title="Harbour " * 250)
+    with FeedServer({"/f.xml": Route(rss([bad, bad, *(item(n) for n in range(2, 10))]))}) as srv:
+        summary = run(db_url, settings, [FeedSource(srv.url("/f.xml"))])
+    assert_counts_add_up(summary)
+    t = summary["totals"]
+    assert (t["new"], t["duplicates"], t["quarantined"]) == (8, 0, 2)
+    assert query(db_url, "SELECT reasons->0->>'expectation' FROM quarantine") == [
+        ("expect_column_value_lengths_to_be_between",)]
+    assert scalar(db_url, "SELECT count(*) FROM duplicates") == 0
+
+
 def test_a_batch_duplicate_names_the_id_its_original_was_inserted_with(db_url, settings):
     """A copy of an entry new in the same run is recorded against the id the original's
     insert returned, for every rule, also a content-hash copy of an article with a URL."""
