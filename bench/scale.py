@@ -9,8 +9,9 @@ earlier measurement is in it. This process samples, every `--interval` seconds:
 * the ingest process's VmRSS and VmHWM (/proc/<pid>/status; VmHWM is the kernel's own
   high-water mark of that address space, reset at exec, so a peak between two samples is
   not missed), and the child's own VmHWM read just before it returns;
-* the same for each of its worker processes (the forked parse pool; VmHWM read on every
-  sample, so a worker's peak up to its last sample counts);
+* the same for each of its child processes (the forked shard workers, and the load's
+  Great Expectations child; VmHWM read on every sample, so a child's peak up to its last
+  sample counts);
 * the sum of VmRSS over the ingest process and its workers at the same instant.
 
 The ingest process gets its own fresh NEWS_DATA_DIR (its Great Expectations project), so
@@ -183,6 +184,8 @@ def measure(feeds: int, source: str = "bench-feeds", interval: float = 0.05,
         "stage_seconds": run["stage_seconds"],
         "peak_rss_main_mb": round(main_kb / _MB, 1),
         "peak_rss_worker_mb": round(max(sampler.worker_kb.values(), default=0) / _MB, 1),
+        # each child in the order started: the shard workers, then the load's validation child
+        "peak_rss_each_child_mb": [round(kb / _MB, 1) for _, kb in sorted(sampler.worker_kb.items())],
         "peak_rss_all_processes_mb": round(sampler.total_kb / _MB, 1),
         "workers_seen": len(sampler.worker_kb), "workers": run["workers"],
         "samples": sampler.samples, "sample_interval_s": interval,
