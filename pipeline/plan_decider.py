@@ -111,12 +111,14 @@ def _apply_identity_rules(
     return keyed, failures, len(changes)
 
 
-def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime) -> tuple[dict[str, Any], str | None]:
+def validate_plan(cur: Any, settings: Settings, run_id: str,
+                  now: datetime) -> tuple[dict[str, Any], str | None, list[validate.SuiteOutcome]]:
     """Run the suites over the plan's new and updated articles: quarantine every row that
     fails the row contract (and the batch's duplicates of it), check the batch per feed,
-    record results in SQL and Data Docs, and judge the quarantined shares against the warn
-    and fail levels. Returns the summary and the failure (past the fail level), which the
-    load task raises once the batch is loaded."""
+    record results in SQL, and judge the quarantined shares against the warn and fail
+    levels. Returns the summary, the failure (past the fail level), which the load task
+    raises once the batch is loaded, and the results whose Data Docs pages the summary
+    names (`validate.docs_built_meanwhile` writes them while the plan is applied)."""
     gx_dir = settings.data_dir / "gx"  # the context is built only for a batch to check
     parameters = {
         "latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp(),
@@ -163,10 +165,10 @@ def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime) -> t
     for outcome in ran:
         storage.record_validation(cur, run_id, outcome, now)
     storage.mark_validated(cur, run_id, now, fail, warn, docs)
+    pages: list[validate.SuiteOutcome] = []
     if with_docs:  # a page for each failing chunk (each chunk's with DATA_DOCS=always) and the feeds'
         pages = chunks if settings.data_docs == "always" else [c for c in chunks if not c.success]
-        validate.validator(gx_dir).build_docs([*pages, feeds])
-        validate.validator(gx_dir).prune_docs(settings.data_docs_keep)
+        pages = [*pages, *([feeds] if feeds else [])]
     summary = {"entries": entries, "validated": validated, "passed": validated - failed_rows,
                "quarantined": len(reasons), "failed_expectations": dict(by_expectation), "data_docs": docs}
     log.info("validate: %s", summary)
@@ -174,7 +176,7 @@ def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime) -> t
         log.warning("validation warning: %s", warn)
     if docs:
         log.info("data docs: %s", docs)
-    return summary, fail
+    return summary, fail, pages
 
 
 def _row_reasons(planned: list[PlannedRow], outcome: validate.SuiteOutcome) -> Reasons:

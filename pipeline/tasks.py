@@ -372,10 +372,11 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
             return LoadSummary(done)
         storage.open_plan(cur, run_id)
         decided = plan_decider.decide(cur, run_id, clock())
-        validated, fail = plan_decider.validate_plan(cur, settings, run_id, clock())
+        validated, fail, pages = plan_decider.validate_plan(cur, settings, run_id, clock())
         storage.plan_decided(cur)
-        loaded = load.apply_plan(cur, run_id, clock(), fetch.polling_rules(settings),
-                                 settings.redirect_confirmations, settings.versions_per_feed_per_run)
+        with validate.docs_built_meanwhile(gx_dir, pages, settings.data_docs_keep):
+            loaded = load.apply_plan(cur, run_id, clock(), fetch.polling_rules(settings),
+                                     settings.redirect_confirmations, settings.versions_per_feed_per_run)
     log.info("load: %s", loaded)
     if fail:
         raise ValidationThresholdExceeded(fail)

@@ -20,7 +20,8 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -408,6 +409,34 @@ def close(project_dir: Path) -> None:
     if isinstance(built, ValidatorProcess):
         del _validators[project_dir]
         built.close()
+
+
+@contextmanager
+def docs_built_meanwhile(project_dir: Path, outcomes: Sequence[SuiteOutcome], keep: int) -> Iterator[None]:
+    """Write the Data Docs pages of `outcomes` (and prune the site to the latest `keep`
+    runs per suite) while the block runs, in a thread, which mostly waits on the validation
+    child that renders them; the block's end waits for the pages, and a failure to write
+    them is raised there, as if they had been written before it."""
+    if not outcomes:
+        yield
+        return
+    failed: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            validator(project_dir).build_docs(outcomes)
+            validator(project_dir).prune_docs(keep)
+        except BaseException as exc:  # noqa: BLE001 - raised again on the calling thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=build, name="data-docs", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
 
 
 def warm_up(project_dir: Path, in_child: bool = False) -> None:

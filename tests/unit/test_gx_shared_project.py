@@ -2,6 +2,7 @@
 saves the suites when it starts, so the one that started first finds them changed. Its
 validation must still run, and still judge rows, instead of failing the load."""
 
+import shutil
 import time
 from datetime import UTC, datetime
 
@@ -117,3 +118,28 @@ def test_where_no_child_process_is_allowed_the_warm_up_builds_it_in_a_thread(tmp
         daemon.join(30)
         if daemon.is_alive():
             daemon.kill()
+
+
+def test_data_docs_written_while_the_load_goes_on_are_there_when_it_ends(tmp_path):
+    """The load applies its plan while the validation's pages are written (in the child):
+    when the block ends they are there, and a page that cannot be written fails the load
+    at the block's end, as it did when pages were written before it."""
+    import os
+
+    import pytest
+
+    rows = [article(0, "https://news.example/a"), article(1, "javascript:void(0)")]
+    validate.warm_up(tmp_path, in_child=True)
+    try:
+        outcome = validate.validator(tmp_path).run(ROWS_SUITE, "run-1", PARAMETERS, validate.article_frame(rows))
+        assert outcome.data_docs and not os.path.isfile(outcome.data_docs)
+        with validate.docs_built_meanwhile(tmp_path, [outcome], keep=5):
+            pass
+        assert os.path.isfile(outcome.data_docs)
+        site = tmp_path / "gx" / "uncommitted" / "data_docs"
+        shutil.rmtree(site)
+        site.write_text("not a folder: no page can be written under it")
+        with pytest.raises(Exception), validate.docs_built_meanwhile(tmp_path, [outcome], keep=5):
+            pass
+    finally:
+        validate.close(tmp_path)
