@@ -87,7 +87,7 @@ def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str 
 
         try:
             summary = local_runner.ingest(url, settings, sources, run_id, clock=clock,
-                                          on_shard=advance, force=force, lane=lane)
+                                          on_shard=advance, force=force, lane=lane, validation_child=True)
         except ValidationThresholdExceeded as exc:
             console.print(Text.assemble(("validation failed: ", "red"), str(exc)))
             code = EXIT_VALIDATION
@@ -335,6 +335,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        if settings is not None:  # a load's validation child (local_runner), if one started
+        if settings is not None:  # the load's validation child (run_ingest), if one started
             tasks.end_validation(settings)
     return EXIT_OK

@@ -18,6 +18,7 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from pipeline import neardup
+from pipeline.free_memory import release_free_memory
 from pipeline.storage.array_literal import array_literal
 from pipeline.storage.copy_rows import copy_lines, copy_rows
 
@@ -62,6 +63,7 @@ def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
         while chunk := planned.fetchmany(CHUNK):
             signed += len(chunk)
             linked += _cluster_chunk(cur, chunk, now)
+            release_free_memory()  # what the chunk freed goes back: a long load stays flat
     return {"signed": signed, "linked": linked}
 
 

@@ -2,11 +2,11 @@
 
 `prepare_run`, then `ingest_shard` for every shard on `settings.workers` forked
 processes (the DAG maps them as tasks instead), then `load_batch` and `report_run`.
-Great Expectations starts where the DAG's load task starts it: in a child process the
-load forks when it has a batch to validate (a run of 304s never pays for it), which
-imports it on the core the load's SQL leaves idle while the batch is decided. During the
-shards every core is busy already. The child serves this process's later loads too; the
-CLI ends it before it exits (`tasks.end_validation`), and it exits with this process.
+For the CLI (`validation_child`), Great Expectations starts where the DAG's load task
+starts it: in a child process the load forks when it has a batch to validate (a run of
+304s never pays for it), which imports it on the core the load's SQL leaves idle while the
+batch is decided (during the shards every core is busy already); the CLI ends it before it
+exits. A process that runs many ingests (a test session) builds it once, in a thread.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import ValidationThresholdExceeded
-from pipeline.free_memory import release_free_memory
+from pipeline.free_memory import bounded_heap, release_free_memory
 from pipeline.records import FeedSource
 from pipeline.tasks import ShardSummary, ingest_shard, load_batch, prepare_run, report_run, utcnow
 
@@ -91,30 +91,36 @@ def ingest(
     on_shard: Callable[[ShardSummary], None] | None = None,
     force: bool = False,
     lane: str = "all",
+    validation_child: bool = False,
 ) -> dict[str, Any]:
     """Run every task once, in the DAG's order, and return the run summary. `clock` is the
     run's time (a replay or a simulation passes its own); `lane` "hot" covers hot feeds only.
+    With `validation_child` (the CLI: one run, then it exits) Great Expectations starts in
+    a child process the load forks, which the caller ends (`tasks.end_validation`, on the
+    thread that called this); without, in a thread of this process, and it stays built here
+    for later runs (a process that runs many, e.g. a test session's).
 
     The summary's `stage_seconds` says where the time went."""
     timed = StageClock()
+    bounded_heap()  # before the workers fork: they inherit it
     with timed("prepare"):
         shards = prepare_run(db_url, settings, run_id, sources, clock(), force, lane)
     with timed("fetch_parse_normalize"):
         run_shards(db_url, settings, run_id, shards, clock, on_shard)
-    summary = finish(db_url, settings, run_id, clock, timed)
+    summary = finish(db_url, settings, run_id, clock, timed, validation_child)
     summary["stage_seconds"] = timed.seconds
     return summary
 
 
 def finish(db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime],
-           timed: StageClock | None = None) -> dict[str, Any]:
+           timed: StageClock | None = None, validation_child: bool = False) -> dict[str, Any]:
     """The load task, then the report: the run summary. A validation breach is raised after
     the report, so the run is recorded as failed first."""
     timed = timed or StageClock()
     breach: ValidationThresholdExceeded | None = None
     with timed("decide_validate_load"):
         try:
-            load_batch(db_url, settings, run_id, clock, validation_child=True)
+            load_batch(db_url, settings, run_id, clock, validation_child=validation_child)
         except ValidationThresholdExceeded as exc:
             breach = exc
     summary = report_run(db_url, run_id, clock())

@@ -30,6 +30,7 @@ from pipeline import dedup, feed_identity, storage, validate
 from pipeline.config import Settings
 from pipeline.containment import describe, exception_reason
 from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
+from pipeline.free_memory import release_free_memory
 from pipeline.records import Article, Decision, PlannedRow
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def decide(cur: Any, run_id: str, now: datetime) -> dict[str, Any]:
             verdicts.update(v.decision.value for v in chunk_verdicts)
             rules.update(v.rule.value for v in chunk_verdicts if v.decision is Decision.DUPLICATE and v.rule)
             del chunk, keyed, articles, index, earlier, chunk_verdicts  # before the next chunk is read
+            release_free_memory()  # what the chunk freed goes back: a long load stays flat
     summary = {"articles": decided, **verdicts, "duplicate_rules": dict(rules),
                "identity_rule_changes": changes, "failed_entries": failed}
     log.info("dedup: %s", summary)
@@ -138,6 +140,7 @@ def validate_plan(cur: Any, settings: Settings, run_id: str,
             reasons.update(_row_reasons(planned, outcome))
             chunks.append(dataclasses.replace(outcome, failures={}))
             del planned, frame, outcome  # before the next chunk is read
+            release_free_memory()  # what the chunk freed goes back: a long load stays flat
     rows = validate.merged(chunks) if chunks else None
     failed_rows = len(reasons)
     for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, list(reasons)):

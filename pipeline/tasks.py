@@ -360,12 +360,13 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
     fail: str | None = None
     gx_dir = settings.data_dir / "gx"
     # A batch to validate: Great Expectations starts up while the decider works. With
-    # `validation_child` (a DAG's load task and the CLI's runner, which call
-    # `end_validation` when done) in a child process, forked before the load's connection
-    # opens, so that it holds no part of its session; else in a thread.
+    # `validation_child` (a DAG's load task and the CLI, which call `end_validation` when
+    # done) in a child process, forked while this process has no connection open, so that
+    # it holds no part of a session; else in a thread.
     with connect(db_url) as conn, conn.cursor() as cur:
-        if storage.has_staged_entries(cur, run_id):
-            validate.warm_up(gx_dir, in_child=validation_child)
+        to_validate = storage.has_staged_entries(cur, run_id)
+    if to_validate:
+        validate.warm_up(gx_dir, in_child=validation_child)
     with connect(db_url) as conn, conn.cursor() as cur:
         done = load.begin(cur, run_id)
         if done is not None:
