@@ -68,8 +68,10 @@ def compare_parser(directory: Path, settings: Settings, delay: float) -> dict[st
     try:
         sources = [FeedSource(f"http://127.0.0.1:{port}/feed{i:05d}.xml") for i in range(count)]
         started = time.perf_counter()
-        summary = local_runner.ingest(url, other, sources, f"bench-{uuid.uuid4().hex[:8]}", validation_child=True)
-        tasks.end_validation(other)
+        try:
+            summary = local_runner.ingest(url, other, sources, f"bench-{uuid.uuid4().hex[:8]}", validation_child=True)
+        finally:
+            tasks.end_validation(other)
         wall = time.perf_counter() - started
     finally:
         server.kill()
@@ -193,6 +195,7 @@ def main() -> int:
             peer = run_peer(sources, args.peer_workers) if args.peer_workers else None
             dag = run_dag(settings, sources) if args.dag_pace else None
         finally:
+            tasks.end_validation(settings)  # a child left by a run that raised
             server.kill()
         other = compare_parser(Path(tmp), settings, args.delay) if args.compare_parsers else None
         latency_seconds = fetch_with_latency(Path(tmp), len(bodies), settings, args.latency)

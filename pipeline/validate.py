@@ -340,24 +340,33 @@ def _child_start() -> None:
 
 
 def _fresh_standard_streams() -> None:
-    """New objects for stdout and stderr, and for the log handlers writing to them: a lock
-    another thread of the parent held at the fork (a progress display writing to stderr)
-    stays held in the child, and the child's first warning would wait on it for ever."""
+    """New objects for stdout and stderr, and for the log handlers writing to them (matched
+    by file descriptor: a progress display may have put a proxy in `sys.stderr`): a lock
+    another thread of the parent held at the fork (that display's refresh writing to
+    stderr) stays held in the child, and the child's first warning would wait on it for ever."""
     import sys
 
-    handlers = [h for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-                for h in getattr(logger, "handlers", ())]
-    for name in ("stdout", "stderr"):
+    fresh = {}
+    for name, fd in (("stdout", 1), ("stderr", 2)):
         old = getattr(sys, name)
         try:
-            new = open(old.fileno(), "w", encoding=old.encoding, errors=old.errors,  # noqa: SIM115
-                       closefd=False, buffering=1)
-        except (AttributeError, OSError, ValueError):  # no file behind it (a test's capture)
+            new = open(fd, "w", encoding=getattr(old, "encoding", None) or "utf-8",  # noqa: SIM115
+                       errors=getattr(old, "errors", None) or "backslashreplace", closefd=False, buffering=1)
+        except OSError:  # no such descriptor
             continue
+        fresh[fd] = new
         setattr(sys, name, new)
-        for handler in handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
-                handler.stream = new  # not setStream: it flushes the old stream first
+    handlers = [h for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+                for h in getattr(logger, "handlers", ())]
+    for handler in handlers:
+        if not isinstance(handler, logging.StreamHandler):
+            continue
+        try:
+            fd = handler.stream.fileno()
+        except (AttributeError, OSError, ValueError):  # not a file (a test's capture)
+            continue
+        if fd in fresh:
+            handler.stream = fresh[fd]  # not setStream: it flushes the old stream first
 
 
 def _in_child(project_dir: Path, method: str | None, *args: Any) -> Any:
