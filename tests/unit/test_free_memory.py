@@ -49,3 +49,16 @@ def test_memory_a_shard_freed_goes_back_to_the_system():
     assert released == "True"
     assert int(before) >= 250, "the freed bodies stayed in the process"  # the premise holds here
     assert int(after) <= int(before) - 200, (before, after)
+
+
+def test_with_the_heap_bounded_large_bodies_freed_are_gone_without_a_trim():
+    """`bounded_heap` (set before the CLI's workers fork): blocks of 256 KB or more are
+    mapped on their own, whatever was freed before, so the shard's freed bodies leave the
+    process at once, with nothing to trim."""
+    if not hasattr(free_memory.libc(), "mallopt"):
+        pytest.skip("no glibc mallopt here")
+    bounded = "from pipeline.free_memory import bounded_heap\nassert bounded_heap()\n" + SHARD_LIKE
+    done = subprocess.run([sys.executable, "-c", bounded], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    before, _, _ = done.stdout.split()
+    assert int(before) < 100, f"{before} MB held after the bodies were freed"
