@@ -68,10 +68,7 @@ def compare_parser(directory: Path, settings: Settings, delay: float) -> dict[st
     try:
         sources = [FeedSource(f"http://127.0.0.1:{port}/feed{i:05d}.xml") for i in range(count)]
         started = time.perf_counter()
-        try:
-            summary = local_runner.ingest(url, other, sources, f"bench-{uuid.uuid4().hex[:8]}", validation_child=True)
-        finally:
-            tasks.end_validation(other)
+        summary = local_runner.ingest(url, other, sources, f"bench-{uuid.uuid4().hex[:8]}", validation_child=True)
         wall = time.perf_counter() - started
     finally:
         server.kill()
@@ -180,22 +177,19 @@ def main() -> int:
         try:
             sources = [FeedSource(f"http://127.0.0.1:{port}/feed{i:05d}.xml") for i in range(len(bodies))]
             started = time.perf_counter()
-            # as the CLI runs it: GX in a child process the load forks, ended before it exits
+            # as the CLI runs it: GX in a child process the load forks (and ends)
             first = local_runner.ingest(url, settings, sources, f"bench-{uuid.uuid4().hex[:8]}",
                                         validation_child=True)
-            tasks.end_validation(settings)
             wall = time.perf_counter() - started
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             worker_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             started = time.perf_counter()
             second = local_runner.ingest(url, settings, sources, f"bench-{uuid.uuid4().hex[:8]}", force=True,
                                          validation_child=True)
-            tasks.end_validation(settings)  # none started: no entry to validate
             unchanged_wall = time.perf_counter() - started
             peer = run_peer(sources, args.peer_workers) if args.peer_workers else None
             dag = run_dag(settings, sources) if args.dag_pace else None
         finally:
-            tasks.end_validation(settings)  # a child left by a run that raised
             server.kill()
         other = compare_parser(Path(tmp), settings, args.delay) if args.compare_parsers else None
         latency_seconds = fetch_with_latency(Path(tmp), len(bodies), settings, args.latency)

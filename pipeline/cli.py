@@ -300,7 +300,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         if args.command == "ingest":
@@ -334,7 +333,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if settings is not None:  # the load's validation child (run_ingest), if one started
-            tasks.end_validation(settings)
     return EXIT_OK

@@ -5,8 +5,8 @@ processes (the DAG maps them as tasks instead), then `load_batch` and `report_ru
 For the CLI (`validation_child`), Great Expectations starts where the DAG's load task
 starts it: in a child process the load forks when it has a batch to validate (a run of
 304s never pays for it), which imports it on the core the load's SQL leaves idle while the
-batch is decided (during the shards every core is busy already); the CLI ends it before it
-exits. A process that runs many ingests (a test session) builds it once, in a thread.
+batch is decided (during the shards every core is busy already), and ended with the load.
+A process that runs many ingests (a test session) builds it once, in a thread.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pipeline.config import Settings
 from pipeline.errors import ValidationThresholdExceeded
 from pipeline.free_memory import bounded_heap, release_free_memory
 from pipeline.records import FeedSource
-from pipeline.tasks import ShardSummary, ingest_shard, load_batch, prepare_run, report_run, utcnow
+from pipeline.tasks import ShardSummary, end_validation, ingest_shard, load_batch, prepare_run, report_run, utcnow
 
 
 class StageClock:
@@ -96,9 +96,9 @@ def ingest(
     """Run every task once, in the DAG's order, and return the run summary. `clock` is the
     run's time (a replay or a simulation passes its own); `lane` "hot" covers hot feeds only.
     With `validation_child` (the CLI: one run, then it exits) Great Expectations starts in
-    a child process the load forks, which the caller ends (`tasks.end_validation`, on the
-    thread that called this); without, in a thread of this process, and it stays built here
-    for later runs (a process that runs many, e.g. a test session's).
+    a child process the load forks, ended when the load is done; without, in a thread of
+    this process, and it stays built here for later runs (a process that runs many, e.g. a
+    test session's).
 
     The summary's `stage_seconds` says where the time went."""
     timed = StageClock()
@@ -123,6 +123,9 @@ def finish(db_url: str, settings: Settings, run_id: str, clock: Callable[[], dat
             load_batch(db_url, settings, run_id, clock, validation_child=validation_child)
         except ValidationThresholdExceeded as exc:
             breach = exc
+        finally:
+            if validation_child:
+                end_validation(settings)
     summary = report_run(db_url, run_id, clock())
     if breach is not None:
         raise breach

@@ -170,8 +170,8 @@ def validate_plan(cur: Any, settings: Settings, run_id: str,
     storage.mark_validated(cur, run_id, now, fail, warn, docs)
     pages: list[validate.SuiteOutcome] = []
     if with_docs:  # a page for each failing chunk (each chunk's with DATA_DOCS=always) and the feeds'
-        pages = chunks if settings.data_docs == "always" else [c for c in chunks if not c.success]
-        pages = [*pages, *([feeds] if feeds else [])]
+        pages = [c for c in chunks if settings.data_docs == "always" or not c.success]
+        pages += [feeds] if feeds else []
     summary = {"entries": entries, "validated": validated, "passed": validated - failed_rows,
                "quarantined": len(reasons), "failed_expectations": dict(by_expectation), "data_docs": docs}
     log.info("validate: %s", summary)

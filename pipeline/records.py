@@ -142,14 +142,6 @@ class Article:
         data["tags"] = list(self.tags)
         return data
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Article:
-        values = dict(data)
-        values["published_at"] = datetime.fromisoformat(values["published_at"])
-        values["authors"] = tuple(values.get("authors") or ())
-        values["tags"] = tuple(values.get("tags") or ())
-        return cls(**values)
-
 
 _ARTICLE_FIELDS = tuple(f.name for f in fields(Article))
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,23 +430,15 @@ def docs_built_meanwhile(project_dir: Path, outcomes: Sequence[SuiteOutcome], ke
     if not outcomes:
         yield
         return
-    failed: list[BaseException] = []
 
     def build() -> None:
-        try:
-            validator(project_dir).build_docs(outcomes)
-            validator(project_dir).prune_docs(keep)
-        except BaseException as exc:  # noqa: BLE001 - raised again on the calling thread
-            failed.append(exc)
+        validator(project_dir).build_docs(outcomes)
+        validator(project_dir).prune_docs(keep)
 
-    thread = threading.Thread(target=build, name="data-docs", daemon=True)
-    thread.start()
-    try:
+    with ThreadPoolExecutor(1, thread_name_prefix="data-docs") as pool:  # its exit waits for it
+        pages = pool.submit(build)
         yield
-    finally:
-        thread.join()
-    if failed:
-        raise failed[0]
+    pages.result()  # a failure to write them, raised here
 
 
 def warm_up(project_dir: Path, in_child: bool = False) -> None:
