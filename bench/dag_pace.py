@@ -123,6 +123,22 @@ def forget_queue(queue: str, url: str = BROKER) -> None:
     client.close()
 
 
+def _timeline(metadata: str, run: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Where the run's time went: for each task, its instances' first start and last end
+    (seconds from the run's start) and their summed run time."""
+    rows = _query(metadata, """
+        SELECT t.task_id, count(*),
+               EXTRACT(EPOCH FROM min(t.start_date) - r.start_date),
+               EXTRACT(EPOCH FROM max(t.end_date) - r.start_date),
+               EXTRACT(EPOCH FROM sum(t.end_date - t.start_date))
+        FROM task_instance t JOIN dag_run r ON r.dag_id = t.dag_id AND r.run_id = t.run_id
+        WHERE t.dag_id = 'news_ingest' AND t.run_id = %s
+        GROUP BY t.task_id, r.start_date ORDER BY 3""", (run["run_id"],))
+    return {task: {"instances": n, "first_start_s": round(float(first or 0), 1),
+                   "last_end_s": round(float(last or 0), 1), "busy_s": round(float(busy or 0), 1)}
+            for task, n, first, last, busy in rows}
+
+
 def _per_worker(metadata: str, news: str, run: dict[str, Any], workers: int) -> dict[str, Any]:
     """Fetches and entries per hour, per worker on average and for each worker (the hostname
     its shards' task instances record), over the run's wall time."""
@@ -201,7 +217,8 @@ def measure_executor(executor: str, url_file: Path, news_url: str, timeout_s: fl
                     used = 1 if executor == "local" else workers
                     return {**run, "executor": "LocalExecutor" if executor == "local" else "CeleryExecutor",
                             "parallelism": 8, "feed_fetch_pool_slots": int(slots),
-                            **_per_worker(metadata, news_url, run, used)}
+                            **_per_worker(metadata, news_url, run, used),
+                            "tasks": _timeline(metadata, run)}
                 time.sleep(2)
             raise TimeoutError(f"no news_ingest run finished within {timeout_s:.0f} s: see {kept_log}")
         finally:

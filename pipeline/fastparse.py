@@ -114,17 +114,51 @@ _JOINS_CACHED = 1 << 14  # pairs kept per process (each at most _JOIN_CACHED_CHA
 _JOIN_CACHED_CHARS = 2048
 
 
+# An absolute http(s) address that urllib's `urljoin` gives back as it is, whatever the
+# base: printable ASCII, a host right after "//" (feedparser strips extra slashes), no
+# brackets (urllib checks IPv6 hosts), no ";" (path parameters are re-joined), and a query
+# or fragment only when not empty (an empty one is dropped). Such an address, joined by
+# feedparser's `_urljoin` or `make_safe_absolute_uri` against a base urllib can parse, is
+# itself: nearly every link of a real feed is one, and skips urllib's parse and re-join.
+_PLAIN_ABSOLUTE = re.compile(
+    r"https?://[A-Za-z0-9._~%!$&'()*+,=:@-]+(?:/[A-Za-z0-9._~%!$&'()*+,=:@/-]*)?"
+    r"(?:\?[!-\"$-~]+)?(?:#[!-~]+)?")
+
+
 def _cached_join(join: Callable[..., str]) -> Callable[..., str]:
     """`join` with its short (base, uri) pairs remembered: a long one (a hostile feed's
-    megabyte `id`) is joined afresh, so the cache's memory stays bounded."""
+    megabyte `id`) is joined afresh, so the cache's memory stays bounded. A plain absolute
+    address (`_PLAIN_ABSOLUTE`) is its own join, without urllib."""
     cached = lru_cache(maxsize=_JOINS_CACHED)(join)
 
     def short_or_fresh(base: str | None, uri: str | None = None) -> str:
+        if uri and _PLAIN_ABSOLUTE.fullmatch(uri) and (not base or _parsable_base(base)):
+            return uri
         if len(base or "") + len(uri or "") <= _JOIN_CACHED_CHARS:
             return cached(base, uri)
         return join(base, uri)
 
     return short_or_fresh
+
+
+def _parsable_base(base: str) -> bool:
+    """Whether urllib parses `base` (a join against one it cannot parse is feedparser's "")."""
+    if len(base) <= _JOIN_CACHED_CHARS:
+        return _parsable_short_base(base)
+    return _parses(base)
+
+
+def _parses(base: str) -> bool:
+    from urllib.parse import urlparse
+
+    try:
+        urlparse(base)
+    except ValueError:
+        return False
+    return True
+
+
+_parsable_short_base = lru_cache(maxsize=1024)(_parses)
 
 
 def _encoding(body: bytes, content_type: str | None) -> str:

@@ -3,7 +3,11 @@ makes it raise out of `parse_feed`."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from pipeline import fastparse, parse
 from pipeline.config import Settings
@@ -133,3 +137,61 @@ def test_a_long_tag_is_resolved_as_feedparser_does_but_not_kept_in_the_tag_cache
     assert 'src="https://news.example/i.png"' in first
     cached = {tag for tag, _ in fastmarkup._RENDERED}
     assert '<a href="x">' in cached and not any(long_alt in tag for tag in cached)
+
+
+# Links as feeds write them, and the ways urllib would rewrite or refuse one.
+_SCHEMES = st.sampled_from(["http", "https", "HTTP", "Https", "ftp", "javascript", "mailto", ""])
+_SEPARATORS = st.sampled_from(["://", ":", ":///", "//", ""])
+_HOSTS = st.sampled_from(["news.example", "a.b:8080", "user@host", "[::1]", "[bad", "host]",
+                          "ex ample", "bücher.de", "", "h%41st", "host;x"])
+_PIECES = st.text(alphabet="/abc%;?#&=. \t\n[]\\\"<>é+:@!~", max_size=12)
+_B = "https://news.example/feed.xml"
+_BASES = st.sampled_from(["", "https://news.example/feed.xml", "http://news.example/a/b/", "http://[bad/",
+                          "https://[::1]:80/x", "ftp://files.example/", "relative/base", "http://h/p;q?r#f"])
+
+
+# mostly links that look absolute, so the shortcut's edges (an empty query or fragment, a
+# ";", a bracket, whitespace) are met often
+_NEAR_ABSOLUTE = st.tuples(st.sampled_from(["http", "https"]), st.just("://"),
+                           st.sampled_from(["news.example", "a.b:8080", "user@host", "[::1]"]),
+                           st.lists(st.sampled_from(["/", "/a", "b", ";", "?", "#", "x=1", "&", " ", "\t",
+                                                     "[", "]", "%20", "é", "//", "\\", ":"]),
+                                    max_size=6).map("".join))
+_ANY_LINK = st.tuples(_SCHEMES, _SEPARATORS, _HOSTS, _PIECES)
+
+
+@given(base=_BASES, parts=st.one_of(_NEAR_ABSOLUTE, _NEAR_ABSOLUTE, _ANY_LINK))
+@example(base=_B, parts=("https://news.example/a;",))  # urllib drops an empty parameter,
+@example(base=_B, parts=("https://news.example/a;?x=1",))
+@example(base=_B, parts=("https://news.example/a?",))  # an empty query,
+@example(base=_B, parts=("https://news.example/a?#top",))
+@example(base=_B, parts=("https://news.example/a#",))  # an empty fragment,
+@example(base=_B, parts=("https:///news.example/a",))  # feedparser the extra slashes
+@example(base=_B, parts=("https://[::1/a",))  # urllib refuses a broken IPv6 host,
+@example(base="http://[bad/", parts=("https://news.example/a",))  # and a base it cannot parse
+@settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "12")) * 40, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+def test_a_link_is_joined_as_feedparser_joins_it(base, parts):
+    """The plain-absolute shortcut gives what feedparser's joins give, for any link and base."""
+    from feedparser import urls
+
+    uri = "".join(parts)
+    fp = fastparse._feedparser()
+    assert fp.urljoin(base, uri) == urls._urljoin(base, uri)
+    assert fp.safe_absolute(base, uri) == urls.make_safe_absolute_uri(base, uri)
+
+
+@pytest.mark.parametrize("link", [
+    "https://www.bbc.co.uk/news/articles/c4g0r2z5x5ro",
+    "https://www.theguardian.com/world/2026/dec/07/story-title?CMP=rss#comments",
+    "http://feeds.example.com/~r/site/~3/AbC-123_x/story.html",
+    "https://img.example/i/800x450/photo.jpg?w=800&h=450&crop=1",
+])
+def test_a_plain_absolute_link_skips_urllib(link, monkeypatch):
+    """A real feed's absolute links are joined without urllib's parse (the shortcut is taken)."""
+    import urllib.parse
+
+    fp = fastparse._feedparser()
+    monkeypatch.setattr(urllib.parse, "urljoin", lambda *a, **k: pytest.fail("urllib joined it"))
+    assert fp.safe_absolute("https://news.example/feed.xml", link) == link
+    assert fp.urljoin("https://news.example/feed.xml", link) == link
