@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -426,18 +426,26 @@ def docs_built_meanwhile(project_dir: Path, outcomes: Sequence[SuiteOutcome], ke
     """Write the Data Docs pages of `outcomes` (and prune the site to the latest `keep`
     runs per suite) while the block runs, in a thread, which mostly waits on the validation
     child that renders them; the block's end waits for the pages, and a failure to write
-    them is raised there, as if they had been written before it."""
+    them is raised there, as if they had been written before it. A block that fails (the
+    load refused, Ctrl-C) does not wait: the pages of a batch not loaded are not needed,
+    and the thread, a daemon, holds neither the failure nor the process's exit (should the
+    child be gone, it would build Great Expectations in this process first)."""
     if not outcomes:
         yield
         return
+    pages: Future[None] = Future()
 
     def build() -> None:
-        validator(project_dir).build_docs(outcomes)
-        validator(project_dir).prune_docs(keep)
+        try:
+            validator(project_dir).build_docs(outcomes)
+            validator(project_dir).prune_docs(keep)
+        except BaseException as exc:  # noqa: BLE001 - handed to the block's end
+            pages.set_exception(exc)
+        else:
+            pages.set_result(None)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="data-docs") as pool:  # its exit waits for it
-        pages = pool.submit(build)
-        yield
+    threading.Thread(target=build, name="data-docs", daemon=True).start()
+    yield
     pages.result()  # a failure to write them, raised here
 
 

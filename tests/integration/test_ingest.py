@@ -393,6 +393,20 @@ def test_migrations_are_tracked_and_idempotent(db_url):
     assert {"articles_published_at", "articles_canonical_url_key", "articles_search"} <= indexes
 
 
+def test_the_large_values_a_run_writes_use_lz4_where_the_server_has_it(db_url):
+    """Migration 019: the staged entries' and articles' large columns compress with lz4; on a
+    server built without it (the embedded one) the migration still applies, keeping pglz."""
+    (has_lz4,), = query(db_url, "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                                "WHERE name = 'default_toast_compression'")
+    methods = dict(query(db_url, """
+        SELECT attrelid::regclass::text || '.' || attname, attcompression::text FROM pg_attribute
+        WHERE (attrelid = 'staged_entries'::regclass AND attname IN ('raw', 'article', 'search'))
+           OR (attrelid = 'articles'::regclass AND attname IN ('text', 'html', 'search'))
+           OR (attrelid = 'quarantine'::regclass AND attname IN ('entry', 'article'))"""))
+    assert len(methods) == 8
+    assert set(methods.values()) == ({"l"} if has_lz4 else {""}), methods
+
+
 def test_full_text_search_finds_articles(db_url, settings, demo):
     run(db_url, settings, demo)
     hits = query(db_url, "SELECT title FROM articles WHERE search @@ websearch_to_tsquery('english', 'ferry crossings')")

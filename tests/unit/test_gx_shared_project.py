@@ -3,8 +3,11 @@ saves the suites when it starts, so the one that started first finds them change
 validation must still run, and still judge rows, instead of failing the load."""
 
 import shutil
+import threading
 import time
 from datetime import UTC, datetime
+
+import pytest
 
 from pipeline import validate
 from pipeline.expectations import ROWS_SUITE
@@ -143,3 +146,30 @@ def test_data_docs_written_while_the_load_goes_on_are_there_when_it_ends(tmp_pat
             pass
     finally:
         validate.close(tmp_path)
+
+
+def test_a_failed_load_does_not_wait_for_its_data_docs(tmp_path):
+    """Ctrl-C (or a refused load) while the pages are being written ends the block at once:
+    the pages of a batch not loaded are not waited for."""
+    release = threading.Event()
+
+    class Slow:
+        def build_docs(self, outcomes):
+            release.wait(60)
+
+        def prune_docs(self, keep):
+            pass
+
+    validate._validators[tmp_path] = Slow()
+    try:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt), validate.docs_built_meanwhile(tmp_path, [object()], keep=5):
+            raise KeyboardInterrupt
+        assert time.monotonic() - started < 5
+        pages_written = validate.docs_built_meanwhile(tmp_path, [object()], keep=5)
+        with pages_written:  # a block that ends well still waits for its pages
+            threading.Timer(0.5, release.set).start()
+        assert release.is_set()
+    finally:
+        release.set()
+        del validate._validators[tmp_path]
