@@ -125,7 +125,8 @@ def forget_queue(queue: str, url: str = BROKER) -> None:
 
 def _timeline(metadata: str, run: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Where the run's time went: for each task, its instances' first start and last end
-    (seconds from the run's start) and their summed run time."""
+    (seconds from the run's start) and their summed run time (of each instance's last try:
+    a retried task's earlier tries are in task_instance_history, not counted here)."""
     rows = _query(metadata, """
         SELECT t.task_id, count(*),
                EXTRACT(EPOCH FROM min(t.start_date) - r.start_date),

@@ -253,6 +253,7 @@ class ValidatorProcess:
 
         self.project_dir = project_dir
         self._fallback: Validator | None = None
+        self._closed = False
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
                                          initializer=_child_start)
         try:
@@ -266,20 +267,30 @@ class ValidatorProcess:
         from concurrent.futures import TimeoutError as CallTimeout
         from concurrent.futures.process import BrokenProcessPool
 
+        if self._closed:
+            raise RuntimeError("the validation process was closed")
         if self._fallback is None:
             try:
                 return self._pool.submit(_in_child, self.project_dir, method, *args).result(CALL_TIMEOUT_S)
             except (BrokenProcessPool, CallTimeout) as exc:
+                if self._closed:  # ended by its owner meanwhile: not a death to recover from
+                    raise RuntimeError("the validation process was closed") from exc
                 log.warning("the validation process died or hung (%s): validating in this process",
                             type(exc).__name__)
-                self.close()
+                self._end_child()
                 self._fallback = Validator(self.project_dir)
         if method == "build_docs":  # results the child kept (numbered) have no page here
             args = ([o for o in args[0] if o is None or not isinstance(o.result_key, int)],)
         return getattr(self._fallback, method)(*args)
 
     def close(self) -> None:
-        """End the child process: asked to, then killed after `CLOSE_WAIT_S`."""
+        """End the child process: asked to, then killed after `CLOSE_WAIT_S`. A call after
+        this (a Data Docs thread a failed load left) fails: it does not build Great
+        Expectations in this process."""
+        self._closed = True
+        self._end_child()
+
+    def _end_child(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + CLOSE_WAIT_S
         for process in self._processes:
@@ -427,25 +438,34 @@ def docs_built_meanwhile(project_dir: Path, outcomes: Sequence[SuiteOutcome], ke
     runs per suite) while the block runs, in a thread, which mostly waits on the validation
     child that renders them; the block's end waits for the pages, and a failure to write
     them is raised there, as if they had been written before it. A block that fails (the
-    load refused, Ctrl-C) does not wait: the pages of a batch not loaded are not needed,
-    and the thread, a daemon, holds neither the failure nor the process's exit (should the
-    child be gone, it would build Great Expectations in this process first)."""
+    load refused, Ctrl-C) does not wait: the pages of a batch not loaded are not needed.
+    The thread, a daemon, then holds neither the failure nor the process's exit, and it
+    uses the validator the suites ran on: once the caller closes it (`close`), the thread's
+    call fails instead of building Great Expectations anew in this process."""
     if not outcomes:
         yield
         return
     pages: Future[None] = Future()
+    target = validator(project_dir)  # the suites' own: built already
+    abandoned = threading.Event()
 
     def build() -> None:
         try:
-            validator(project_dir).build_docs(outcomes)
-            validator(project_dir).prune_docs(keep)
+            target.build_docs(outcomes)
+            target.prune_docs(keep)
         except BaseException as exc:  # noqa: BLE001 - handed to the block's end
             pages.set_exception(exc)
+            if abandoned.is_set():
+                log.info("Data Docs of a batch not loaded left unwritten (%s)", type(exc).__name__)
         else:
             pages.set_result(None)
 
     threading.Thread(target=build, name="data-docs", daemon=True).start()
-    yield
+    try:
+        yield
+    except BaseException:
+        abandoned.set()
+        raise
     pages.result()  # a failure to write them, raised here
 
 

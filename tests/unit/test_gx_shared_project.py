@@ -144,6 +144,12 @@ def test_data_docs_written_while_the_load_goes_on_are_there_when_it_ends(tmp_pat
         site.write_text("not a folder: no page can be written under it")
         with pytest.raises(Exception), validate.docs_built_meanwhile(tmp_path, [outcome], keep=5):
             pass
+        child = validate.validator(tmp_path)
+        validate.close(tmp_path)
+        # what a failed load's docs thread still asks of it fails: no GX is built in this process
+        with pytest.raises(RuntimeError, match="closed"):
+            child.build_docs([outcome])
+        assert tmp_path not in validate._validators
     finally:
         validate.close(tmp_path)
 
