@@ -296,6 +296,8 @@ WHERE l.run_id = %(run)s AND l.outcome IN ('ok', 'not_modified')
   AND l.fetched_at >= coalesce(f.last_fetched_at, '-infinity')
 """
 
+_OBSERVATIONS_PAGE = 1_000  # feeds' observations read at a time (`_adapt_polling`)
+
 _RECORD_POLLING = """
 UPDATE fetch_log l SET possible_gap = v.gap, publish_rate = v.rate, window_size = v.size,
                        poll_interval_s = v.seconds
@@ -469,17 +471,21 @@ def apply_plan(
 
 def _adapt_polling(cur: Cursor, params: dict[str, Any], rules: polling_policy.Rules) -> int:
     """Each successful fetch's verdict from the polling policy (rate, interval, possible
-    gap), recorded on its fetch_log row for `_FEED_STATE`. Returns the possible gaps."""
-    cur.execute(_POLLING_OBSERVATIONS, params)
+    gap), recorded on its fetch_log row for `_FEED_STATE`. Returns the possible gaps.
+    The observations (each with its entries' publication times) are read a page of feeds
+    at a time, so the load's memory does not grow with the run's feeds."""
     verdicts = []
-    for (feed_id, fetched_at, entries, last_success, rate, window, new, overlap,
-         published) in cur.fetchall():
-        verdict = polling_policy.adapt(polling_policy.Observation(
-            fetched_at, last_success, rate, window, entries, new, overlap, published or ()),
-            rules.bounds, rules.fill)
-        interval = max(polling_policy.spread(verdict.interval, feed_id, first=last_success is None),
-                       rules.bounds.min_interval)
-        verdicts.append((feed_id, verdict.gap, verdict.rate, verdict.window, round(interval.total_seconds())))
+    with cur.connection.cursor(name="polling_observations") as observations:
+        observations.itersize = _OBSERVATIONS_PAGE
+        observations.execute(_POLLING_OBSERVATIONS, params)
+        for (feed_id, fetched_at, entries, last_success, rate, window, new, overlap,
+             published) in observations:
+            verdict = polling_policy.adapt(polling_policy.Observation(
+                fetched_at, last_success, rate, window, entries, new, overlap, published or ()),
+                rules.bounds, rules.fill)
+            interval = max(polling_policy.spread(verdict.interval, feed_id, first=last_success is None),
+                           rules.bounds.min_interval)
+            verdicts.append((feed_id, verdict.gap, verdict.rate, verdict.window, round(interval.total_seconds())))
     execute_values(cur, _RECORD_POLLING, [(params["run"], *v) for v in verdicts],
                    template="(%s, %s::bigint, %s::boolean, %s::float8, %s::int, %s::int)", page_size=1000)
     return sum(gap for _, gap, *_ in verdicts)

@@ -12,7 +12,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from pipeline import local_runner
+from pipeline import load, local_runner
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
 from tests.helpers import item, query, rss, scalar
@@ -42,7 +42,10 @@ def health(db_url, path_end: str) -> dict:
     return dict(zip(("hot", "rate", "interval", "gaps", "gaps_7d", "next_check_at"), rows[0]))
 
 
-def test_a_fast_feed_is_hot_and_polled_often_a_quiet_one_rarely(db_url, settings, server):
+@pytest.mark.parametrize("page", [load._OBSERVATIONS_PAGE, 1], ids=["one page", "a feed a page"])
+def test_a_fast_feed_is_hot_and_polled_often_a_quiet_one_rarely(db_url, settings, server, page, monkeypatch):
+    # the load reads the feeds' observations a page at a time: pages of one feed judge alike
+    monkeypatch.setattr(load, "_OBSERVATIONS_PAGE", page)
     server.routes["/fast.xml"] = Route(rss(dated(range(20), T0, timedelta(minutes=1))))
     server.routes["/quiet.xml"] = Route(rss(dated(range(100, 120), T0, timedelta(days=2))))
     run(db_url, settings, server, ["/fast.xml", "/quiet.xml"], T0, "first")
