@@ -2,8 +2,8 @@
 makes it raise, and what it keeps is still right.
 
 Each class of bench.adversarial (a pattern that once made a step super-linear) is
-normalized at 1 MB: under 2 s (a quadratic step takes minutes there), with the opening
-words kept and no markup let through."""
+normalized at 1 MB: under `LINEAR_S` (a quadratic step takes minutes there), with the
+opening words kept and no markup let through."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from pipeline.records import ParsedEntry
 
 FETCHED = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 SIZE = 1_000_000  # under the 1 MiB cut, so every class keeps its tail
+# Each case takes 0.1-0.5 s alone here; a quadratic step, minutes. The bound leaves room for
+# a slow or busy machine (a clean-clone CI beside a benchmark took 2.5 s for the 10 MB body).
+LINEAR_S = 10
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,7 +36,7 @@ def test_each_hostile_class_normalizes_in_linear_time_and_keeps_its_words(case: 
     started = time.perf_counter()
     article = normalize_entry(parsed)
     seconds = time.perf_counter() - started
-    assert seconds < 2, f"{case.name}: {seconds:.1f} s"
+    assert seconds < LINEAR_S, f"{case.name}: {seconds:.1f} s"
     assert article.text.startswith("Opening story words.")
     assert article.title.startswith("Opening story words.")
     for words in case.expect:
@@ -44,7 +47,7 @@ def test_each_hostile_class_normalizes_in_linear_time_and_keeps_its_words(case: 
 def test_a_10_mb_entry_costs_what_its_first_mebibyte_costs():
     started = time.perf_counter()
     article = normalize_entry(entry(CASES[0], 10 * 2**20))
-    assert time.perf_counter() - started < 2 and article.text == "Opening story words."
+    assert time.perf_counter() - started < LINEAR_S and article.text == "Opening story words."
 
 
 def test_markup_too_costly_to_parse_keeps_its_text_and_drops_its_tags():
@@ -92,7 +95,7 @@ def test_invalid_bytes_in_a_10_mb_utf8_body_are_read_as_windows_1252_quickly():
     body = b"<rss><title>" + b"caf\xe9 \x92quoted\x92 \xe2\x80\x99 " * 500_000 + b"</title></rss>"
     started = time.perf_counter()
     repaired, how = encoding.repair_utf8(body)
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < LINEAR_S
     assert repaired.decode("utf-8").startswith("<rss><title>café ’quoted’ ’ ")
     assert how == "windows-1252 bytes in a UTF-8 body, repaired"
 
