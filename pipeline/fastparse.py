@@ -141,14 +141,8 @@ def _cached_join(join: Callable[..., str]) -> Callable[..., str]:
     return short_or_fresh
 
 
-def _parsable_base(base: str) -> bool:
-    """Whether urllib parses `base` (a join against one it cannot parse is feedparser's "")."""
-    if len(base) <= _JOIN_CACHED_CHARS:
-        return _parsable_short_base(base)
-    return _parses(base)
-
-
 def _parses(base: str) -> bool:
+    """Whether urllib parses `base` (a join against one it cannot parse is feedparser's "")."""
     from urllib.parse import urlparse
 
     try:
@@ -158,7 +152,12 @@ def _parses(base: str) -> bool:
     return True
 
 
-_parsable_short_base = lru_cache(maxsize=1024)(_parses)
+_parses_cached = lru_cache(maxsize=1024)(_parses)
+
+
+def _parsable_base(base: str) -> bool:
+    """`_parses`, remembered for a base short enough to keep."""
+    return _parses_cached(base) if len(base) <= _JOIN_CACHED_CHARS else _parses(base)
 
 
 def _encoding(body: bytes, content_type: str | None) -> str:

@@ -447,7 +447,6 @@ def docs_built_meanwhile(project_dir: Path, outcomes: Sequence[SuiteOutcome], ke
         return
     pages: Future[None] = Future()
     target = validator(project_dir)  # the suites' own: built already
-    abandoned = threading.Event()
 
     def build() -> None:
         try:
@@ -455,17 +454,11 @@ def docs_built_meanwhile(project_dir: Path, outcomes: Sequence[SuiteOutcome], ke
             target.prune_docs(keep)
         except BaseException as exc:  # noqa: BLE001 - handed to the block's end
             pages.set_exception(exc)
-            if abandoned.is_set():
-                log.info("Data Docs of a batch not loaded left unwritten (%s)", type(exc).__name__)
         else:
             pages.set_result(None)
 
     threading.Thread(target=build, name="data-docs", daemon=True).start()
-    try:
-        yield
-    except BaseException:
-        abandoned.set()
-        raise
+    yield  # a block that raises ends here, without waiting
     pages.result()  # a failure to write them, raised here
 
 
