@@ -121,15 +121,35 @@ class _Locks:
     def unlock_shared(self, key: int) -> None:
         self._ask("SELECT pg_advisory_unlock_shared(%s)", key)
 
-    def others_waiting(self, key: int) -> bool:
-        """Whether another session holds `key` shared (is waiting for the host): taking it
-        exclusive fails then (this session's own shared hold does not conflict)."""
-        self.cur.execute("SELECT CASE WHEN pg_try_advisory_lock(%(k)s) THEN NOT pg_advisory_unlock(%(k)s)"
-                         " ELSE true END", {"k": key})
-        return bool(self.cur.fetchone()[0])
+    def claim(self, waiting_key: int | None, keys: list[int]) -> tuple[bool, int | None]:
+        """In one round trip: whether another session waits for the host (checked only
+        with a `waiting_key`: another session holds it shared, so taking it exclusive fails;
+        this session's own shared hold does not conflict), and if none does, the position
+        of the first of `keys` locked now, tried in order, each at most once, up to the
+        first taken."""
+        self.cur.execute(_CLAIM, {"wk": waiting_key, "keys": keys})
+        others, position = self.cur.fetchone()
+        return bool(others), None if position is None else position - 1
 
     def close(self) -> None:
         self.conn.close()  # the server releases every lock the session still holds
+
+
+# `_Locks.claim`: the waiting check, then the keys tried one after another (a recursive
+# step runs only while none was taken), so no lock is taken beyond the first granted.
+_CLAIM = """
+WITH RECURSIVE
+w AS (SELECT CASE WHEN %(wk)s::bigint IS NULL THEN false
+                  WHEN pg_try_advisory_lock(%(wk)s::bigint) THEN NOT pg_advisory_unlock(%(wk)s::bigint)
+                  ELSE true END AS others),
+t(n, ok) AS (
+    SELECT 1, pg_try_advisory_lock((%(keys)s::bigint[])[1]) FROM w
+    WHERE NOT w.others AND cardinality(%(keys)s::bigint[]) > 0
+    UNION ALL
+    SELECT n + 1, pg_try_advisory_lock((%(keys)s::bigint[])[n + 1]) FROM t
+    WHERE NOT t.ok AND n < cardinality(%(keys)s::bigint[]))
+SELECT (SELECT others FROM w), (SELECT n FROM t WHERE ok)
+"""
 
 
 class HostSlots:
@@ -221,9 +241,19 @@ class HostSlots:
         if self._db is None:
             return free[0]
         try:
-            if state.served and not state.waiting and self._db.others_waiting(lock_key(host, "waiting")):
-                return None  # yields, without waiting in line itself: a waiter goes first
-            index = next((i for i in free if self._relock(lock_key(host, i))), None)
+            # a slot whose unlock is still pending here is this session's already: no round
+            # trip for it; else the free slots are tried in the database, in one round trip
+            # with the check for waiters (one that had its turn yields to them, without
+            # waiting in line itself)
+            held_here = next((i for i in free if lock_key(host, i) in self._unlock_at), None)
+            check = lock_key(host, "waiting") if state.served and not state.waiting else None
+            others, position = (False, None) if held_here is not None and check is None else self._db.claim(
+                check, [] if held_here is not None else [lock_key(host, i) for i in free])
+            if others:
+                return None
+            if held_here is not None:
+                del self._unlock_at[lock_key(host, held_here)]
+            index = held_here if held_here is not None else None if position is None else free[position]
             if index is not None and self.delay > 0:
                 if self._relock(lock_key(host, "turn")):
                     self._schedule(lock_key(host, "turn"), self.clock() + self.delay)

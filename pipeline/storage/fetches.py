@@ -5,7 +5,6 @@ Functions take an open cursor and run parameterized SQL; the caller owns the tra
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 
+from pipeline import body_codec
 from pipeline.records import FetchOutcome, FetchResult
 from pipeline.storage.transactions import PAGE
 
@@ -106,8 +106,8 @@ def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> 
 
 
 def archive_bodies(cur: Cursor, results: Sequence[FetchResult]) -> None:
-    """Keep every fetched body, compressed, once per content hash; a body still served
-    (unchanged, or answered by 304) has its retention clock reset."""
+    """Keep every fetched body, compressed (pipeline.body_codec), once per content hash; a
+    body still served (unchanged, or answered by 304) has its retention clock reset."""
     still_served = [r.feed_id for r in results if r.outcome is FetchOutcome.NOT_MODIFIED]
     if still_served:  # rows locked in hash order: runs fetching the same bodies at once
         cur.execute(
@@ -126,7 +126,7 @@ def archive_bodies(cur: Cursor, results: Sequence[FetchResult]) -> None:
                                    last_fetched_at) VALUES %s
            ON CONFLICT (body_hash) DO UPDATE SET last_fetched_at = EXCLUDED.last_fetched_at""",
         [
-            (h, zlib.compress(body, 6), len(body), r.content_type, r.fetched_at, r.fetched_at)
+            (h, body_codec.compress(body), len(body), r.content_type, r.fetched_at, r.fetched_at)
             for h, (r, body) in fetched.items() if body is not None
         ],
         page_size=50,
@@ -171,7 +171,7 @@ def shard_archived_bodies(cur: Cursor, run_id: str, shard: int
            WHERE rf.run_id = %s AND rf.shard = %s ORDER BY l.feed_id""",
         (run_id, shard),
     )
-    return [(fid, url, zlib.decompress(bytes(body)), ctype, at) for fid, url, body, ctype, at in cur.fetchall()]
+    return [(fid, url, body_codec.decompress(body), ctype, at) for fid, url, body, ctype, at in cur.fetchall()]
 
 
 def record_archived(cur: Cursor, run_id: str, items: Sequence[tuple[int, str, str, datetime]]
@@ -182,7 +182,7 @@ def record_archived(cur: Cursor, run_id: str, items: Sequence[tuple[int, str, st
         "SELECT body_hash, body, content_type FROM raw_bodies WHERE body_hash = ANY(%s)",
         (list({h for _, _, h, _ in items}),),
     )
-    bodies = {h: (zlib.decompress(bytes(body)), ctype) for h, body, ctype in cur.fetchall()}
+    bodies = {h: (body_codec.decompress(body), ctype) for h, body, ctype in cur.fetchall()}
     # One row per feed, the first (fetch_log has no unique (run_id, feed_id) to skip on: see
     # _REFETCHED); the caller's new ingest_runs row serializes writers of the run.
     first: dict[int, tuple[Any, ...]] = {}

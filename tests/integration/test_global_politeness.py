@@ -99,6 +99,18 @@ def test_slots_and_the_turn_are_shared_between_sessions(db_url):
         b.close()
 
 
+def test_a_worker_takes_one_slot_at_a_time_leaving_the_others_to_other_workers(db_url):
+    workers = [HostSlots(3, 0.0, db_url) for _ in range(4)]
+    try:
+        taken = [w.try_take("h:80") for w in workers]
+        # each tried the slots in order in one round trip, and took only the first it got
+        assert [t.index if isinstance(t, Lease) else None for t in taken] == [0, 1, 2, None]
+        assert isinstance(taken[3], Busy) and taken[3].remote
+    finally:
+        for w in workers:
+            w.close()
+
+
 def test_a_worker_that_dies_gives_its_slots_back(db_url):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\n"

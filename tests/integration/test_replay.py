@@ -4,7 +4,7 @@ import uuid
 import zlib
 from datetime import datetime, timedelta, timezone
 
-from pipeline import local_runner, maintenance, tasks
+from pipeline import body_codec, local_runner, maintenance, tasks
 from pipeline.demo import demo_feed_list, serve_demo
 from pipeline.feedlist import parse_feed_list
 from tests.helpers import query, scalar
@@ -27,7 +27,7 @@ def test_every_fetched_body_is_archived_once_compressed_with_its_headers(db_url,
     rows = query(db_url, "SELECT body, size FROM raw_bodies")
     assert len(rows) == 3
     for body, size in rows:
-        assert len(zlib.decompress(bytes(body))) == size and len(bytes(body)) < size
+        assert len(body_codec.decompress(body)) == size and len(bytes(body)) < size
     headers = scalar(db_url, "SELECT headers FROM fetch_log WHERE body_hash IS NOT NULL LIMIT 1")
     assert "etag" in headers and "content-type" in headers
 
@@ -47,6 +47,20 @@ def test_replay_restores_lost_articles_without_network_and_is_idempotent(db_url,
     assert second["totals"]["new"] == 0 and second["totals"]["entries"] == 11
     assert second["totals"]["entries"] == (second["totals"]["duplicates"] + second["totals"]["quarantined"])
     assert query(db_url, "SELECT id, last_fetched_at, etag FROM feeds ORDER BY id") == fetch_state
+
+
+def test_bodies_archived_with_zlib_before_zstandard_still_replay(db_url, settings):
+    ingest_demo(db_url, settings)
+    before = query(db_url, "SELECT canonical_url, content_hash FROM articles ORDER BY canonical_url")
+    for body_hash, body in query(db_url, "SELECT body_hash, body FROM raw_bodies"):
+        assert bytes(body)[:4] == b"\x28\xb5\x2f\xfd"  # a Zstandard frame
+        query(db_url, "UPDATE raw_bodies SET body = %s WHERE body_hash = %s RETURNING 1",
+              (zlib.compress(body_codec.decompress(body), 6), body_hash))  # as archived before
+    query(db_url, "DELETE FROM articles RETURNING id")
+
+    replayed = maintenance.replay(db_url, settings, YESTERDAY)
+    assert replayed["bodies"] == 3 and replayed["totals"]["new"] == len(before)
+    assert query(db_url, "SELECT canonical_url, content_hash FROM articles ORDER BY canonical_url") == before
 
 
 def test_replay_since_a_later_date_replays_nothing(db_url, settings):
