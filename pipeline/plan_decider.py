@@ -1,16 +1,18 @@
 """The load's one decider: identity rules, dedup and the row contract over the staged batch,
 into the load plan (pipeline.storage.plan), in the load's transaction.
 
-Two passes over the plan, each in chunks of whole feeds (`CHUNK_ENTRIES` articles or so),
-so that the load's memory is one chunk's, not the batch's:
+One pass over the plan, in chunks of whole feeds (`CHUNK_ENTRIES` articles or so), so
+that the load's memory is one chunk's, not the batch's, then the verdicts:
 
 1. `decide`: each feed's identity rule (re-chosen from this fetch), then new / update /
    duplicate for each article against the stored articles' keys and the keys of the
-   batch's earlier chunks (kept in the plan's transaction, `storage.decided_keys`);
-2. `validate_plan`: the row contract over the articles planned new or updated, one suite
-   run per chunk, merged into the run's one result (`validate.merged`); rows that fail are
-   quarantined, and so are the batch's duplicates of them. Then the batch-level suite per
-   feed, and the run's verdict against the warn and fail levels.
+   batch's earlier chunks (kept in the plan's transaction, `storage.decided_keys`); each
+   chunk's articles planned new or updated then go to the row contract (`RowChecks`: one
+   suite run per chunk, in the validation child while the next chunk is decided);
+2. `validate_plan`: the chunks' results merged into the run's one result
+   (`validate.merged`); rows that fail are quarantined, and so are the batch's duplicates
+   of them. Then the batch-level suite per feed, and the run's verdict against the warn
+   and fail levels.
 
 A batch of one chunk (up to about 10,000 entries: a scheduled run of a few hundred feeds)
 is decided and validated as a whole; a larger one gets the same decisions and verdicts,
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,11 +43,56 @@ CHUNK_ENTRIES = 10_000  # articles decided (and validated) at a time, in whole f
 Reasons = dict[tuple[int, int], list[dict[str, Any]]]
 
 
-def decide(cur: Any, run_id: str, now: datetime) -> dict[str, Any]:
+class RowChecks:
+    """The row contract over each chunk of the plan as soon as the decider has decided it:
+    the chunk's articles planned new or updated go to the validator (`run_soon`: in the
+    validation child, which checks a chunk while the decider works on the next), at most
+    `IN_FLIGHT` chunks handed over and not yet judged. `judged` waits for the rest."""
+
+    IN_FLIGHT = 2
+
+    def __init__(self, settings: Settings, run_id: str, now: datetime):
+        self.gx_dir = settings.data_dir / "gx"  # the context is built only for a batch to check
+        self.run_id = run_id
+        self.parameters = {
+            "latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp(),
+            "max_title_chars": settings.max_title_chars,
+            "max_entries": settings.max_entries_per_feed,
+            "max_undated_share": settings.max_undated_share,
+            "feed_fail_ratio": settings.feed_quarantine_fail_ratio,
+        }
+        self._pending: deque[tuple[list[PlannedRow], Callable[[], validate.SuiteOutcome]]] = deque()
+        self.chunks: list[validate.SuiteOutcome] = []  # each chunk's outcome, without its failures
+        self.reasons: Reasons = {}  # the failing rows' reasons
+        self.validated = 0
+
+    def check(self, planned: list[PlannedRow]) -> None:
+        if not planned:
+            return
+        while len(self._pending) >= self.IN_FLIGHT:
+            self._judge(*self._pending.popleft())
+        frame = validate.article_frame(planned)
+        self._pending.append((planned, validate.validator(self.gx_dir).run_soon(
+            ROWS_SUITE, self.run_id, self.parameters, frame)))
+
+    def judged(self) -> RowChecks:
+        while self._pending:
+            self._judge(*self._pending.popleft())
+        return self
+
+    def _judge(self, planned: list[PlannedRow], outcome: Callable[[], validate.SuiteOutcome]) -> None:
+        result = outcome()
+        self.validated += len(planned)
+        self.reasons.update(_row_reasons(planned, result))
+        self.chunks.append(dataclasses.replace(result, failures={}))
+
+
+def decide(cur: Any, run_id: str, now: datetime, checks: RowChecks | None = None) -> dict[str, Any]:
     """Apply each feed's identity rule (re-chosen from this fetch, except for release runs,
     which hold only some of a feed's entries), then decide new / update / duplicate, into
     the load plan. An entry whose identity cannot be computed is quarantined with the
-    exception. Returns the summary."""
+    exception. Each chunk decided goes to `checks` (the row contract), whose verdicts
+    `validate_plan` applies. Returns the summary."""
     rechoose = storage.run_state(cur, run_id)["kind"] != "release"
     verdicts: Counter[str] = Counter()
     rules: Counter[str] = Counter()
@@ -65,6 +113,8 @@ def decide(cur: Any, run_id: str, now: datetime) -> dict[str, Any]:
             earlier = storage.decided_keys(cur, articles) if chunk_number else None
             chunk_verdicts = dedup.decide(articles, index, earlier)
             storage.set_decisions(cur, run_id, articles, chunk_verdicts)
+            if checks is not None:  # the chunk's decisions are final: later chunks never change them
+                checks.check(storage.planned_rows(cur, run_id, sorted({a.feed_id for a in chunk})))
             pending = [(a.feed_id, a.seq, a.canonical_url, a.content_hash)
                        for a, v in zip(articles, chunk_verdicts, strict=True)
                        if v.decision in (Decision.NEW, Decision.UPDATE)]
@@ -113,34 +163,17 @@ def _apply_identity_rules(
     return keyed, failures, len(changes)
 
 
-def validate_plan(cur: Any, settings: Settings, run_id: str,
-                  now: datetime) -> tuple[dict[str, Any], str | None, list[validate.SuiteOutcome]]:
-    """Run the suites over the plan's new and updated articles: quarantine every row that
-    fails the row contract (and the batch's duplicates of it), check the batch per feed,
+def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime, checks: RowChecks,
+                  ) -> tuple[dict[str, Any], str | None, list[validate.SuiteOutcome]]:
+    """Apply the row contract's verdicts (`checks`, run as the plan was decided): quarantine
+    every row that fails it (and the batch's duplicates of it), check the batch per feed,
     record results in SQL, and judge the quarantined shares against the warn and fail
     levels. Returns the summary, the failure (past the fail level), which the load task
     raises once the batch is loaded, and the results whose Data Docs pages the summary
     names (`validate.docs_built_meanwhile` writes them while the plan is applied)."""
-    gx_dir = settings.data_dir / "gx"  # the context is built only for a batch to check
-    parameters = {
-        "latest_published": (now + timedelta(hours=settings.future_tolerance_hours)).timestamp(),
-        "max_title_chars": settings.max_title_chars,
-        "max_entries": settings.max_entries_per_feed,
-        "max_undated_share": settings.max_undated_share,
-        "feed_fail_ratio": settings.feed_quarantine_fail_ratio,
-    }
-    chunks: list[validate.SuiteOutcome] = []
-    reasons: Reasons = {}
-    validated = 0
-    with closing(storage.planned_row_chunks(cur, run_id, CHUNK_ENTRIES)) as planned_chunks:
-        for planned in planned_chunks:
-            frame = validate.article_frame(planned)
-            outcome = validate.validator(gx_dir).run(ROWS_SUITE, run_id, parameters, frame)
-            validated += len(planned)
-            reasons.update(_row_reasons(planned, outcome))
-            chunks.append(dataclasses.replace(outcome, failures={}))
-            del planned, frame, outcome  # before the next chunk is read
-            release_free_memory()  # what the chunk freed goes back: a long load stays flat
+    gx_dir, parameters = checks.gx_dir, checks.parameters
+    checks.judged()
+    chunks, reasons, validated = checks.chunks, dict(checks.reasons), checks.validated
     rows = validate.merged(chunks) if chunks else None
     failed_rows = len(reasons)
     for feed_id, seq, url in storage.batch_duplicates_of(cur, run_id, list(reasons)):

@@ -388,8 +388,9 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
         if done is not None:
             return LoadSummary(done)
         storage.open_plan(cur, run_id)
-        decided = plan_decider.decide(cur, run_id, clock())
-        validated, fail, pages = plan_decider.validate_plan(cur, settings, run_id, clock())
+        checks = plan_decider.RowChecks(settings, run_id, clock())
+        decided = plan_decider.decide(cur, run_id, clock(), checks)
+        validated, fail, pages = plan_decider.validate_plan(cur, settings, run_id, clock(), checks)
         storage.plan_decided(cur)
         with validate.docs_built_meanwhile(gx_dir, pages, settings.data_docs_keep):
             loaded = load.apply_plan(cur, run_id, clock(), fetch.polling_rules(settings),

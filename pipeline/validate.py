@@ -20,12 +20,12 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from pipeline.expectations import (
@@ -218,6 +218,13 @@ class Validator:
         return SuiteOutcome(suite, bool(validation.success), dict(validation.statistics),
                             tuple(outcomes), element_count, docs, failures, key)
 
+    def run_soon(self, suite: str, run_name: str, parameters: dict[str, Any], frame: Any = None,
+                 index: str = ROW_ID) -> Callable[[], SuiteOutcome]:
+        """`run`, here and now (this process has no other core to hand it to): the returned
+        callable gives its outcome."""
+        outcome = self.run(suite, run_name, parameters, frame, index)
+        return lambda: outcome
+
     def build_docs(self, outcomes: Sequence[SuiteOutcome | None]) -> None:
         """Write the Data Docs pages of these results (one run's suites) and the site's index."""
         keys = [o.result_key for o in outcomes if o is not None and o.result_key is not None]
@@ -273,15 +280,21 @@ class ValidatorProcess:
             try:
                 return self._pool.submit(_in_child, self.project_dir, method, *args).result(CALL_TIMEOUT_S)
             except (BrokenProcessPool, CallTimeout) as exc:
-                if self._closed:  # ended by its owner meanwhile: not a death to recover from
-                    raise RuntimeError("the validation process was closed") from exc
-                log.warning("the validation process died or hung (%s): validating in this process",
-                            type(exc).__name__)
-                self._end_child()
-                self._fallback = Validator(self.project_dir)
+                self._recover(exc)
+        assert self._fallback is not None
         if method == "build_docs":  # results the child kept (numbered) have no page here
             args = ([o for o in args[0] if o is None or not isinstance(o.result_key, int)],)
         return getattr(self._fallback, method)(*args)
+
+    def _recover(self, exc: BaseException) -> None:
+        """The child died or hung (`exc`): build the validator in this process instead."""
+        if self._closed:  # ended by its owner meanwhile: not a death to recover from
+            raise RuntimeError("the validation process was closed") from exc
+        if self._fallback is None:
+            log.warning("the validation process died or hung (%s): validating in this process",
+                        type(exc).__name__)
+            self._end_child()
+            self._fallback = Validator(self.project_dir)
 
     def close(self) -> None:
         """End the child process: asked to, then killed after `CLOSE_WAIT_S`. A call after
@@ -302,6 +315,34 @@ class ValidatorProcess:
     def run(self, suite: str, run_name: str, parameters: dict[str, Any], frame: Any = None,
             index: str = ROW_ID) -> SuiteOutcome:
         return self._call("run", suite, run_name, parameters, frame, index)
+
+    def run_soon(self, suite: str, run_name: str, parameters: dict[str, Any], frame: Any = None,
+                 index: str = ROW_ID) -> Callable[[], SuiteOutcome]:
+        """`run`, handed to the child now: it validates while this process goes on. The
+        returned callable waits for the outcome (a child that died or hung meanwhile: as
+        `run`, the suite runs again in this process)."""
+        from concurrent.futures import TimeoutError as CallTimeout
+        from concurrent.futures.process import BrokenProcessPool
+
+        args = (suite, run_name, parameters, frame, index)
+        if self._closed:
+            raise RuntimeError("the validation process was closed")
+        if self._fallback is not None:
+            return self._fallback.run_soon(*args)
+        try:
+            future = self._pool.submit(_in_child, self.project_dir, "run", *args)
+        except BrokenProcessPool:
+            return lambda: self.run(*args)
+
+        def outcome() -> SuiteOutcome:
+            try:
+                return cast(SuiteOutcome, future.result(CALL_TIMEOUT_S))
+            except (BrokenProcessPool, CallTimeout) as exc:
+                self._recover(exc)
+                assert self._fallback is not None
+                return self._fallback.run(*args)
+
+        return outcome
 
     def build_docs(self, outcomes: Sequence[SuiteOutcome | None]) -> None:
         self._call("build_docs", list(outcomes))

@@ -32,8 +32,8 @@ _ANALYZE_PLAN = """ANALYZE load_plan (run_id, feed_id, seq, fetched_at, decision
 def open_plan(cur: Cursor, run_id: str) -> int:
     """Copy the run's staged entries into this transaction's `load_plan`; return their number."""
     cur.execute(
-        """CREATE TEMP TABLE load_plan ON COMMIT DROP AS
-           SELECT run_id, feed_id, seq, raw, fetched_at, feed_language, feed_link, article,
+        """CREATE TEMP TABLE load_plan ON COMMIT DROP AS  -- no raw entry: read from the stage
+           SELECT run_id, feed_id, seq, fetched_at, feed_language, feed_link, article,  -- when held
                   decision, rule, matched_article_id, matched_url, reasons, search,
                   NULL::bigint AS article_id,  -- of a new article: from the INSERT's RETURNING
                   -- a batch duplicate's earlier article of the same batch (dedup.BatchKeys)
@@ -156,23 +156,20 @@ def _whole_feeds(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
         yield chunk
 
 
-def planned_row_chunks(cur: Cursor, run_id: str, entries: int) -> Generator[list[PlannedRow], None, None]:
-    """The plan's new and updated articles, as the row contract checks them, in (feed,
-    position) order and in chunks of whole feeds of about `entries` rows (the contract's
-    uniqueness is within a feed). Streamed, like `staged_article_chunks`."""
-    query = """SELECT s.feed_id, s.seq, s.identity_key, a.canonical_url, a.title, a.published_at,
-                      a.language, coalesce(char_length(a.text), 0)
-               FROM load_plan s, jsonb_to_record(s.article) AS a(  -- the fields read in one pass
-                   canonical_url text, title text, published_at text, language text, text text)
-               WHERE s.run_id = %s AND s.decision IN ('new', 'update')
-               ORDER BY s.feed_id, s.seq"""
-    with cur.connection.cursor(name="planned_rows") as rows:
-        rows.itersize = _STREAMED_ROWS
-        rows.execute(query, (run_id,))
-        planned = (PlannedRow(feed_id, seq, key, url, title or "", datetime.fromisoformat(published),
-                              language, chars)
-                   for feed_id, seq, key, url, title, published, language, chars in rows)
-        yield from _whole_feeds(planned, entries)
+def planned_rows(cur: Cursor, run_id: str, feed_ids: Sequence[int]) -> list[PlannedRow]:
+    """These feeds' articles planned new or updated, as the row contract checks them, in
+    (feed, position) order: a chunk the decider has just decided (whole feeds: the
+    contract's uniqueness is within a feed)."""
+    cur.execute(
+        """SELECT s.feed_id, s.seq, s.identity_key, a.canonical_url, a.title, a.published_at,
+                  a.language, coalesce(char_length(a.text), 0)
+           FROM load_plan s, jsonb_to_record(s.article) AS a(  -- the fields read in one pass
+               canonical_url text, title text, published_at text, language text, text text)
+           WHERE s.run_id = %s AND s.feed_id = ANY(%s::bigint[]) AND s.decision IN ('new', 'update')
+           ORDER BY s.feed_id, s.seq""",
+        (run_id, array_literal(feed_ids)))
+    return [PlannedRow(feed_id, seq, key, url, title or "", datetime.fromisoformat(published), language, chars)
+            for feed_id, seq, key, url, title, published, language, chars in cur.fetchall()]
 
 
 def open_decided_keys(cur: Cursor) -> None:

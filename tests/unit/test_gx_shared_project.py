@@ -179,3 +179,28 @@ def test_a_failed_load_does_not_wait_for_its_data_docs(tmp_path):
     finally:
         release.set()
         del validate._validators[tmp_path]
+
+
+def test_chunks_handed_to_the_child_are_judged_even_if_it_dies_meanwhile(tmp_path):
+    """The decider hands each chunk to the validation child and goes on (`run_soon`); a
+    child killed meanwhile costs nothing but time: the verdicts come from a validator built
+    here, the same as the child's."""
+    import os
+    import signal
+
+    rows = [article(0, "https://news.example/a"), article(1, "javascript:void(0)")]
+    frame = validate.article_frame(rows)
+    validate.warm_up(tmp_path, in_child=True)
+    try:
+        child = validate.validator(tmp_path)
+        assert isinstance(child, validate.ValidatorProcess)
+        before = child.run_soon(ROWS_SUITE, "run-0", PARAMETERS, frame)()  # built, in the child
+        pending = child.run_soon(ROWS_SUITE, "run-1", PARAMETERS, frame)
+        os.kill(child._processes[0].pid, signal.SIGKILL)
+        later = child.run_soon(ROWS_SUITE, "run-2", PARAMETERS, frame)
+        for outcome in (pending(), later()):
+            assert (outcome.success, list(outcome.failures)) == (False, [1])
+            assert outcome.failures[1] == before.failures[1]
+        assert child._fallback is not None  # the run after the death was validated here
+    finally:
+        validate.close(tmp_path)
