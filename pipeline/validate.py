@@ -419,7 +419,10 @@ def _fresh_standard_streams() -> None:
         except (AttributeError, OSError, ValueError):  # not a file (a test's capture)
             continue
         if fd in fresh:
-            handler.stream = fresh[fd]  # not setStream: it flushes the old stream first
+            try:
+                handler.stream = fresh[fd]  # not setStream: it flushes the old stream first
+            except AttributeError:  # a read-only stream (logging's last-resort handler, which
+                pass  # Airflow's task logging attaches) is sys.stderr's: fresh already
 
 
 def _in_child(project_dir: Path, method: str | None, *args: Any) -> Any:

@@ -204,3 +204,24 @@ def test_chunks_handed_to_the_child_are_judged_even_if_it_dies_meanwhile(tmp_pat
         assert child._fallback is not None  # the run after the death was validated here
     finally:
         validate.close(tmp_path)
+
+
+def test_the_validation_child_starts_beside_a_handler_whose_stream_is_read_only(tmp_path):
+    """An Airflow task's logging has a handler whose stream cannot be set (logging's
+    last-resort `_StderrHandler` follows sys.stderr): the child still starts, and validates
+    there, not in this process."""
+    import logging
+    import os
+
+    handler = logging._StderrHandler()  # type: ignore[attr-defined]
+    logger = logging.getLogger("airflow.task.like")
+    logger.addHandler(handler)
+    try:
+        validate.warm_up(tmp_path, in_child=True)
+        child = validate.validator(tmp_path)
+        assert isinstance(child, validate.ValidatorProcess) and child.pid() != os.getpid()
+        outcome = child.run(ROWS_SUITE, "run-1", PARAMETERS, validate.article_frame([article(0, "javascript:x")]))
+        assert list(outcome.failures) == [0] and child._fallback is None
+    finally:
+        logger.removeHandler(handler)
+        validate.close(tmp_path)
