@@ -228,12 +228,11 @@ INSERT INTO quarantine (entry_key, feed_id, run_id, last_run_id, reasons, entry,
 -- the reasons of its first occurrence (the repeats are quarantined as its copies)
 SELECT DISTINCT ON (entry_key) entry_key, feed_id, first_run, last_run, reasons, raw, article,
        first_seen, last_seen, feed_language, feed_link, fetched_at FROM (
-    SELECT md5(s.feed_id::text || ':' || e.raw::text) AS entry_key, s.feed_id, s.seq,
-           %(run)s::text AS first_run, %(run)s::text AS last_run, s.reasons, e.raw, s.article,
+    SELECT md5(s.feed_id::text || ':' || s.raw::text) AS entry_key, s.feed_id, s.seq,
+           %(run)s::text AS first_run, %(run)s::text AS last_run, s.reasons, s.raw, s.article,
            %(now)s::timestamptz AS first_seen, %(now)s::timestamptz AS last_seen,
            s.feed_language, s.feed_link, s.fetched_at
-    FROM load_plan s  -- the plan holds no raw entries (pipeline.storage.open_plan): the stage does
-    JOIN staged_entries e ON e.run_id = s.run_id AND e.feed_id = s.feed_id AND e.seq = s.seq
+    FROM load_plan s
     WHERE s.run_id = %(run)s AND s.decision = 'quarantined'
 ) q
 ORDER BY entry_key, seq

@@ -121,7 +121,7 @@ def ingest(
     timed = StageClock()
     bounded_heap()  # before the workers fork: they inherit it
     with timed("prepare"):
-        shards = prepare_run(db_url, settings, run_id, sources, clock(), force, lane)
+        shards = prepare_run(db_url, settings, run_id, sources, clock(), force, lane, parallel=settings.workers)
     with timed("fetch_parse_normalize"):
         try:
             run_shards(db_url, settings, run_id, shards, clock, on_shard,

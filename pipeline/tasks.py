@@ -40,9 +40,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def shard_count(feeds: int, settings: Settings) -> int:
-    """Enough shards for `shard_size` feeds each, never more than `max_shards` (<= 1024)."""
-    return max(1, min(math.ceil(feeds / settings.shard_size), settings.max_shards))
+def shard_count(feeds: int, settings: Settings, parallel: int = 1) -> int:
+    """Enough shards for `shard_size` feeds each, in a multiple of `parallel` (the processes
+    that run them: each gets as many shards, of equal size, so none idles while another has
+    a shard left), never more than the feeds nor `max_shards` (<= 1024)."""
+    balanced = math.ceil(math.ceil(feeds / settings.shard_size) / parallel) * parallel
+    return max(1, min(balanced, feeds, settings.max_shards))
 
 
 LANES = ("all", "hot")
@@ -56,9 +59,11 @@ def prepare_run(
     now: datetime,
     force: bool = False,
     lane: str = "all",
+    parallel: int = 1,
 ) -> list[int]:
     """Register the feed list and plan the run: the subscribed feeds that are due (all of
-    them with `force`; in the "hot" lane, only hot feeds), in shards. When more are due than
+    them with `force`; in the "hot" lane, only hot feeds), in shards (`shard_count`: a
+    multiple of `parallel`, the CLI's worker processes). When more are due than
     `run_max_feeds`, the most urgent go first, fairly across hosts, and the rest are
     deferred to the next run. Returns the shard numbers to fetch."""
     if lane not in LANES:
@@ -74,7 +79,7 @@ def prepare_run(
              for c in candidates if c.enabled], settings.run_max_feeds)
         feed_ids = [c.id for c in candidates if not c.enabled] + taken
         shards = storage.create_run(
-            cur, run_id, now, feed_ids, shard_count(len(feed_ids), settings), not_due,
+            cur, run_id, now, feed_ids, shard_count(len(feed_ids), settings, parallel), not_due,
             lane=lane, deferred=len(deferred))
         storage.prune_stale_staging(cur, now)
         pruned = storage.prune_archive(cur, now, settings.archive_retention_days)

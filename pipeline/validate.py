@@ -321,6 +321,7 @@ class ValidatorProcess:
         """`run`, handed to the child now: it validates while this process goes on. The
         returned callable waits for the outcome (a child that died or hung meanwhile: as
         `run`, the suite runs again in this process)."""
+        from concurrent.futures import CancelledError
         from concurrent.futures import TimeoutError as CallTimeout
         from concurrent.futures.process import BrokenProcessPool
 
@@ -337,8 +338,8 @@ class ValidatorProcess:
         def outcome() -> SuiteOutcome:
             try:
                 return cast(SuiteOutcome, future.result(CALL_TIMEOUT_S))
-            except (BrokenProcessPool, CallTimeout) as exc:
-                self._recover(exc)
+            except (BrokenProcessPool, CallTimeout, CancelledError) as exc:  # cancelled: queued
+                self._recover(exc)  # behind a call that hung, when the child was ended for it
                 assert self._fallback is not None
                 return self._fallback.run(*args)
 

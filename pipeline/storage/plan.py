@@ -32,8 +32,8 @@ _ANALYZE_PLAN = """ANALYZE load_plan (run_id, feed_id, seq, fetched_at, decision
 def open_plan(cur: Cursor, run_id: str) -> int:
     """Copy the run's staged entries into this transaction's `load_plan`; return their number."""
     cur.execute(
-        """CREATE TEMP TABLE load_plan ON COMMIT DROP AS  -- no raw entry: read from the stage
-           SELECT run_id, feed_id, seq, fetched_at, feed_language, feed_link, article,  -- when held
+        """CREATE TEMP TABLE load_plan ON COMMIT DROP AS
+           SELECT run_id, feed_id, seq, raw, fetched_at, feed_language, feed_link, article,
                   decision, rule, matched_article_id, matched_url, reasons, search,
                   NULL::bigint AS article_id,  -- of a new article: from the INSERT's RETURNING
                   -- a batch duplicate's earlier article of the same batch (dedup.BatchKeys)

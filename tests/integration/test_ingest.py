@@ -6,9 +6,10 @@ import uuid
 
 import pytest
 
-from pipeline import clusters, database, local_runner, maintenance, plan_decider, tasks
+from pipeline import clusters, database, local_runner, maintenance, plan_decider, tasks, validate
 from pipeline.demo import demo_feed_list, serve_demo
 from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
+from pipeline.expectations import ROWS_SUITE
 from pipeline.feedlist import parse_feed_list
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
@@ -60,6 +61,29 @@ def test_demo_feeds_load_with_duplicates_and_quarantine_recorded(db_url, setting
     assert entry["link"] == "javascript:void(0)"
     assert {"expectation": "expect_column_values_to_match_regex", "column": "canonical_url",
             "observed": "javascript:void(0)"} in reasons
+
+
+def test_chunks_validated_in_the_child_while_the_next_is_decided_land_the_same(db_url, settings, demo,
+                                                                              tmp_path, monkeypatch):
+    """As the CLI and the DAG's load run it: a feed a chunk, each chunk handed to the
+    validation child as soon as it is decided, the child's verdicts applied once all are in."""
+    monkeypatch.setattr(plan_decider, "CHUNK_ENTRIES", 1)
+    handed = []
+    original = validate.ValidatorProcess.run_soon
+
+    def counted(self, *args, **kwargs):
+        handed.append(args[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(validate.ValidatorProcess, "run_soon", counted)
+    summary = local_runner.ingest(db_url, settings.replace(data_dir=tmp_path), demo, "t-child-chunks",
+                                  force=True, validation_child=True)
+    assert handed == [ROWS_SUITE] * 3  # a chunk per feed, each to the child
+    t = summary["totals"]
+    assert (t["new"], t["duplicates"], t["quarantined"]) == (8, 2, 1)
+    [(entry,)] = query(db_url, "SELECT entry FROM quarantine")
+    assert entry["link"] == "javascript:void(0)"
+    assert tmp_path / "gx" not in validate._validators  # ended with the run
 
 
 @pytest.mark.parametrize("chunk", [plan_decider.CHUNK_ENTRIES, 5], ids=["one chunk", "chunks of two feeds"])

@@ -225,3 +225,28 @@ def test_the_validation_child_starts_beside_a_handler_whose_stream_is_read_only(
     finally:
         logger.removeHandler(handler)
         validate.close(tmp_path)
+
+
+def _hang_at_start():
+    time.sleep(120)
+
+
+def test_chunks_queued_behind_a_hung_child_are_judged_here(tmp_path, monkeypatch):
+    """A child that hangs (here before it builds anything): the chunk it holds times out,
+    the child is ended, and the chunk queued behind it (cancelled with the child) is judged
+    here too, instead of failing the load."""
+    monkeypatch.setattr(validate, "CALL_TIMEOUT_S", 3)
+    monkeypatch.setattr(validate, "CLOSE_WAIT_S", 1)
+    monkeypatch.setattr(validate, "_child_start", _hang_at_start)
+    frame = validate.article_frame([article(0, "https://news.example/a"), article(1, "javascript:void(0)")])
+    validate.warm_up(tmp_path, in_child=True)
+    try:
+        child = validate.validator(tmp_path)
+        assert isinstance(child, validate.ValidatorProcess)
+        chunks = [child.run_soon(ROWS_SUITE, f"run-{n}", PARAMETERS, frame) for n in range(3)]
+        for chunk in chunks:
+            outcome = chunk()
+            assert (outcome.success, list(outcome.failures)) == (False, [1])
+        assert child._fallback is not None
+    finally:
+        validate.close(tmp_path)

@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from pipeline import shard_plan
+from pipeline import shard_plan, tasks
+from pipeline.config import Settings
 from pipeline.polling_policy import DueFeed, rank_due
 
 
@@ -67,3 +68,16 @@ def test_a_single_shard_takes_everything_and_no_shards_is_refused():
 def test_the_host_of_a_feed_url():
     assert shard_plan.host_of("https://Feeds.Example.com:8443/a.xml") == "feeds.example.com"
     assert shard_plan.host_of("not a url") == "not a url"
+
+
+@pytest.mark.parametrize(("feeds", "parallel", "shards"), [
+    (1000, 1, 4), (1000, 2, 4), (600, 2, 4), (300, 2, 2), (100, 2, 2), (1, 2, 1), (3, 4, 3),
+    (10_000, 3, 42), (0, 2, 1)])
+def test_shards_are_a_multiple_of_the_workers_so_none_idles_while_another_has_one_left(feeds, parallel, shards):
+    settings = Settings.from_env({"FEEDS_PER_SHARD": "250"})
+    assert tasks.shard_count(feeds, settings, parallel) == shards
+
+
+def test_the_shard_count_stays_within_max_shards():
+    settings = Settings.from_env({"FEEDS_PER_SHARD": "1", "MAX_FETCH_SHARDS": "16"})
+    assert tasks.shard_count(1000, settings, 3) == 16
