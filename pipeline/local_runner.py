@@ -2,11 +2,10 @@
 
 `prepare_run`, then `ingest_shard` for every shard on `settings.workers` forked
 processes (the DAG maps them as tasks instead), then `load_batch` and `report_run`.
-For the CLI (`validation_child`), Great Expectations starts in a child process, forked
-when a core goes idle at the shards' tail if the run has staged entries (a run of 304s
-never pays for it), else by the load as in the DAG's load task; either way it imports GX
-on a core the run leaves idle (during the shards every core is busy, in the load one is
-mostly the SQL's), and it is ended with the load.
+For the CLI (`validation_child`), Great Expectations starts where the DAG's load task
+starts it: in a child process the load forks when it has a batch to validate (a run of
+304s never pays for it), which imports it on the core the load's SQL leaves idle while the
+batch is decided (during the shards every core is busy already), and ended with the load.
 A process that runs many ingests (a test session) builds it once, in a thread.
 """
 
@@ -18,7 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from pipeline.config import Settings
@@ -32,7 +30,6 @@ from pipeline.tasks import (
     load_batch,
     prepare_run,
     report_run,
-    start_validation,
     utcnow,
 )
 
@@ -54,11 +51,8 @@ class StageClock:
 
 def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[int],
                clock: Callable[[], datetime] = utcnow,
-               on_shard: Callable[[ShardSummary], None] | None = None,
-               on_worker_idle: Callable[[], None] | None = None) -> list[ShardSummary]:
+               on_shard: Callable[[ShardSummary], None] | None = None) -> list[ShardSummary]:
     """Run `ingest_shard` for every shard, on `settings.workers` processes when more than one.
-    `on_worker_idle` is called once, on this process's thread, when fewer shards are left
-    than workers (a core has nothing left to do: the run's tail).
 
     The workers are forked before this process starts any thread, so they inherit no lock
     held by a thread."""
@@ -80,9 +74,6 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
                 summaries.append(future.result())
                 if on_shard:
                     on_shard(summaries[-1])
-                if on_worker_idle and 0 < len(futures) - len(summaries) < workers:
-                    on_worker_idle()
-                    on_worker_idle = None
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -123,13 +114,7 @@ def ingest(
     with timed("prepare"):
         shards = prepare_run(db_url, settings, run_id, sources, clock(), force, lane, parallel=settings.workers)
     with timed("fetch_parse_normalize"):
-        try:
-            run_shards(db_url, settings, run_id, shards, clock, on_shard,
-                       on_worker_idle=partial(start_validation, db_url, settings, run_id) if validation_child else None)
-        except BaseException:
-            if validation_child:  # started at the shards' tail: ended with them
-                end_validation(settings)
-            raise
+        run_shards(db_url, settings, run_id, shards, clock, on_shard)
     summary = finish(db_url, settings, run_id, clock, timed, validation_child)
     summary["stage_seconds"] = timed.seconds
     return summary

@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 
 from pipeline import fetch, load, plan_decider, polling_policy, storage, validate
 from pipeline.config import Settings
-from pipeline.containment import describe
 from pipeline.database import connect, require_schema
 from pipeline.errors import EveryFeedFailed, SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.records import FeedSource, FeedState, FetchOutcome, FetchResult
@@ -272,21 +271,6 @@ def _log_failures(run_id: str, batch: FeedBatch) -> None:
         if staged.article is None and staged.reasons:
             log.warning("run_id=%s feed_id=%s entry=%s quarantined: %s", run_id, batch.feed_id,
                         staged.entry.seq, staged.reasons[0].get("observed"))
-
-
-def start_validation(db_url: str, settings: Settings, run_id: str) -> None:
-    """Start Great Expectations in a child process (`validate.warm_up`) for the run's load,
-    if the run has staged entries already (a run of 304s never pays for it): the CLI calls
-    it when a core goes idle at the shards' tail, so GX's start-up runs there rather than in
-    the load. The load uses the child (or starts it, if this did not); `end_validation`
-    ends it. A failure here only leaves the start to the load."""
-    try:
-        with connect(db_url) as conn, conn.cursor() as cur:  # closed before the child forks
-            staged = storage.has_staged_entries(cur, run_id)
-        if staged:
-            validate.warm_up(settings.data_dir / "gx", in_child=True)
-    except Exception as exc:  # noqa: BLE001 - the load starts it instead
-        log.warning("validation not started early (%s); the load starts it", describe(exc))
 
 
 def end_validation(settings: Settings) -> None:
