@@ -185,8 +185,8 @@ class Settings(BaseSettings):
     # CPU), so fewer, larger shards run faster: 250 gives the 1,000-feed bench 4 shards, one
     # per slot of the default `feed_fetch` pool (with 100, its 10 tasks took the DAG 24.0 s
     # against 20.9 s, the CLI's time the same). A shard's memory does not grow with its size.
-    # The CLI rounds the count up to a multiple of its workers (`tasks.shard_count`), so a
-    # run of 300 feeds is 2 shards of 150 on 2 workers, not 250 and 50.
+    # The CLI asks for at least 5 shards per worker, in a multiple of its workers
+    # (`tasks.shard_count`): its shards cost no task start, and small ones balance the work.
     shard_size: int = Field(250, ge=1, validation_alias="FEEDS_PER_SHARD")
     max_shards: Annotated[int, AfterValidator(lambda n: min(n, MAX_SHARDS_CAP))] = Field(
         256, ge=1, validation_alias="MAX_FETCH_SHARDS")

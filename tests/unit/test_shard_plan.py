@@ -71,9 +71,9 @@ def test_the_host_of_a_feed_url():
 
 
 @pytest.mark.parametrize(("feeds", "parallel", "shards"), [
-    (1000, 1, 4), (1000, 2, 4), (600, 2, 4), (300, 2, 2), (100, 2, 2), (1, 2, 1), (3, 4, 3),
-    (10_000, 3, 42), (0, 2, 1)])
-def test_shards_are_a_multiple_of_the_workers_so_none_idles_while_another_has_one_left(feeds, parallel, shards):
+    (1000, 1, 4), (300, 1, 2), (1000, 2, 10), (300, 2, 10), (10_000, 2, 40), (10_000, 3, 42),
+    (1, 2, 1), (7, 2, 7), (0, 2, 1)])
+def test_the_cli_gets_several_shards_per_worker_in_a_multiple_of_its_workers(feeds, parallel, shards):
     settings = Settings.from_env({"FEEDS_PER_SHARD": "250"})
     assert tasks.shard_count(feeds, settings, parallel) == shards
 
