@@ -160,16 +160,19 @@ def planned_rows(cur: Cursor, run_id: str, feed_ids: Sequence[int]) -> list[Plan
     """These feeds' articles planned new or updated, as the row contract checks them, in
     (feed, position) order: a chunk the decider has just decided (whole feeds: the
     contract's uniqueness is within a feed)."""
-    cur.execute(
-        """SELECT s.feed_id, s.seq, s.identity_key, a.canonical_url, a.title, a.published_at,
-                  a.language, coalesce(char_length(a.text), 0)
-           FROM load_plan s, jsonb_to_record(s.article) AS a(  -- the fields read in one pass
-               canonical_url text, title text, published_at text, language text, text text)
-           WHERE s.run_id = %s AND s.feed_id = ANY(%s::bigint[]) AND s.decision IN ('new', 'update')
-           ORDER BY s.feed_id, s.seq""",
-        (run_id, array_literal(feed_ids)))
-    return [PlannedRow(feed_id, seq, key, url, title or "", datetime.fromisoformat(published), language, chars)
-            for feed_id, seq, key, url, title, published, language, chars in cur.fetchall()]
+    with cur.connection.cursor(name="planned_rows") as rows:  # streamed: not all rows twice
+        rows.itersize = _STREAMED_ROWS
+        rows.execute(
+            """SELECT s.feed_id, s.seq, s.identity_key, a.canonical_url, a.title, a.published_at,
+                      a.language, coalesce(char_length(a.text), 0)
+               FROM load_plan s, jsonb_to_record(s.article) AS a(  -- the fields read in one pass
+                   canonical_url text, title text, published_at text, language text, text text)
+               WHERE s.run_id = %s AND s.feed_id = ANY(%s::bigint[]) AND s.decision IN ('new', 'update')
+               ORDER BY s.feed_id, s.seq""",
+            (run_id, array_literal(feed_ids)))
+        return [PlannedRow(feed_id, seq, key, url, title or "", datetime.fromisoformat(published), language,
+                           chars)
+                for feed_id, seq, key, url, title, published, language, chars in rows]
 
 
 def open_decided_keys(cur: Cursor) -> None:
