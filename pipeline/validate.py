@@ -218,11 +218,16 @@ class Validator:
         return SuiteOutcome(suite, bool(validation.success), dict(validation.statistics),
                             tuple(outcomes), element_count, docs, failures, key)
 
-    def run_soon(self, suite: str, run_name: str, parameters: dict[str, Any], frame: Any = None,
-                 index: str = ROW_ID) -> Callable[[], SuiteOutcome]:
-        """`run`, here and now (this process has no other core to hand it to): the returned
-        callable gives its outcome."""
-        outcome = self.run(suite, run_name, parameters, frame, index)
+    def run_rows(self, suite: str, run_name: str, parameters: dict[str, Any],
+                 rows: Sequence[PlannedRow]) -> SuiteOutcome:
+        """`run` on the row contract's frame of `rows` (`article_frame`), built here."""
+        return self.run(suite, run_name, parameters, article_frame(rows))
+
+    def run_soon(self, suite: str, run_name: str, parameters: dict[str, Any],
+                 rows: Sequence[PlannedRow]) -> Callable[[], SuiteOutcome]:
+        """`run_rows`, here and now (this process has no other core to hand it to): the
+        returned callable gives its outcome."""
+        outcome = self.run_rows(suite, run_name, parameters, rows)
         return lambda: outcome
 
     def build_docs(self, outcomes: Sequence[SuiteOutcome | None]) -> None:
@@ -316,24 +321,25 @@ class ValidatorProcess:
             index: str = ROW_ID) -> SuiteOutcome:
         return self._call("run", suite, run_name, parameters, frame, index)
 
-    def run_soon(self, suite: str, run_name: str, parameters: dict[str, Any], frame: Any = None,
-                 index: str = ROW_ID) -> Callable[[], SuiteOutcome]:
-        """`run`, handed to the child now: it validates while this process goes on. The
+    def run_soon(self, suite: str, run_name: str, parameters: dict[str, Any],
+                 rows: Sequence[PlannedRow]) -> Callable[[], SuiteOutcome]:
+        """`run_rows`, handed to the child now: it builds the frame (pandas is imported
+        there, never in this process) and validates while this process goes on. The
         returned callable waits for the outcome (a child that died or hung meanwhile: as
         `run`, the suite runs again in this process)."""
         from concurrent.futures import CancelledError
         from concurrent.futures import TimeoutError as CallTimeout
         from concurrent.futures.process import BrokenProcessPool
 
-        args = (suite, run_name, parameters, frame, index)
+        args = (suite, run_name, parameters, rows)
         if self._closed:
             raise RuntimeError("the validation process was closed")
         if self._fallback is not None:
             return self._fallback.run_soon(*args)
         try:
-            future = self._pool.submit(_in_child, self.project_dir, "run", *args)
+            future = self._pool.submit(_in_child, self.project_dir, "run_rows", *args)
         except BrokenProcessPool:
-            return lambda: self.run(*args)
+            return lambda: cast(SuiteOutcome, self._call("run_rows", *args))
 
         def outcome() -> SuiteOutcome:
             try:
@@ -341,7 +347,7 @@ class ValidatorProcess:
             except (BrokenProcessPool, CallTimeout, CancelledError) as exc:  # cancelled: queued
                 self._recover(exc)  # behind a call that hung, when the child was ended for it
                 assert self._fallback is not None
-                return self._fallback.run(*args)
+                return self._fallback.run_rows(*args)
 
         return outcome
 
@@ -434,8 +440,8 @@ def _in_child(project_dir: Path, method: str | None, *args: Any) -> Any:
     if method == "pid":
         return os.getpid()
     built = validator(project_dir)
-    if method == "run":
-        outcome = built.run(*args)
+    if method in ("run", "run_rows"):
+        outcome = getattr(built, method)(*args)
         token = next(_tokens)
         _child_keys[token] = outcome.result_key
         while len(_child_keys) > _KEYS_KEPT:  # a key serves its run's build_docs: the oldest go

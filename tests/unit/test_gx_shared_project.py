@@ -189,15 +189,14 @@ def test_chunks_handed_to_the_child_are_judged_even_if_it_dies_meanwhile(tmp_pat
     import signal
 
     rows = [article(0, "https://news.example/a"), article(1, "javascript:void(0)")]
-    frame = validate.article_frame(rows)
     validate.warm_up(tmp_path, in_child=True)
     try:
         child = validate.validator(tmp_path)
         assert isinstance(child, validate.ValidatorProcess)
-        before = child.run_soon(ROWS_SUITE, "run-0", PARAMETERS, frame)()  # built, in the child
-        pending = child.run_soon(ROWS_SUITE, "run-1", PARAMETERS, frame)
+        before = child.run_soon(ROWS_SUITE, "run-0", PARAMETERS, rows)()  # built, in the child
+        pending = child.run_soon(ROWS_SUITE, "run-1", PARAMETERS, rows)
         os.kill(child._processes[0].pid, signal.SIGKILL)
-        later = child.run_soon(ROWS_SUITE, "run-2", PARAMETERS, frame)
+        later = child.run_soon(ROWS_SUITE, "run-2", PARAMETERS, rows)
         for outcome in (pending(), later()):
             assert (outcome.success, list(outcome.failures)) == (False, [1])
             assert outcome.failures[1] == before.failures[1]
@@ -238,12 +237,12 @@ def test_chunks_queued_behind_a_hung_child_are_judged_here(tmp_path, monkeypatch
     monkeypatch.setattr(validate, "CALL_TIMEOUT_S", 3)
     monkeypatch.setattr(validate, "CLOSE_WAIT_S", 1)
     monkeypatch.setattr(validate, "_child_start", _hang_at_start)
-    frame = validate.article_frame([article(0, "https://news.example/a"), article(1, "javascript:void(0)")])
+    rows = [article(0, "https://news.example/a"), article(1, "javascript:void(0)")]
     validate.warm_up(tmp_path, in_child=True)
     try:
         child = validate.validator(tmp_path)
         assert isinstance(child, validate.ValidatorProcess)
-        chunks = [child.run_soon(ROWS_SUITE, f"run-{n}", PARAMETERS, frame) for n in range(3)]
+        chunks = [child.run_soon(ROWS_SUITE, f"run-{n}", PARAMETERS, rows) for n in range(3)]
         for chunk in chunks:
             outcome = chunk()
             assert (outcome.success, list(outcome.failures)) == (False, [1])
