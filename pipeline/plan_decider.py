@@ -189,10 +189,9 @@ def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime, chec
     per_feed = storage.feed_entry_counts(cur, run_id)
     feeds = None
     if per_feed:
-        frame = validate.feed_frame([
+        feeds = validate.validator(gx_dir).run_rows(FEEDS_SUITE, run_id, parameters, [
             {"feed_id": fid, "entries": n, "undated_share": undated / n, "quarantined_share": bad / n}
             for fid, _, n, undated, bad in per_feed])
-        feeds = validate.validator(gx_dir).run(FEEDS_SUITE, run_id, parameters, frame, index="feed_id")
     by_expectation = Counter(r["expectation"] for rs in reasons.values() for r in rs)
     entries = sum(n for _, _, n, _, _ in per_feed)
     fail, warn = validate.judge(

@@ -218,13 +218,15 @@ class Validator:
         return SuiteOutcome(suite, bool(validation.success), dict(validation.statistics),
                             tuple(outcomes), element_count, docs, failures, key)
 
-    def run_rows(self, suite: str, run_name: str, parameters: dict[str, Any],
-                 rows: Sequence[PlannedRow]) -> SuiteOutcome:
-        """`run` on the row contract's frame of `rows` (`article_frame`), built here."""
+    def run_rows(self, suite: str, run_name: str, parameters: dict[str, Any], rows: Sequence[Any]) -> SuiteOutcome:
+        """`run` on the frame of `rows`, built here: the row contract's (`article_frame`,
+        of `PlannedRow`s) or, for the feeds suite, the per-feed one (`feed_frame`)."""
+        if suite == FEEDS_SUITE:
+            return self.run(suite, run_name, parameters, feed_frame(rows), index="feed_id")
         return self.run(suite, run_name, parameters, article_frame(rows))
 
     def run_soon(self, suite: str, run_name: str, parameters: dict[str, Any],
-                 rows: Sequence[PlannedRow]) -> Callable[[], SuiteOutcome]:
+                 rows: Sequence[Any]) -> Callable[[], SuiteOutcome]:
         """`run_rows`, here and now (this process has no other core to hand it to): the
         returned callable gives its outcome."""
         outcome = self.run_rows(suite, run_name, parameters, rows)
@@ -321,8 +323,13 @@ class ValidatorProcess:
             index: str = ROW_ID) -> SuiteOutcome:
         return self._call("run", suite, run_name, parameters, frame, index)
 
+    def run_rows(self, suite: str, run_name: str, parameters: dict[str, Any], rows: Sequence[Any]) -> SuiteOutcome:
+        """`Validator.run_rows` in the child, which builds the frame: pandas is imported
+        there, never in this process."""
+        return cast(SuiteOutcome, self._call("run_rows", suite, run_name, parameters, rows))
+
     def run_soon(self, suite: str, run_name: str, parameters: dict[str, Any],
-                 rows: Sequence[PlannedRow]) -> Callable[[], SuiteOutcome]:
+                 rows: Sequence[Any]) -> Callable[[], SuiteOutcome]:
         """`run_rows`, handed to the child now: it builds the frame (pandas is imported
         there, never in this process) and validates while this process goes on. The
         returned callable waits for the outcome (a child that died or hung meanwhile: as

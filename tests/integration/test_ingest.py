@@ -539,3 +539,27 @@ def test_a_stored_published_date_does_not_move_when_the_entry_is_re_served(db_ur
     assert dates_by_url(db_url) == first
     assert first["1"][1:] == ["fetched", None, "missing"]
     assert first["2"][1:] == ["published", "Mon, 16 Nov 2026 10:00:00 +0000", None]
+
+
+_LOAD_PROCESS_MODULES = """
+import os, sys, pathlib
+from pipeline import local_runner
+from pipeline.config import Settings
+from pipeline.feedlist import parse_feed_list
+settings = Settings.from_env(data_dir=pathlib.Path(sys.argv[2])).allowing("127.0.0.1/32")
+summary = local_runner.ingest(sys.argv[1], settings, parse_feed_list(sys.argv[3]), "t-modules", force=True,
+                              validation_child=True)
+print(summary["totals"]["new"], "pandas" in sys.modules, "great_expectations" in sys.modules)
+"""
+
+
+def test_the_cli_validates_without_loading_pandas_or_gx_in_its_own_process(db_url, demo, tmp_path):
+    """The validation child builds every frame and runs every suite: the CLI's process (the
+    DAG's load task's alike) never pays pandas' or Great Expectations' memory."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _LOAD_PROCESS_MODULES, db_url, str(tmp_path),
+                           "".join(f"{s.url}\n" for s in demo)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["8", "False", "False"]
