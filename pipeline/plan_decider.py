@@ -27,6 +27,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from pipeline import dedup, feed_identity, storage, validate
@@ -69,11 +70,14 @@ class RowChecks:
         self.reasons: Reasons = {}  # the failing rows' reasons
         self.validated = 0
 
-    def check(self, planned: list[PlannedRow]) -> None:
-        if not planned:
-            return
+    def check(self, read_rows: Callable[[], list[PlannedRow]]) -> None:
+        """Hand over the rows `read_rows` gives, once there is room (read only then: the
+        process never holds a chunk's rows beside those still in flight)."""
         while len(self._pending) >= self.IN_FLIGHT:
             self._judge(*self._pending.popleft())
+        planned = read_rows()
+        if not planned:
+            return
         keys = [(row.feed_id, row.seq) for row in planned]  # what a verdict is told by
         # the rows go as they are: the validator builds their frame (in the child, so pandas
         # never loads in this process)
@@ -130,7 +134,7 @@ def decide(cur: Any, run_id: str, now: datetime, checks: RowChecks | None = None
             del chunk, keyed, articles, index, earlier, chunk_verdicts  # before the next chunk is read
             release_free_memory()  # what the chunk freed goes back: a long load stays flat
             if checks is not None:  # the chunk's decisions are final: later chunks never change them
-                checks.check(storage.planned_rows(cur, run_id, feed_ids))
+                checks.check(partial(storage.planned_rows, cur, run_id, feed_ids))
     summary = {"articles": decided, **verdicts, "duplicate_rules": dict(rules),
                "identity_rule_changes": changes, "failed_entries": failed}
     log.info("dedup: %s", summary)

@@ -41,15 +41,17 @@ def utcnow() -> datetime:
 
 def shard_count(feeds: int, settings: Settings, parallel: int = 1) -> int:
     """Enough shards for `shard_size` feeds each; for `parallel` processes (the CLI's pool,
-    which hands a shard to a worker as it frees up), at least `SHARDS_PER_WORKER` each,
-    in a multiple of `parallel`: shards are equal in feeds, not in work (a feed of a few MB
-    beside feeds of a few kB), and a worker that draws a heavy shard is caught up with by the
-    others' next ones. Never more than the feeds nor `max_shards` (<= 1024). (A DAG maps a
-    task per shard, each paying Airflow's start-up: it asks for `shard_size` only.)"""
-    wanted = math.ceil(feeds / settings.shard_size)
+    which hands a shard to a worker as it frees up), at least `SHARDS_PER_WORKER` each, in
+    a multiple of `parallel` (unless the feeds or the cap are fewer): shards are equal in
+    feeds, not in work (a feed of a few MB beside feeds of a few kB), and a worker that
+    draws a heavy shard is caught up with by the others' next ones. Never more than the
+    feeds nor `max_shards` (<= 1024). (A DAG maps a task per shard, each paying Airflow's
+    start-up: it asks for `shard_size` only.)"""
+    wanted, cap = math.ceil(feeds / settings.shard_size), settings.max_shards
     if parallel > 1:
         wanted = math.ceil(max(wanted, SHARDS_PER_WORKER * parallel) / parallel) * parallel
-    return max(1, min(wanted, feeds, settings.max_shards))
+        cap = cap // parallel * parallel or cap  # the cap too, where it allows a multiple
+    return max(1, min(wanted, feeds, cap))
 
 
 # Shards per CLI worker at least: with 250-feed shards, 1,000 feeds of ../shared's

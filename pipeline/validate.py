@@ -223,7 +223,9 @@ class Validator:
         of `PlannedRow`s) or, for the feeds suite, the per-feed one (`feed_frame`)."""
         if suite == FEEDS_SUITE:
             return self.run(suite, run_name, parameters, feed_frame(rows), index="feed_id")
-        return self.run(suite, run_name, parameters, article_frame(rows))
+        if suite == ROWS_SUITE:
+            return self.run(suite, run_name, parameters, article_frame(rows))
+        raise ValueError(f"no frame of rows for the suite {suite!r}")
 
     def run_soon(self, suite: str, run_name: str, parameters: dict[str, Any],
                  rows: Sequence[Any]) -> Callable[[], SuiteOutcome]:

@@ -80,4 +80,6 @@ def test_the_cli_gets_several_shards_per_worker_in_a_multiple_of_its_workers(fee
 
 def test_the_shard_count_stays_within_max_shards():
     settings = Settings.from_env({"FEEDS_PER_SHARD": "1", "MAX_FETCH_SHARDS": "16"})
-    assert tasks.shard_count(1000, settings, 3) == 16
+    assert tasks.shard_count(1000, settings, 3) == 15  # the cap's largest multiple of the workers
+    assert tasks.shard_count(1000, settings, 1) == 16
+    assert tasks.shard_count(1000, settings.replace(max_shards=2), 3) == 2
