@@ -247,13 +247,18 @@ class HostSlots:
             # waiting in line itself)
             held_here = next((i for i in free if lock_key(host, i) in self._unlock_at), None)
             check = lock_key(host, "waiting") if state.served and not state.waiting else None
-            others, position = (False, None) if held_here is not None and check is None else self._db.claim(
-                check, [] if held_here is not None else [lock_key(host, i) for i in free])
+            others, position = False, None
+            if held_here is None:
+                others, position = self._db.claim(check, [lock_key(host, i) for i in free])
+            elif check is not None:
+                others, _ = self._db.claim(check, [])
             if others:
                 return None
             if held_here is not None:
                 del self._unlock_at[lock_key(host, held_here)]
-            index = held_here if held_here is not None else None if position is None else free[position]
+                index: int | None = held_here
+            else:
+                index = None if position is None else free[position]
             if index is not None and self.delay > 0:
                 if self._relock(lock_key(host, "turn")):
                     self._schedule(lock_key(host, "turn"), self.clock() + self.delay)

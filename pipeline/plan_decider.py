@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime, timedelta
@@ -47,13 +47,11 @@ Reasons = dict[tuple[int, int], list[dict[str, Any]]]
 class RowChecks:
     """The row contract over each chunk of the plan as soon as the decider has decided it:
     the chunk's articles planned new or updated go to the validator (`run_soon`: in the
-    validation child, which checks a chunk while the decider works on the next), at most
-    `IN_FLIGHT` chunks handed over and not yet judged (one: more cost memory for no time
-    measured). The rows go as they are, the validator builds their frame: in the child,
+    validation child, which checks a chunk while the decider works on the next), one chunk
+    handed over and not yet judged at a time (more cost memory for no time measured).
+    The rows go as they are, the validator builds their frame: in the child,
     so pandas never loads in the load's process (the CLI's peak 208 MB with it, 176 MB
     without, at the 1,000-feed bench). `judged` waits for the rest."""
-
-    IN_FLIGHT = 1
 
     def __init__(self, settings: Settings, run_id: str, now: datetime):
         self.gx_dir = settings.data_dir / "gx"  # the context is built only for a batch to check
@@ -65,7 +63,7 @@ class RowChecks:
             "max_undated_share": settings.max_undated_share,
             "feed_fail_ratio": settings.feed_quarantine_fail_ratio,
         }
-        self._pending: deque[tuple[list[tuple[int, int]], Callable[[], validate.SuiteOutcome]]] = deque()
+        self._pending: tuple[list[tuple[int, int]], Callable[[], validate.SuiteOutcome]] | None = None
         self.chunks: list[validate.SuiteOutcome] = []  # each chunk's outcome, without its failures
         self.reasons: Reasons = {}  # the failing rows' reasons
         self.validated = 0
@@ -73,30 +71,27 @@ class RowChecks:
     def check(self, read_rows: Callable[[], list[PlannedRow]]) -> None:
         """Hand over the rows `read_rows` gives, once there is room (read only then: the
         process never holds a chunk's rows beside those still in flight)."""
-        while len(self._pending) >= self.IN_FLIGHT:
-            self._judge(*self._pending.popleft())
+        self.judged()
         planned = read_rows()
         if not planned:
             return
         keys = [(row.feed_id, row.seq) for row in planned]  # what a verdict is told by
-        # the rows go as they are: the validator builds their frame (in the child, so pandas
-        # never loads in this process)
-        self._pending.append((keys, validate.validator(self.gx_dir).run_soon(
-            ROWS_SUITE, self.run_id, self.parameters, planned)))
+        self._pending = (keys, validate.validator(self.gx_dir).run_soon(
+            ROWS_SUITE, self.run_id, self.parameters, planned))
 
     def judged(self) -> RowChecks:
-        while self._pending:
-            self._judge(*self._pending.popleft())
+        """The chunk still in flight judged: its verdicts in `reasons` and `chunks`."""
+        if self._pending is not None:
+            keys, outcome = self._pending
+            self._pending = None
+            result = outcome()
+            self.validated += len(keys)
+            self.reasons.update({keys[i]: [f.to_json() for f in found] for i, found in result.failures.items()})
+            self.chunks.append(dataclasses.replace(result, failures={}))
         return self
 
-    def _judge(self, keys: list[tuple[int, int]], outcome: Callable[[], validate.SuiteOutcome]) -> None:
-        result = outcome()
-        self.validated += len(keys)
-        self.reasons.update({keys[i]: [f.to_json() for f in found] for i, found in result.failures.items()})
-        self.chunks.append(dataclasses.replace(result, failures={}))
 
-
-def decide(cur: Any, run_id: str, now: datetime, checks: RowChecks | None = None) -> dict[str, Any]:
+def decide(cur: Any, run_id: str, now: datetime, checks: RowChecks) -> dict[str, Any]:
     """Apply each feed's identity rule (re-chosen from this fetch, except for release runs,
     which hold only some of a feed's entries), then decide new / update / duplicate, into
     the load plan. An entry whose identity cannot be computed is quarantined with the
@@ -133,8 +128,8 @@ def decide(cur: Any, run_id: str, now: datetime, checks: RowChecks | None = None
             rules.update(v.rule.value for v in chunk_verdicts if v.decision is Decision.DUPLICATE and v.rule)
             del chunk, keyed, articles, index, earlier, chunk_verdicts  # before the next chunk is read
             release_free_memory()  # what the chunk freed goes back: a long load stays flat
-            if checks is not None:  # the chunk's decisions are final: later chunks never change them
-                checks.check(partial(storage.planned_rows, cur, run_id, feed_ids))
+            # the chunk's decisions are final (later chunks never change them): to the contract
+            checks.check(partial(storage.planned_rows, cur, run_id, feed_ids))
     summary = {"articles": decided, **verdicts, "duplicate_rules": dict(rules),
                "identity_rule_changes": changes, "failed_entries": failed}
     log.info("dedup: %s", summary)

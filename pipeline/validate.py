@@ -280,6 +280,13 @@ class ValidatorProcess:
             raise
 
     def _call(self, method: str, *args: Any) -> Any:
+        return self._soon(method, *args)()
+
+    def _soon(self, method: str, *args: Any) -> Callable[[], Any]:
+        """`method` handed to the child now; the returned callable waits for its result. A
+        child that died or hung (or a call cancelled, queued behind one that hung when the
+        child was ended for it): the validator is built here and the call runs here."""
+        from concurrent.futures import CancelledError
         from concurrent.futures import TimeoutError as CallTimeout
         from concurrent.futures.process import BrokenProcessPool
 
@@ -287,9 +294,22 @@ class ValidatorProcess:
             raise RuntimeError("the validation process was closed")
         if self._fallback is None:
             try:
-                return self._pool.submit(_in_child, self.project_dir, method, *args).result(CALL_TIMEOUT_S)
-            except (BrokenProcessPool, CallTimeout) as exc:
+                future = self._pool.submit(_in_child, self.project_dir, method, *args)
+            except BrokenProcessPool as exc:
                 self._recover(exc)
+            else:
+                def result() -> Any:
+                    try:
+                        return future.result(CALL_TIMEOUT_S)
+                    except (BrokenProcessPool, CallTimeout, CancelledError) as exc:
+                        self._recover(exc)
+                        return self._here(method, *args)
+
+                return result
+        return lambda: self._here(method, *args)
+
+    def _here(self, method: str, *args: Any) -> Any:
+        """A call on the validator built in this process (`_recover`)."""
         assert self._fallback is not None
         if method == "build_docs":  # results the child kept (numbered) have no page here
             args = ([o for o in args[0] if o is None or not isinstance(o.result_key, int)],)
@@ -336,29 +356,7 @@ class ValidatorProcess:
         there, never in this process) and validates while this process goes on. The
         returned callable waits for the outcome (a child that died or hung meanwhile: as
         `run`, the suite runs again in this process)."""
-        from concurrent.futures import CancelledError
-        from concurrent.futures import TimeoutError as CallTimeout
-        from concurrent.futures.process import BrokenProcessPool
-
-        args = (suite, run_name, parameters, rows)
-        if self._closed:
-            raise RuntimeError("the validation process was closed")
-        if self._fallback is not None:
-            return self._fallback.run_soon(*args)
-        try:
-            future = self._pool.submit(_in_child, self.project_dir, "run_rows", *args)
-        except BrokenProcessPool:
-            return lambda: cast(SuiteOutcome, self._call("run_rows", *args))
-
-        def outcome() -> SuiteOutcome:
-            try:
-                return cast(SuiteOutcome, future.result(CALL_TIMEOUT_S))
-            except (BrokenProcessPool, CallTimeout, CancelledError) as exc:  # cancelled: queued
-                self._recover(exc)  # behind a call that hung, when the child was ended for it
-                assert self._fallback is not None
-                return self._fallback.run_rows(*args)
-
-        return outcome
+        return cast(Callable[[], SuiteOutcome], self._soon("run_rows", suite, run_name, parameters, rows))
 
     def build_docs(self, outcomes: Sequence[SuiteOutcome | None]) -> None:
         self._call("build_docs", list(outcomes))
