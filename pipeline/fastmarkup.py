@@ -48,7 +48,12 @@ _CANDIDATE = re.compile(
     rf"<(?!/?(?!(?:{_VOID_NAMES})>)[a-z][a-z0-9]*>)(?:!--.*?-->|[^<>]*>)?"
     r"|&(?!(?:amp|lt|gt|quot|nbsp);)(?:#?[a-zA-Z0-9][-.a-zA-Z0-9]*;?)?", re.S)
 _RENDERED: dict[tuple[str, str], str] = {}
-_RENDERED_MAX = 50_000  # tags kept per process, each of at most _RENDERED_CHARS (tag, base, output):
+# Tags kept per process, each of at most _RENDERED_CHARS (tag, base, output): a feed's
+# entries repeat their own tags, so a few thousand keep the hits (half the 1,000-feed
+# bench's feeds parsed in one process: 99% of the hits with 2,000 as with 50,000, which
+# held 15 MB there, up to ~25 MB once full: a shard worker's memory grew with the feeds
+# it had parsed).
+_RENDERED_MAX = 2_000
 _RENDERED_CHARS = 2048  # a longer one (a hostile feed's megabyte tag) is rendered afresh
 _ATTR_REF = re.compile(r"&(?:([a-zA-Z][-.a-zA-Z0-9]*)|#([0-9]+))(;?)")
 _BARE_AMPERSAND = re.compile(r"&(?!#\d+;|#x[0-9a-fA-F]+;|\w+;)")

@@ -139,6 +139,23 @@ def test_a_long_tag_is_resolved_as_feedparser_does_but_not_kept_in_the_tag_cache
     assert '<a href="x">' in cached and not any(long_alt in tag for tag in cached)
 
 
+def test_the_tag_cache_stays_within_its_bound_however_many_feeds_a_worker_parses():
+    """A shard worker parses feed after feed: the tags it remembers (each feed's own, under
+    its own address) must not grow with them."""
+    from pipeline import fastmarkup
+
+    fp = fastparse._feedparser()
+    fastmarkup._RENDERED.clear()
+    for feed in range(3 * fastmarkup._RENDERED_MAX // 10):
+        base = f"https://news{feed}.example/feed.xml"
+        for n in range(10):
+            markup = f'<p><a href="/story/{n}" title="{feed}-{n}">x</a><img src="i{n}.png"></p>'
+            assert fastmarkup.resolve(markup, base, fp.safe_absolute, fp.cp1252) == \
+                fp.resolve_relative_uris(markup, base, "utf-8", "text/html")
+        assert len(fastmarkup._RENDERED) <= fastmarkup._RENDERED_MAX + 1
+    assert fastmarkup._RENDERED_MAX <= 10_000  # a few MB at most in every worker
+
+
 # Links as feeds write them, and the ways urllib would rewrite or refuse one.
 _SCHEMES = st.sampled_from(["http", "https", "HTTP", "Https", "ftp", "javascript", "mailto", ""])
 _SEPARATORS = st.sampled_from(["://", ":", ":///", "//", ""])
