@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from pipeline import clusters, database, local_runner, maintenance, plan_decider, tasks, validate
+from pipeline import clusters, database, local_runner, maintenance, neardup, plan_decider, tasks, validate
 from pipeline.demo import demo_feed_list, serve_demo
 from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.expectations import ROWS_SUITE
@@ -491,6 +491,29 @@ def test_a_copy_syndicated_in_a_later_run_joins_the_stored_story_and_an_edit_kee
     assert members[1][0] == "https://other.example/ferry" and members[1][1].startswith("minhash_lsh")
     assert members[1][2] is True
     assert len(members) == 2
+
+
+@pytest.mark.parametrize("chunk", [clusters.CHUNK, 1], ids=["one chunk", "an article a chunk"])
+def test_a_story_many_feeds_carry_forms_one_cluster_each_copy_compared_with_a_bounded_few(
+        db_url, settings, chunk, monkeypatch):
+    # Eight outlets carry the story, each with its own sign-off: every copy joins one
+    # cluster, while each is compared with at most the latest earlier copy per band (in its
+    # chunk, or stored), not with all the copies before it.
+    monkeypatch.setattr(clusters, "CHUNK", chunk)
+    monkeypatch.setattr(clusters, "CANDIDATES_PER_BAND", 1)
+    compared: list[int] = []
+    best_match = neardup.best_match
+    monkeypatch.setattr(neardup, "best_match", lambda sig, candidates: (
+        compared.append(len(candidates)), best_match(sig, candidates))[1])
+    routes = {f"/{n}.xml": Route(rss([item(n, link=f"https://outlet{n}.example/ferry", guid=f"o{n}",
+                                           title="Council to rebuild ferry terminal",
+                                           description=f"<p>{STORY} Reporting by outlet {n}.</p>")]))
+              for n in range(8)}
+    with FeedServer(routes) as srv:
+        totals = run(db_url, settings, [FeedSource(srv.url(path)) for path in routes])["totals"]
+    assert totals["new"] == 8
+    assert query(db_url, "SELECT size FROM story_clusters") == [(8,)]
+    assert len(compared) == 8 and max(compared) < 7, compared  # unbounded: the last copy met all 7
 
 
 def test_each_update_keeps_the_previous_version_with_what_changed(db_url, settings):
