@@ -1,8 +1,10 @@
-"""Story clusters: link each new article to its nearest earlier near-duplicate, in SQL.
+"""Story clusters: link each new article to its nearest earlier near-duplicate among a few.
 
 Runs inside the load transaction (under its lock), so runs and parallel workers see
 each other's articles. Only the decision (which candidate, which cluster) is Python,
-in `pipeline.neardup`; candidates come from the indexed `article_bands` table.
+in `pipeline.neardup`; candidates come from the indexed `article_bands` table, a bounded
+few per band (`CANDIDATES_PER_BAND`), so an article's cost does not grow with the number
+of feeds that carry its story.
 
 A cluster is one story across outlets: candidates from the article's own feed are not
 linked. Near-identical entries within one feed are recurring templates (a weekly
@@ -12,7 +14,11 @@ calendar, show notes, a market wrap) or the feed's own re-posts, not syndication
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
@@ -87,10 +93,12 @@ def _cluster_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]], now: dat
     linked = 0
     for start in range(0, len(new_ids), MATCH_SLICE):
         ids = new_ids[start:start + MATCH_SLICE]
-        candidates = _stored_candidates(cur, ids, band_keys, rows)
+        candidates, cut = _stored_candidates(cur, ids, band_keys, rows)
         for article_id in ids:
-            candidates.setdefault(article_id, set()).update(_chunk_candidates(article_id, band_keys, holders))
-        linked += _link_slice(cur, candidates, rows, feed_of, cluster_of, now)
+            candidates.setdefault(article_id, set()).update(
+                _chunk_candidates(article_id, band_keys, holders, feed_of))
+        further = partial(_past_the_cut, cur, cut, feed_of, band_keys, updated)
+        linked += _link_slice(cur, candidates, rows, feed_of, cluster_of, now, further)
     _store(cur, {i: sig for i, (sig, _) in rows.items()}, band_keys)
     return linked
 
@@ -105,31 +113,86 @@ MATCH_SLICE = 250
 # was compared with all the earlier ones, so the time and memory per article grew with the
 # syndication (the 1,000-feed bench replicated to 5,000 feeds, 100 copies of each story:
 # clustering took 27 s against 1.0 s at 1,000, and the load's peak memory grew with it).
+# Articles of the new article's own feed never count (a feed's re-posts are not
+# syndication): among the chunk's, they are skipped; a stored article whose latest
+# candidates were all unusable (of its feed, or of the chunk) looks further back.
 CANDIDATES_PER_BAND = 16
+# How far back, per band, an article looks past such candidates: a bound, for a feed that
+# re-posts one text hundreds of times.
+SCAN_PER_BAND = 512
 
 
 def _stored_candidates(cur: Cursor, new_ids: list[int], band_keys: dict[int, list[tuple[int, int]]],
-                       chunk: dict[int, Any]) -> dict[int, set[int]]:
+                       chunk: dict[int, Any]) -> tuple[dict[int, set[int]], set[int]]:
     """For each of these new articles, the stored articles (not of the chunk) sharing a band
     with it and older than it: per band, the latest `CANDIDATES_PER_BAND` (the band index
-    read backwards from the article's id)."""
+    read backwards from the article's id). Also the articles with a band cut at that bound
+    (`_past_the_cut` looks further for those whose candidates all turn out unusable)."""
     if not new_ids:
-        return {}
-    cur.execute(
-        """SELECT DISTINCT n.article_id, b.article_id
-           FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[]) AS n(article_id, band, bucket)
-           CROSS JOIN LATERAL (
-               SELECT b.article_id FROM article_bands b
-               WHERE b.band = n.band AND b.bucket = n.bucket AND b.article_id < n.article_id
-               ORDER BY b.article_id DESC LIMIT %s) b""",
-        (*map(array_literal, zip(*[(i, band, bucket) for i in new_ids for band, bucket in band_keys[i]],
-                                 strict=False)), CANDIDATES_PER_BAND),
-    )
+        return {}, set()
+    with _band_index_read_backwards(cur):
+        cur.execute(
+            """SELECT n.article_id, n.band, b.article_id
+               FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[]) AS n(article_id, band, bucket)
+               CROSS JOIN LATERAL (
+                   SELECT b.article_id FROM article_bands b
+                   WHERE b.band = n.band AND b.bucket = n.bucket AND b.article_id < n.article_id
+                   ORDER BY b.article_id DESC LIMIT %s) b""",
+            (*map(array_literal, zip(*[(i, band, bucket) for i in new_ids for band, bucket in band_keys[i]],
+                                     strict=False)), CANDIDATES_PER_BAND),
+        )
+        found = cur.fetchall()
     candidates: dict[int, set[int]] = {}
-    for article_id, candidate in cur.fetchall():
+    per_band: Counter[tuple[int, int]] = Counter()
+    for article_id, band, candidate in found:
+        per_band[article_id, band] += 1
         if candidate not in chunk:
             candidates.setdefault(article_id, set()).add(candidate)
-    return candidates
+    return candidates, {article_id for (article_id, _), n in per_band.items() if n >= CANDIDATES_PER_BAND}
+
+
+@contextmanager
+def _band_index_read_backwards(cur: Cursor) -> Iterator[None]:
+    """The bucket probes read `article_bands`' index backwards and stop at their limit: the
+    planner, which has no statistics for bands stored in this transaction, would otherwise
+    read whole buckets through a bitmap and sort them."""
+    cur.execute("SELECT current_setting('enable_bitmapscan')")
+    (before,), = cur.fetchall()
+    cur.execute("SET LOCAL enable_bitmapscan = off")
+    try:
+        yield
+    finally:
+        cur.execute("SELECT set_config('enable_bitmapscan', %s, true)", (before,))
+
+
+def _past_the_cut(cur: Cursor, cut: set[int], feed_of: dict[int, int],
+                  band_keys: dict[int, list[tuple[int, int]]], chunk: list[int],
+                  article_id: int) -> list[tuple[int, bytes, int | None]]:
+    """Stored candidates further back, for an article whose latest were all unusable and
+    cut at the bound (none otherwise): per band, the latest `CANDIDATES_PER_BAND` of another
+    feed and not of the chunk (whose articles their own bands judge), among the latest
+    `SCAN_PER_BAND`. With each, its signature and cluster."""
+    if article_id not in cut:
+        return []
+    bands, buckets = zip(*band_keys[article_id], strict=True)
+    with _band_index_read_backwards(cur):
+        cur.execute(
+            """SELECT DISTINCT c.article_id, s.signature, k.cluster_id
+               FROM unnest(%s::smallint[], %s::bigint[]) AS n(band, bucket)
+               CROSS JOIN LATERAL (
+                   SELECT b.article_id
+                   FROM (SELECT b.article_id FROM article_bands b
+                         WHERE b.band = n.band AND b.bucket = n.bucket AND b.article_id < %s
+                         ORDER BY b.article_id DESC LIMIT %s) b
+                   JOIN articles a ON a.id = b.article_id
+                   WHERE a.feed_id <> %s AND b.article_id <> ALL(%s::bigint[])
+                   ORDER BY b.article_id DESC LIMIT %s) c
+               JOIN article_signatures s ON s.article_id = c.article_id
+               LEFT JOIN article_clusters k ON k.article_id = c.article_id""",
+            (array_literal(bands), array_literal(buckets), article_id, SCAN_PER_BAND, feed_of[article_id],
+             array_literal(chunk), CANDIDATES_PER_BAND),
+        )
+        return [(candidate, bytes(sig), cluster) for candidate, sig, cluster in cur.fetchall()]
 
 
 def _band_holders(band_keys: dict[int, list[tuple[int, int]]]) -> dict[tuple[int, int], list[int]]:
@@ -142,14 +205,21 @@ def _band_holders(band_keys: dict[int, list[tuple[int, int]]]) -> dict[tuple[int
 
 
 def _chunk_candidates(article_id: int, band_keys: dict[int, list[tuple[int, int]]],
-                      holders: dict[tuple[int, int], list[int]]) -> set[int]:
-    """The chunk's articles (new or updated) older than this one that share a band with it:
-    per band, the latest `CANDIDATES_PER_BAND`."""
+                      holders: dict[tuple[int, int], list[int]], feed_of: dict[int, int]) -> set[int]:
+    """The chunk's articles (new or updated) of other feeds, older than this one, that share
+    a band with it: per band, the latest `CANDIDATES_PER_BAND` among the latest `SCAN_PER_BAND`."""
     older: set[int] = set()
+    feed = feed_of[article_id]
     for key in band_keys[article_id]:
         members = holders[key]  # in id order, this article among them
         at = bisect_left(members, article_id)
-        older.update(members[max(0, at - CANDIDATES_PER_BAND):at])
+        kept = 0
+        for other in reversed(members[max(0, at - SCAN_PER_BAND):at]):
+            if feed_of[other] != feed:
+                older.add(other)
+                kept += 1
+                if kept == CANDIDATES_PER_BAND:
+                    break
     return older
 
 
@@ -163,11 +233,12 @@ def _clusters(cur: Cursor, article_ids: list[int]) -> dict[int, int]:
 
 
 def _link_slice(cur: Cursor, candidates: dict[int, set[int]], rows: dict[int, tuple[bytes, str]],
-                feed_of: dict[int, int], cluster_of: dict[int, int], now: datetime) -> int:
+                feed_of: dict[int, int], cluster_of: dict[int, int], now: datetime,
+                further: Callable[[int], list[tuple[int, bytes, int | None]]]) -> int:
     """Link these new articles (each with its candidates) to their nearest earlier
-    near-duplicates of other feeds. `cluster_of` holds the clusters of the chunk's articles
-    so far, and takes the links made here; a stored candidate's are read. Returns the links
-    made."""
+    near-duplicates of other feeds (for one with no usable candidate, among those `further`
+    finds). `cluster_of` holds the clusters of the chunk's articles so far, and takes the
+    links made here; a stored candidate's are read. Returns the links made."""
     stored = sorted({c for cs in candidates.values() for c in cs if c not in rows})
     stored_signature, stored_feed = {}, {}
     if stored:
@@ -189,8 +260,13 @@ def _link_slice(cur: Cursor, candidates: dict[int, set[int]], rows: dict[int, tu
 
     links: list[tuple[int, int, float, str, datetime]] = []
     for article_id in sorted(candidates):
-        match = neardup.best_match(rows[article_id][0], [
-            (c, sig) for c in candidates[article_id] if (sig := other_feed(article_id, c)) is not None])
+        usable = [(c, sig) for c in candidates[article_id] if (sig := other_feed(article_id, c)) is not None]
+        if not usable:
+            for candidate, sig, cluster in further(article_id):
+                usable.append((candidate, sig))
+                if cluster is not None:
+                    cluster_of.setdefault(candidate, cluster)
+        match = neardup.best_match(rows[article_id][0], usable)
         if match is None:
             continue
         other, score = match

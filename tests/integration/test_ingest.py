@@ -516,6 +516,30 @@ def test_a_story_many_feeds_carry_forms_one_cluster_each_copy_compared_with_a_bo
     assert len(compared) == 8 and max(compared) < 7, compared  # unbounded: the last copy met all 7
 
 
+def test_a_feed_reposting_a_story_past_the_bound_neither_leaves_nor_splits_its_cluster(
+        db_url, settings, monkeypatch):
+    # Outlet B carries the story; feed A re-posts edited copies in later runs, until the
+    # latest candidates of its next copy are all A's own (never linked); then outlet C
+    # carries it. A's copy looks further back and finds B's, and C joins the same story.
+    monkeypatch.setattr(clusters, "CANDIDATES_PER_BAND", 2)
+
+    def copy(n: int, outlet: str) -> dict:
+        return item(n, link=f"https://{outlet}.example/ferry-{n}", guid=f"{outlet}-{n}",
+                    title="Council to rebuild ferry terminal",
+                    description=f"<p>{STORY} Update {n}.</p>")
+
+    routes = {"/b.xml": Route(rss([copy(0, "b")])), "/a.xml": Route(rss([])), "/c.xml": Route(rss([]))}
+    with FeedServer(routes) as srv:
+        sources = [FeedSource(srv.url(path)) for path in routes]
+        run(db_url, settings, sources)
+        for n in range(1, 7):
+            srv.routes["/a.xml"] = Route(rss([copy(n, "a")]))
+            assert run(db_url, settings, sources)["totals"]["new"] == 1
+        srv.routes["/c.xml"] = Route(rss([copy(9, "c")]))
+        assert run(db_url, settings, sources)["totals"]["new"] == 1
+    assert query(db_url, "SELECT size FROM story_clusters") == [(8,)]
+
+
 def test_each_update_keeps_the_previous_version_with_what_changed(db_url, settings):
     with FeedServer({"/f.xml": Route(rss([item(1)]))}) as srv:
         sources = [FeedSource(srv.url("/f.xml"))]
