@@ -6,7 +6,7 @@ repair, entry cap, JSON-safe entries) once with `FEED_PARSER=feedparser` and onc
 `auto` (the lxml fast path, feedparser for the bodies it refuses). Reported: entries per
 second of each, their ratio, the same ratio over only the bodies the fast path took, and
 the share of bodies each parser took. Best of `repeat` runs, one process, one core, each
-started with the fast path's caches of rendered markup empty: a run meets each feed's
+started with the fast path's cache of rendered tags (and of bases urllib parses) empty: a run meets each feed's
 markup once, and the replicated corpus would otherwise find every tag remembered from the
 passes before (9,468 entries/s with 50,000 tags kept, 7,935 with 2,000, one run each on
 2026-12-07; one pass over the same feeds under their own addresses took as long either way).
