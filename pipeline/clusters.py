@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
+from itertools import islice
 from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
@@ -95,9 +96,8 @@ def _cluster_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]], now: dat
         ids = new_ids[start:start + MATCH_SLICE]
         candidates, cut = _stored_candidates(cur, ids, band_keys, rows)
         for article_id in ids:
-            candidates.setdefault(article_id, set()).update(
-                _chunk_candidates(article_id, band_keys, holders, feed_of))
-        further = partial(_past_the_cut, cur, cut, feed_of, band_keys, updated)
+            candidates.setdefault(article_id, set()).update(_chunk_candidates(article_id, band_keys, holders))
+        further = partial(_further_back, cur, cut, rows, feed_of, band_keys, holders, updated)
         linked += _link_slice(cur, candidates, rows, feed_of, cluster_of, now, further)
     _store(cur, {i: sig for i, (sig, _) in rows.items()}, band_keys)
     return linked
@@ -113,9 +113,9 @@ MATCH_SLICE = 250
 # was compared with all the earlier ones, so the time and memory per article grew with the
 # syndication (the 1,000-feed bench replicated to 5,000 feeds, 100 copies of each story:
 # clustering took 27 s against 1.0 s at 1,000, and the load's peak memory grew with it).
-# Articles of the new article's own feed never count (a feed's re-posts are not
-# syndication): among the chunk's, they are skipped; a stored article whose latest
-# candidates were all unusable (of its feed, or of the chunk) looks further back.
+# An article whose latest candidates are all unusable (of its own feed: a feed's re-posts
+# are not syndication; or the chunk's re-signed articles, found by their old bands) looks
+# further back for other feeds' (`_further_back`).
 CANDIDATES_PER_BAND = 16
 # How far back, per band, an article looks past such candidates: a bound, for a feed that
 # re-posts one text hundreds of times.
@@ -127,7 +127,7 @@ def _stored_candidates(cur: Cursor, new_ids: list[int], band_keys: dict[int, lis
     """For each of these new articles, the stored articles (not of the chunk) sharing a band
     with it and older than it: per band, the latest `CANDIDATES_PER_BAND` (the band index
     read backwards from the article's id). Also the articles with a band cut at that bound
-    (`_past_the_cut` looks further for those whose candidates all turn out unusable)."""
+    (`_further_back` looks further for those whose candidates all turn out unusable)."""
     if not new_ids:
         return {}, set()
     with _band_index_read_backwards(cur):
@@ -165,16 +165,28 @@ def _band_index_read_backwards(cur: Cursor) -> Iterator[None]:
         cur.execute("SELECT set_config('enable_bitmapscan', %s, true)", (before,))
 
 
-def _past_the_cut(cur: Cursor, cut: set[int], feed_of: dict[int, int],
-                  band_keys: dict[int, list[tuple[int, int]]], chunk: list[int],
-                  article_id: int) -> list[tuple[int, bytes, int | None]]:
-    """Stored candidates further back, for an article whose latest were all unusable and
-    cut at the bound (none otherwise): per band, the latest `CANDIDATES_PER_BAND` of another
-    feed and not of the chunk (whose articles their own bands judge), among the latest
-    `SCAN_PER_BAND`. With each, its signature and cluster."""
-    if article_id not in cut:
-        return []
-    bands, buckets = zip(*band_keys[article_id], strict=True)
+def _further_back(cur: Cursor, cut: set[int], rows: dict[int, tuple[bytes, str]], feed_of: dict[int, int],
+                  band_keys: dict[int, list[tuple[int, int]]], holders: dict[tuple[int, int], list[int]],
+                  chunk_updated: list[int], article_id: int) -> list[tuple[int, bytes, int | None]]:
+    """For an article whose latest candidates were all unusable: other feeds' articles
+    further back, per band the latest `CANDIDATES_PER_BAND` among the latest
+    `SCAN_PER_BAND`, of the chunk, and stored when its stored ones were cut at the bound.
+    Each with its signature and, for a stored one, its cluster."""
+    feed = feed_of[article_id]
+    found: list[tuple[int, bytes, int | None]] = [
+        (c, rows[c][0], None)
+        for c in _chunk_candidates(article_id, band_keys, holders, lambda c: feed_of[c] != feed)]
+    if article_id in cut:
+        found += _stored_further_back(cur, article_id, feed, band_keys[article_id], chunk_updated)
+    return found
+
+
+def _stored_further_back(cur: Cursor, article_id: int, feed_id: int, band_keys: list[tuple[int, int]],
+                         chunk_updated: list[int]) -> list[tuple[int, bytes, int | None]]:
+    """Stored articles of other feeds than `feed_id` and not re-signed in the chunk (whose
+    own bands judge them), per band the latest `CANDIDATES_PER_BAND` among the latest
+    `SCAN_PER_BAND` older than the article; with each, its signature and cluster."""
+    bands, buckets = zip(*band_keys, strict=True)
     with _band_index_read_backwards(cur):
         cur.execute(
             """SELECT DISTINCT c.article_id, s.signature, k.cluster_id
@@ -189,8 +201,8 @@ def _past_the_cut(cur: Cursor, cut: set[int], feed_of: dict[int, int],
                    ORDER BY b.article_id DESC LIMIT %s) c
                JOIN article_signatures s ON s.article_id = c.article_id
                LEFT JOIN article_clusters k ON k.article_id = c.article_id""",
-            (array_literal(bands), array_literal(buckets), article_id, SCAN_PER_BAND, feed_of[article_id],
-             array_literal(chunk), CANDIDATES_PER_BAND),
+            (array_literal(bands), array_literal(buckets), article_id, SCAN_PER_BAND, feed_id,
+             array_literal(chunk_updated), CANDIDATES_PER_BAND),
         )
         return [(candidate, bytes(sig), cluster) for candidate, sig, cluster in cur.fetchall()]
 
@@ -205,21 +217,20 @@ def _band_holders(band_keys: dict[int, list[tuple[int, int]]]) -> dict[tuple[int
 
 
 def _chunk_candidates(article_id: int, band_keys: dict[int, list[tuple[int, int]]],
-                      holders: dict[tuple[int, int], list[int]], feed_of: dict[int, int]) -> set[int]:
-    """The chunk's articles (new or updated) of other feeds, older than this one, that share
-    a band with it: per band, the latest `CANDIDATES_PER_BAND` among the latest `SCAN_PER_BAND`."""
+                      holders: dict[tuple[int, int], list[int]],
+                      usable: Callable[[int], bool] | None = None) -> set[int]:
+    """The chunk's articles (new or updated) older than this one that share a band with it:
+    per band, the latest `CANDIDATES_PER_BAND`; with `usable`, the latest that many it
+    accepts among the latest `SCAN_PER_BAND`."""
     older: set[int] = set()
-    feed = feed_of[article_id]
     for key in band_keys[article_id]:
         members = holders[key]  # in id order, this article among them
         at = bisect_left(members, article_id)
-        kept = 0
-        for other in reversed(members[max(0, at - SCAN_PER_BAND):at]):
-            if feed_of[other] != feed:
-                older.add(other)
-                kept += 1
-                if kept == CANDIDATES_PER_BAND:
-                    break
+        if usable is None:
+            older.update(members[max(0, at - CANDIDATES_PER_BAND):at])
+        else:
+            window = reversed(members[max(0, at - SCAN_PER_BAND):at])
+            older.update(islice(filter(usable, window), CANDIDATES_PER_BAND))
     return older
 
 

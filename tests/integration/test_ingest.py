@@ -540,6 +540,22 @@ def test_a_feed_reposting_a_story_past_the_bound_neither_leaves_nor_splits_its_c
     assert query(db_url, "SELECT size FROM story_clusters") == [(8,)]
 
 
+def test_a_feed_reposting_a_story_within_one_run_joins_the_outlet_it_reposts(db_url, settings, monkeypatch):
+    # In one run, outlet B carries the story and feed A six edited copies of it: past the
+    # bound, A's later copies meet only A's own among their latest candidates, and look
+    # further back in the chunk for B's.
+    monkeypatch.setattr(clusters, "CANDIDATES_PER_BAND", 2)
+
+    def copy(n: int, outlet: str) -> dict:
+        return item(n, link=f"https://{outlet}.example/ferry-{n}", guid=f"{outlet}-{n}",
+                    title="Council to rebuild ferry terminal", description=f"<p>{STORY} Update {n}.</p>")
+
+    routes = {"/b.xml": Route(rss([copy(0, "b")])), "/a.xml": Route(rss([copy(n, "a") for n in range(1, 7)]))}
+    with FeedServer(routes) as srv:
+        assert run(db_url, settings, [FeedSource(srv.url(path)) for path in routes])["totals"]["new"] == 7
+    assert query(db_url, "SELECT size FROM story_clusters") == [(7,)]
+
+
 def test_each_update_keeps_the_previous_version_with_what_changed(db_url, settings):
     with FeedServer({"/f.xml": Route(rss([item(1)]))}) as srv:
         sources = [FeedSource(srv.url("/f.xml"))]
