@@ -96,7 +96,10 @@ def _cluster_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]], now: dat
         ids = new_ids[start:start + MATCH_SLICE]
         candidates, cut = _stored_candidates(cur, ids, band_keys, rows)
         for article_id in ids:
-            candidates.setdefault(article_id, set()).update(_chunk_candidates(article_id, band_keys, holders))
+            older, truncated = _chunk_candidates(article_id, band_keys, holders)
+            candidates.setdefault(article_id, set()).update(older)
+            if truncated:
+                cut.add(article_id)
         further = partial(_further_back, cur, cut, rows, feed_of, band_keys, holders, updated)
         linked += _link_slice(cur, candidates, rows, feed_of, cluster_of, now, further)
     _store(cur, {i: sig for i, (sig, _) in rows.items()}, band_keys)
@@ -126,8 +129,7 @@ def _stored_candidates(cur: Cursor, new_ids: list[int], band_keys: dict[int, lis
                        chunk: dict[int, Any]) -> tuple[dict[int, set[int]], set[int]]:
     """For each of these new articles, the stored articles (not of the chunk) sharing a band
     with it and older than it: per band, the latest `CANDIDATES_PER_BAND` (the band index
-    read backwards from the article's id). Also the articles with a band cut at that bound
-    (`_further_back` looks further for those whose candidates all turn out unusable)."""
+    read backwards from the article's id). Also the articles with a band cut at that bound."""
     if not new_ids:
         return {}, set()
     with _band_index_read_backwards(cur):
@@ -168,17 +170,17 @@ def _band_index_read_backwards(cur: Cursor) -> Iterator[None]:
 def _further_back(cur: Cursor, cut: set[int], rows: dict[int, tuple[bytes, str]], feed_of: dict[int, int],
                   band_keys: dict[int, list[tuple[int, int]]], holders: dict[tuple[int, int], list[int]],
                   chunk_updated: list[int], article_id: int) -> list[tuple[int, bytes, int | None]]:
-    """For an article whose latest candidates were all unusable: other feeds' articles
-    further back, per band the latest `CANDIDATES_PER_BAND` among the latest
-    `SCAN_PER_BAND`, of the chunk, and stored when its stored ones were cut at the bound.
-    Each with its signature and, for a stored one, its cluster."""
+    """For an article whose latest candidates were all unusable and cut at the bound
+    (`cut`: in the chunk or stored; none otherwise, as for a story no other article
+    carries): other feeds' articles further back, per band the latest
+    `CANDIDATES_PER_BAND` among the latest `SCAN_PER_BAND`, of the chunk and stored. Each
+    with its signature and, for a stored one, its cluster."""
+    if article_id not in cut:
+        return []
     feed = feed_of[article_id]
-    found: list[tuple[int, bytes, int | None]] = [
-        (c, rows[c][0], None)
-        for c in _chunk_candidates(article_id, band_keys, holders, lambda c: feed_of[c] != feed)]
-    if article_id in cut:
-        found += _stored_further_back(cur, article_id, feed, band_keys[article_id], chunk_updated)
-    return found
+    older, _ = _chunk_candidates(article_id, band_keys, holders, lambda c: feed_of[c] != feed)
+    found: list[tuple[int, bytes, int | None]] = [(c, rows[c][0], None) for c in older]
+    return found + _stored_further_back(cur, article_id, feed, band_keys[article_id], chunk_updated)
 
 
 def _stored_further_back(cur: Cursor, article_id: int, feed_id: int, band_keys: list[tuple[int, int]],
@@ -218,20 +220,22 @@ def _band_holders(band_keys: dict[int, list[tuple[int, int]]]) -> dict[tuple[int
 
 def _chunk_candidates(article_id: int, band_keys: dict[int, list[tuple[int, int]]],
                       holders: dict[tuple[int, int], list[int]],
-                      usable: Callable[[int], bool] | None = None) -> set[int]:
+                      usable: Callable[[int], bool] | None = None) -> tuple[set[int], bool]:
     """The chunk's articles (new or updated) older than this one that share a band with it:
     per band, the latest `CANDIDATES_PER_BAND`; with `usable`, the latest that many it
-    accepts among the latest `SCAN_PER_BAND`."""
+    accepts among the latest `SCAN_PER_BAND`. And whether a band had more."""
     older: set[int] = set()
+    truncated = False
     for key in band_keys[article_id]:
         members = holders[key]  # in id order, this article among them
         at = bisect_left(members, article_id)
+        truncated |= at > CANDIDATES_PER_BAND
         if usable is None:
             older.update(members[max(0, at - CANDIDATES_PER_BAND):at])
         else:
             window = reversed(members[max(0, at - SCAN_PER_BAND):at])
             older.update(islice(filter(usable, window), CANDIDATES_PER_BAND))
-    return older
+    return older, truncated
 
 
 def _clusters(cur: Cursor, article_ids: list[int]) -> dict[int, int]:

@@ -493,6 +493,12 @@ def test_a_copy_syndicated_in_a_later_run_joins_the_stored_story_and_an_edit_kee
     assert len(members) == 2
 
 
+def _ferry_copy(n: int, outlet: str) -> dict:
+    """An edited copy of STORY as `outlet` carries it (its own link and GUID)."""
+    return item(n, link=f"https://{outlet}.example/ferry-{n}", guid=f"{outlet}-{n}",
+                title="Council to rebuild ferry terminal", description=f"<p>{STORY} Update {n}.</p>")
+
+
 @pytest.mark.parametrize("chunk", [clusters.CHUNK, 1], ids=["one chunk", "an article a chunk"])
 def test_a_story_many_feeds_carry_forms_one_cluster_each_copy_compared_with_a_bounded_few(
         db_url, settings, chunk, monkeypatch):
@@ -523,19 +529,14 @@ def test_a_feed_reposting_a_story_past_the_bound_neither_leaves_nor_splits_its_c
     # carries it. A's copy looks further back and finds B's, and C joins the same story.
     monkeypatch.setattr(clusters, "CANDIDATES_PER_BAND", 2)
 
-    def copy(n: int, outlet: str) -> dict:
-        return item(n, link=f"https://{outlet}.example/ferry-{n}", guid=f"{outlet}-{n}",
-                    title="Council to rebuild ferry terminal",
-                    description=f"<p>{STORY} Update {n}.</p>")
-
-    routes = {"/b.xml": Route(rss([copy(0, "b")])), "/a.xml": Route(rss([])), "/c.xml": Route(rss([]))}
+    routes = {"/b.xml": Route(rss([_ferry_copy(0, "b")])), "/a.xml": Route(rss([])), "/c.xml": Route(rss([]))}
     with FeedServer(routes) as srv:
         sources = [FeedSource(srv.url(path)) for path in routes]
         run(db_url, settings, sources)
         for n in range(1, 7):
-            srv.routes["/a.xml"] = Route(rss([copy(n, "a")]))
+            srv.routes["/a.xml"] = Route(rss([_ferry_copy(n, "a")]))
             assert run(db_url, settings, sources)["totals"]["new"] == 1
-        srv.routes["/c.xml"] = Route(rss([copy(9, "c")]))
+        srv.routes["/c.xml"] = Route(rss([_ferry_copy(9, "c")]))
         assert run(db_url, settings, sources)["totals"]["new"] == 1
     assert query(db_url, "SELECT size FROM story_clusters") == [(8,)]
 
@@ -546,11 +547,8 @@ def test_a_feed_reposting_a_story_within_one_run_joins_the_outlet_it_reposts(db_
     # further back in the chunk for B's.
     monkeypatch.setattr(clusters, "CANDIDATES_PER_BAND", 2)
 
-    def copy(n: int, outlet: str) -> dict:
-        return item(n, link=f"https://{outlet}.example/ferry-{n}", guid=f"{outlet}-{n}",
-                    title="Council to rebuild ferry terminal", description=f"<p>{STORY} Update {n}.</p>")
-
-    routes = {"/b.xml": Route(rss([copy(0, "b")])), "/a.xml": Route(rss([copy(n, "a") for n in range(1, 7)]))}
+    routes = {"/b.xml": Route(rss([_ferry_copy(0, "b")])),
+              "/a.xml": Route(rss([_ferry_copy(n, "a") for n in range(1, 7)]))}
     with FeedServer(routes) as srv:
         assert run(db_url, settings, [FeedSource(srv.url(path)) for path in routes])["totals"]["new"] == 7
     assert query(db_url, "SELECT size FROM story_clusters") == [(7,)]
