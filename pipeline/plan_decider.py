@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime, timedelta
@@ -47,11 +47,15 @@ Reasons = dict[tuple[int, int], list[dict[str, Any]]]
 class RowChecks:
     """The row contract over each chunk of the plan as soon as the decider has decided it:
     the chunk's articles planned new or updated go to the validator (`run_soon`: in the
-    validation child, which checks a chunk while the decider works on the next), one chunk
-    handed over and not yet judged at a time (more cost memory for no time measured).
+    validation child, which checks a chunk while the decider works on the next). Up to
+    `IN_FLIGHT` chunks are handed over and not yet judged at a time, so the decider goes on
+    while the child is still starting Great Expectations (seconds, in a cold load task)
+    and the load's memory holds a bounded few chunks' rows (a few MB each).
     The rows go as they are, the validator builds their frame: in the child,
     so pandas never loads in the load's process (the CLI's peak 208 MB with it, 176 MB
     without, at the 1,000-feed bench). `judged` waits for the rest."""
+
+    IN_FLIGHT = 3
 
     def __init__(self, settings: Settings, run_id: str, now: datetime):
         self.gx_dir = settings.data_dir / "gx"  # the context is built only for a batch to check
@@ -63,27 +67,27 @@ class RowChecks:
             "max_undated_share": settings.max_undated_share,
             "feed_fail_ratio": settings.feed_quarantine_fail_ratio,
         }
-        self._pending: tuple[list[tuple[int, int]], Callable[[], validate.SuiteOutcome]] | None = None
+        self._pending: deque[tuple[list[tuple[int, int]], Callable[[], validate.SuiteOutcome]]] = deque()
         self.chunks: list[validate.SuiteOutcome] = []  # each chunk's outcome, without its failures
         self.reasons: Reasons = {}  # the failing rows' reasons
         self.validated = 0
 
     def check(self, read_rows: Callable[[], list[PlannedRow]]) -> None:
         """Hand over the rows `read_rows` gives, once there is room (read only then: the
-        process never holds a chunk's rows beside those still in flight)."""
-        self.judged()
+        process never holds more than `IN_FLIGHT` chunks' rows)."""
+        self.judged(keep=self.IN_FLIGHT - 1)
         planned = read_rows()
         if not planned:
             return
         keys = [(row.feed_id, row.seq) for row in planned]  # what a verdict is told by
-        self._pending = (keys, validate.validator(self.gx_dir).run_soon(
-            ROWS_SUITE, self.run_id, self.parameters, planned))
+        self._pending.append((keys, validate.validator(self.gx_dir).run_soon(
+            ROWS_SUITE, self.run_id, self.parameters, planned)))
 
-    def judged(self) -> RowChecks:
-        """The chunk still in flight judged: its verdicts in `reasons` and `chunks`."""
-        if self._pending is not None:
-            keys, outcome = self._pending
-            self._pending = None
+    def judged(self, keep: int = 0) -> RowChecks:
+        """The chunks in flight judged, oldest first, until `keep` are left: their
+        verdicts in `reasons` and `chunks` (in the order they were handed over)."""
+        while len(self._pending) > keep:
+            keys, outcome = self._pending.popleft()
             result = outcome()
             self.validated += len(keys)
             self.reasons.update({keys[i]: [f.to_json() for f in found] for i, found in result.failures.items()})

@@ -86,6 +86,27 @@ def test_chunks_validated_in_the_child_while_the_next_is_decided_land_the_same(d
     assert tmp_path / "gx" not in validate._validators  # ended with the run
 
 
+def test_the_cli_starts_validation_beside_the_shards_once_one_staged_entries(db_url, settings, demo, tmp_path):
+    """The CLI's validation child starts while the other shards still run, as soon as a
+    shard staged entries (Great Expectations' start-up then costs the load no wait); a run
+    in which nothing changed starts none; either way none is left when the run ends."""
+    gx_dir = tmp_path / "gx"
+    settings = settings.replace(data_dir=tmp_path, workers=2, shard_size=1)
+
+    def ingest(run_id: str) -> list[tuple[int, bool]]:
+        seen: list[tuple[int, bool]] = []
+        local_runner.ingest(db_url, settings, demo, run_id, validation_child=True,
+                            on_shard=lambda s: seen.append((s.entries, gx_dir in validate._validators)))
+        assert gx_dir not in validate._validators  # ended with the run
+        return seen
+
+    first = ingest("t-early-1")
+    assert len(first) == len(demo) and all(entries for entries, _ in first)
+    assert all(started for _, started in first)  # from the first shard on, before the load
+    unchanged = ingest("t-early-2")
+    assert unchanged and not any(entries or started for entries, started in unchanged)
+
+
 @pytest.mark.parametrize("chunk", [plan_decider.CHUNK_ENTRIES, 5], ids=["one chunk", "chunks of two feeds"])
 def test_shards_on_worker_processes_store_what_one_process_stores(db_url, settings, chunk, monkeypatch):
     """The CLI's default: shards on a process pool, each a fetch-parse-normalize pass. Same rows,
@@ -352,6 +373,40 @@ def test_the_staged_search_vector_is_the_articles_own(db_url, settings, demo):
     assert scalar(db_url, "SELECT count(*) FROM articles") > 0
     assert scalar(db_url, """SELECT count(*) FROM articles
                                WHERE search IS DISTINCT FROM article_search(language, title, text)""") == 0
+
+
+def test_a_writer_that_gives_no_search_vector_gets_the_rows_own(db_url, settings, demo):
+    """Migration 020 moved the trigger's condition into its WHEN clause: a manual insert
+    or fix that gives no vector, or changes the text and leaves the vector as it was, still
+    gets the one the row's language, title and text give."""
+    run(db_url, settings, demo)
+    query(db_url, """INSERT INTO articles (feed_id, identity_key, canonical_url, title, text, content_hash,
+                                           first_seen_at, updated_at, published_at, published_source, language)
+                     SELECT feed_id, 'manual', 'https://example.org/manual', 'Zeppelin mechanics',
+                            'Mechanics returned.', 'manual', first_seen_at, updated_at, published_at,
+                            published_source, 'en'
+                     FROM articles ORDER BY id LIMIT 1 RETURNING 1""")
+    query(db_url, "UPDATE articles SET text = 'Quokka census counted.' WHERE id = "
+                  "(SELECT min(id) FROM articles WHERE identity_key <> 'manual') RETURNING 1")
+    for words in ("zeppelin mechanic", "quokka census"):
+        assert scalar(db_url, "SELECT count(*) FROM articles WHERE search @@ websearch_to_tsquery('english', %s)",
+                      (words,)) == 1
+    assert scalar(db_url, "SELECT count(*) FROM articles WHERE search IS DISTINCT FROM "
+                          "article_search(language, title, text)") == 0
+
+
+def test_an_articles_bands_go_with_it(db_url, settings, demo):
+    """Migration 020: the band index has no foreign key (the load writes it from its own
+    insert's ids); a deleted (or truncated) article's bands go by trigger, so no later
+    article is offered a candidate that no longer exists."""
+    run(db_url, settings, demo)
+    banded = [i for (i,) in query(db_url, "SELECT DISTINCT article_id FROM article_bands ORDER BY 1")]
+    assert len(banded) >= 2
+    query(db_url, "DELETE FROM articles WHERE id = %s RETURNING 1", (banded[0],))
+    assert scalar(db_url, "SELECT count(*) FROM article_bands WHERE article_id = %s", (banded[0],)) == 0
+    assert scalar(db_url, "SELECT count(*) FROM article_bands WHERE article_id = %s", (banded[1],)) > 0
+    query(db_url, "TRUNCATE articles CASCADE; SELECT 1")
+    assert scalar(db_url, "SELECT count(*) FROM article_bands") == 0
 
 
 def test_one_failing_feed_does_not_fail_the_run(db_url, settings):
