@@ -59,12 +59,14 @@ def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
     with cur.connection.cursor(name="cluster_run") as planned:
         planned.itersize = CHUNK
         planned.execute(  # ids: a new article's from its insert (RETURNING), an update's the matched one
-            """SELECT coalesce(s.article_id, s.matched_article_id), s.article->>'signature', s.decision,
+            """SELECT coalesce(n.article_id, s.matched_article_id), s.article->>'signature', s.decision,
                       s.feed_id
                FROM load_plan s
+               LEFT JOIN plan_new_articles n
+                 ON s.decision = 'new' AND n.feed_id = s.feed_id AND n.identity_key = s.identity_key
                WHERE s.run_id = %s AND s.decision IN ('new', 'update')
                  AND s.article->>'signature' IS NOT NULL
-                 AND coalesce(s.article_id, s.matched_article_id) IS NOT NULL
+                 AND coalesce(n.article_id, s.matched_article_id) IS NOT NULL
                ORDER BY 1""",
             (run_id,),
         )

@@ -76,10 +76,10 @@ WHERE s.run_id = %(run)s AND s.decision = 'new'
 ORDER BY s.feed_id, s.seq
 ON CONFLICT DO NOTHING
 RETURNING id, feed_id, identity_key
-)  -- each new article's id, from the insert itself, into the plan (clustering links by it)
-UPDATE load_plan p SET article_id = i.id FROM inserted i
-WHERE p.run_id = %(run)s AND p.decision = 'new' AND p.feed_id = i.feed_id
-  AND p.identity_key = i.identity_key
+)  -- each new article's id, from the insert itself, beside the plan (clustering links by it):
+   -- a narrow table of its own, not an update that rewrote each planned row (with its documents)
+INSERT INTO plan_new_articles (feed_id, identity_key, article_id)
+SELECT feed_id, identity_key, id FROM inserted
 """
 
 # Rows planned as new that were not inserted: another run loaded the entry (or a copy of
@@ -204,7 +204,9 @@ WITH d AS (
         -- updated, or relabelled a duplicate of a stored article (a lost race)
         LEFT JOIN load_plan o ON o.run_id = s.run_id AND o.feed_id = s.matched_feed_id
                              AND o.seq = s.matched_seq
-        LEFT JOIN articles m ON m.id = coalesce(s.matched_article_id, o.article_id, o.matched_article_id)
+        LEFT JOIN plan_new_articles n ON o.decision = 'new' AND n.feed_id = o.feed_id
+                                     AND n.identity_key = o.identity_key
+        LEFT JOIN articles m ON m.id = coalesce(s.matched_article_id, n.article_id, o.matched_article_id)
         WHERE s.run_id = %(run)s AND s.decision = 'duplicate'
     ) x
 ), seen AS (

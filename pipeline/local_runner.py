@@ -2,13 +2,11 @@
 
 `prepare_run`, then `ingest_shard` for every shard on `settings.workers` forked
 processes (the DAG maps them as tasks instead), then `load_batch` and `report_run`.
-For the CLI (`validation_child`), Great Expectations starts in a child process forked as
-soon as a shard has staged entries (a run of 304s never pays for it), while the other
-shards run, and is ended with the load. Its seconds of start-up then cost the run about
-half of them (the shards share the cores with it) instead of a wait at the load's first
-verdict, where the load's one core works alone. (The DAG's load task, a process of its
-own, forks it when it starts, and decides the batch meanwhile.) A process that runs many
-ingests (a test session) builds it once, in a thread.
+For the CLI (`validation_child`), Great Expectations starts where the DAG's load task
+starts it: in a child process the load forks when it has a batch to validate (a run of
+304s never pays for it), which imports it on the core the load's SQL leaves idle while the
+batch is decided (during the shards every core is busy already), and ended with the load.
+A process that runs many ingests (a test session) builds it once, in a thread.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from pipeline import validate
 from pipeline.config import Settings
 from pipeline.errors import ValidationThresholdExceeded
 from pipeline.free_memory import bounded_heap, release_free_memory
@@ -117,30 +114,10 @@ def ingest(
     with timed("prepare"):
         shards = prepare_run(db_url, settings, run_id, sources, clock(), force, lane, parallel=settings.workers)
     with timed("fetch_parse_normalize"):
-        try:
-            run_shards(db_url, settings, run_id, shards, clock,
-                       _validation_started_early(settings, on_shard) if validation_child else on_shard)
-        except BaseException:
-            if validation_child:
-                end_validation(settings)  # started early: not left behind by a run that stops here
-            raise
+        run_shards(db_url, settings, run_id, shards, clock, on_shard)
     summary = finish(db_url, settings, run_id, clock, timed, validation_child)
     summary["stage_seconds"] = timed.seconds
     return summary
-
-
-def _validation_started_early(settings: Settings, on_shard: Callable[[ShardSummary], None] | None,
-                              ) -> Callable[[ShardSummary], None]:
-    """`on_shard`, which also starts the validation child as soon as a shard has staged
-    entries (the load will have a batch to validate), so that Great Expectations' seconds
-    of start-up run beside the other shards instead of before the load's first verdict.
-    Called in this process's main thread once the shards' workers are forked."""
-    def shard_done(summary: ShardSummary) -> None:
-        if summary.entries:
-            validate.warm_up(settings.data_dir / "gx", in_child=True)  # once: later calls do nothing
-        if on_shard:
-            on_shard(summary)
-    return shard_done
 
 
 def finish(db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime],

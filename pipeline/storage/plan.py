@@ -25,7 +25,7 @@ from pipeline.storage.transactions import PAGE, dict_rows, is_connection_error, 
 # Statistics of the columns the load's statements join and filter on; not of the article
 # documents and search vectors, which sampling would unpack for nothing.
 _ANALYZE_PLAN = """ANALYZE load_plan (run_id, feed_id, seq, fetched_at, decision, rule, matched_article_id,
-                                    matched_url, matched_feed_id, matched_seq, article_id, identity_key,
+                                    matched_url, matched_feed_id, matched_seq, identity_key,
                                     content_hash)"""
 
 
@@ -35,7 +35,6 @@ def open_plan(cur: Cursor, run_id: str) -> int:
         """CREATE TEMP TABLE load_plan ON COMMIT DROP AS
            SELECT run_id, feed_id, seq, raw, fetched_at, feed_language, feed_link, article,
                   decision, rule, matched_article_id, matched_url, reasons, search,
-                  NULL::bigint AS article_id,  -- of a new article: from the INSERT's RETURNING
                   -- a batch duplicate's earlier article of the same batch (dedup.BatchKeys)
                   NULL::bigint AS matched_feed_id, NULL::int AS matched_seq,
                   -- the load's join keys, out of the document (with statistics for its plans)
@@ -45,6 +44,9 @@ def open_plan(cur: Cursor, run_id: str) -> int:
     )
     count = cur.rowcount
     cur.execute("ALTER TABLE load_plan ADD PRIMARY KEY (feed_id, seq)")
+    # each new article's id, from the insert's RETURNING (pipeline.load), by its plan row's keys
+    cur.execute("""CREATE TEMP TABLE plan_new_articles (feed_id bigint NOT NULL, identity_key text NOT NULL,
+                                                        article_id bigint NOT NULL) ON COMMIT DROP""")
     cur.execute("SET LOCAL work_mem = '64MB'")  # the load's sorts and hashes stay in memory
     cur.execute(_ANALYZE_PLAN)  # for the decider's joins (autovacuum skips temporary tables)
     return count

@@ -296,7 +296,7 @@ def test_the_migration_backfills_search_vectors_lineage_and_feed_counts(db_at_01
                                                 canonical_url, content_hash, replaced_at)
                   SELECT id, 1, 'r2', '{body}', 'Harbour floods', 'Old', '', canonical_url, 'h0', now()
                   FROM articles RETURNING 1""")
-    assert database.migrate(url) == [15, 16, 17, 18, 19]  # 017 (partitioning) keeps the fetch ids lineage names
+    assert database.migrate(url) == list(range(15, len(database.migration_files()) + 1))  # 017 (partitioning) keeps the fetch ids lineage names
     r1, r2 = (scalar(url, "SELECT id FROM fetch_log WHERE run_id = %s", (run,)) for run in ("r1", "r2"))
     assert query(url, "SELECT search::text, first_fetch_id, content_run_id, content_fetch_id FROM articles") == [
         ("'flood':2A 'harbour':1A 'storm':3B", r1, "r2", r2)]

@@ -86,27 +86,6 @@ def test_chunks_validated_in_the_child_while_the_next_is_decided_land_the_same(d
     assert tmp_path / "gx" not in validate._validators  # ended with the run
 
 
-def test_the_cli_starts_validation_beside_the_shards_once_one_staged_entries(db_url, settings, demo, tmp_path):
-    """The CLI's validation child starts while the other shards still run, as soon as a
-    shard staged entries (Great Expectations' start-up then costs the load no wait); a run
-    in which nothing changed starts none; either way none is left when the run ends."""
-    gx_dir = tmp_path / "gx"
-    settings = settings.replace(data_dir=tmp_path, workers=2, shard_size=1)
-
-    def ingest(run_id: str) -> list[tuple[int, bool]]:
-        seen: list[tuple[int, bool]] = []
-        local_runner.ingest(db_url, settings, demo, run_id, validation_child=True,
-                            on_shard=lambda s: seen.append((s.entries, gx_dir in validate._validators)))
-        assert gx_dir not in validate._validators  # ended with the run
-        return seen
-
-    first = ingest("t-early-1")
-    assert len(first) == len(demo) and all(entries for entries, _ in first)
-    assert all(started for _, started in first)  # from the first shard on, before the load
-    unchanged = ingest("t-early-2")
-    assert unchanged and not any(entries or started for entries, started in unchanged)
-
-
 @pytest.mark.parametrize("chunk", [plan_decider.CHUNK_ENTRIES, 5], ids=["one chunk", "chunks of two feeds"])
 def test_shards_on_worker_processes_store_what_one_process_stores(db_url, settings, chunk, monkeypatch):
     """The CLI's default: shards on a process pool, each a fetch-parse-normalize pass. Same rows,

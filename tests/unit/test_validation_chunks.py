@@ -56,3 +56,35 @@ def test_chunk_outcomes_merged_are_the_whole_batchs_outcome(validator):
 def test_a_batch_of_one_chunk_is_its_own_outcome(validator):
     only = validator.run(ROWS_SUITE, "one", PARAMETERS, validate.article_frame(ROWS[:3]))
     assert validate.merged([only]) is only
+
+
+def test_the_decider_hands_over_chunks_without_waiting_for_a_slow_validator(monkeypatch, tmp_path):
+    """While the validation child still starts Great Expectations, the decider goes on:
+    up to `IN_FLIGHT` chunks are handed over before it waits for the oldest verdict; the
+    verdicts are then applied in the order the chunks were handed over."""
+    from pipeline import plan_decider
+    from pipeline.config import Settings
+
+    awaited: list[int] = []
+
+    class SlowValidator:
+        def run_soon(self, suite, run_name, parameters, rows):
+            def outcome():
+                awaited.append(rows[0].feed_id)
+                failures = {i: [validate.Failure("expect_x", "title", r.title)]
+                            for i, r in enumerate(rows) if r.title == "bad"}
+                return validate.SuiteOutcome(suite, not failures, {}, (), len(rows), None, failures)
+            return outcome
+
+    monkeypatch.setattr(validate, "validator", lambda project_dir: SlowValidator())
+    checks = plan_decider.RowChecks(Settings.from_env(data_dir=tmp_path), "r", NOW)
+    assert checks.IN_FLIGHT > 1  # more than the one chunk the decider works on
+    for feed in range(1, checks.IN_FLIGHT + 1):
+        checks.check(lambda feed=feed: [row(feed, 0), row(feed, 1, title="bad")])
+    assert awaited == []  # nothing waited for yet
+    checks.check(lambda: [row(9, 0)])
+    assert awaited == [1]  # room made for the next chunk: the oldest judged first
+    checks.judged()
+    assert awaited == [*range(1, checks.IN_FLIGHT + 1), 9]
+    assert checks.validated == 2 * checks.IN_FLIGHT + 1
+    assert sorted(checks.reasons) == [(feed, 1) for feed in range(1, checks.IN_FLIGHT + 1)]
