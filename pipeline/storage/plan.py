@@ -29,6 +29,15 @@ _ANALYZE_PLAN = """ANALYZE load_plan (run_id, feed_id, seq, fetched_at, decision
                                     content_hash)"""
 
 
+def _analyze_plan(cur: Cursor) -> None:
+    """Statistics of the plan for the load's joins, from a sample of 3,000 rows (statistics
+    target 10), not 30,000: enough for its row counts, distinct keys and decisions, and an
+    sixth of the time (25 against 140 ms for the 24,800 rows of the 1,000-feed bench)."""
+    cur.execute("SET LOCAL default_statistics_target = 10")
+    cur.execute(_ANALYZE_PLAN)
+    cur.execute("RESET default_statistics_target")
+
+
 def open_plan(cur: Cursor, run_id: str) -> int:
     """Copy the run's staged entries into this transaction's `load_plan`; return their number."""
     cur.execute(
@@ -48,14 +57,14 @@ def open_plan(cur: Cursor, run_id: str) -> int:
     cur.execute("""CREATE TEMP TABLE plan_new_articles (feed_id bigint NOT NULL, identity_key text NOT NULL,
                                                         article_id bigint NOT NULL) ON COMMIT DROP""")
     cur.execute("SET LOCAL work_mem = '64MB'")  # the load's sorts and hashes stay in memory
-    cur.execute(_ANALYZE_PLAN)  # for the decider's joins (autovacuum skips temporary tables)
+    _analyze_plan(cur)  # for the decider's joins (autovacuum skips temporary tables)
     return count
 
 
 def plan_decided(cur: Cursor) -> None:
     """The plan is decided: statistics for the load's joins (a temporary table gets none
     from autovacuum, and the decisions change what the planner must expect)."""
-    cur.execute(_ANALYZE_PLAN)
+    _analyze_plan(cur)
 
 
 _SET_ARTICLES = """UPDATE load_plan s SET article = s.article || v.article::jsonb,
