@@ -439,8 +439,10 @@ def apply_plan(
     if counts.pop("undecided"):
         raise RunNotLoadable(f"run {run_id} has entries without a decision: the plan is incomplete")
     cur.execute(_INSERT_NEW, params)
+    inserted = cur.rowcount
+    cur.execute("ANALYZE plan_new_articles")  # for the joins that read the ids (a temporary table)
     relabelled = 0
-    if cur.rowcount != counts["new"]:
+    if inserted != counts["new"]:
         cur.execute(_RELABEL_LOST_RACES, params)
         relabelled = cur.rowcount
     cur.execute(_RELABEL_STALE_UPDATES, params)

@@ -354,6 +354,19 @@ def test_the_staged_search_vector_is_the_articles_own(db_url, settings, demo):
                                WHERE search IS DISTINCT FROM article_search(language, title, text)""") == 0
 
 
+def test_staged_rows_get_their_search_vector_in_a_session_without_a_search_path(db_url):
+    """The staged vector is a generated column (migration 021), computed again when rows are
+    restored from a dump or replicated, in sessions whose search_path is empty: its
+    function must find what it calls without one."""
+    [(vector,)] = query(db_url, """
+        SET search_path = '';
+        WITH f AS (INSERT INTO public.feeds (url) VALUES ('https://restore.example/feed') RETURNING id)
+        INSERT INTO public.staged_entries (run_id, feed_id, seq, raw, fetched_at, article)
+        SELECT 'restored', id, 0, '{}', now(), '{"language": "en", "title": "Harbour floods", "text": "Storms."}'
+        FROM f RETURNING search::text""")
+    assert vector == "'flood':2A 'harbour':1A 'storm':3B"
+
+
 def test_a_writer_that_gives_no_search_vector_gets_the_rows_own(db_url, settings, demo):
     """Migration 020 moved the trigger's condition into its WHEN clause: a manual insert
     or fix that gives no vector, or changes the text and leaves the vector as it was, still
