@@ -249,3 +249,25 @@ def test_chunks_queued_behind_a_hung_child_are_judged_here(tmp_path, monkeypatch
         assert child._fallback is not None
     finally:
         validate.close(tmp_path)
+
+
+def test_gx_starts_with_the_collector_paused_and_leaves_it_as_it_was():
+    """The child builds GX with the cyclic collector off (its start-up's million lasting
+    objects are not walked again at each collection), then freezes what it built and turns
+    the collector back on: validation afterwards still collects its own garbage."""
+    import gc
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        with validate._collector_paused():
+            assert not gc.isenabled()
+            kept = [[] for _ in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(kept)
+        gc.disable()  # a process that had it off keeps it off
+        with validate._collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
