@@ -54,6 +54,7 @@ class FeedServer:
         self.last_modified = formatdate(time.time() - 3600, usegmt=True)
         self.in_flight = 0
         self.max_in_flight = 0
+        self.connections = 0  # TCP connections clients opened (one serves many requests kept alive)
         self._lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
@@ -88,6 +89,11 @@ class FeedServer:
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass  # quiet: tests and the demo read outcomes from the database
+
+            def setup(self) -> None:  # once per connection
+                super().setup()
+                with server._lock:
+                    server.connections += 1
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 with server._lock:

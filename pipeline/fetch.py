@@ -384,6 +384,9 @@ class Fetcher:
         redirect = _permanent_target(hops)
         final_url = str(response.url)
         if response.status_code == 304:
+            # its end read (a 304 has no body: no byte more), so the connection goes back to
+            # the pool for the host's next feed; closed unread, it would be closed with it
+            response.read()
             return result(FetchOutcome.NOT_MODIFIED, status=304, final_url=final_url,
                           etag=response.headers.get("etag"),
                           last_modified=response.headers.get("last-modified"),

@@ -160,6 +160,18 @@ def test_a_pass_of_304s_soon_fetches_with_every_thread(settings, server, monkeyp
     assert server.max_in_flight == 8
 
 
+def test_a_host_answering_304s_is_polled_over_a_few_kept_alive_connections(settings, server):
+    """A 304 has no body: once read to its end, its connection serves the host's next feed,
+    so polling 30 unchanged feeds of one publisher opens about as many connections as
+    requests run at once, not one per feed (each one a TCP and, for https, a TLS handshake)."""
+    route = Route(rss([item(1)]))
+    server.routes["/f.xml"] = route
+    feeds = [FeedState(i, server.url(f"/f.xml?n={i}"), etag=route.etag) for i in range(30)]
+    results = fetch_all(feeds, settings.replace(fetch_concurrency=3, per_host_concurrency=3), NOW)
+    assert [r.outcome for r in results] == [FetchOutcome.NOT_MODIFIED] * 30
+    assert len(server.requests) == 30 and server.connections <= 3
+
+
 def test_a_caller_that_stops_taking_results_stops_the_fetch(settings, server, monkeypatch):
     monkeypatch.setattr(fetch, "HANDOFF_BYTES", 1)
     feeds = [FeedState(i, server.url(f"/feed.xml?n={i}")) for i in range(30)]
