@@ -91,6 +91,12 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+# An idle pooled connection is closed after this many seconds, not reused: below the
+# keep-alive timeouts servers commonly close theirs at (Apache's 5 s), so a feed is not sent
+# on a connection its server is closing (httpx's own pool has 5 s; a pool built here, none).
+KEEPALIVE_EXPIRY_S = 4.0
+
+
 def make_client(settings: Settings) -> httpx.Client:
     """One client per fetch batch: pooled connections, guarded dialling, shared by threads."""
     timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
@@ -103,6 +109,7 @@ def make_client(settings: Settings) -> httpx.Client:
         ssl_context=_ssl_context(),
         max_connections=settings.fetch_concurrency,
         max_keepalive_connections=settings.fetch_concurrency,
+        keepalive_expiry=KEEPALIVE_EXPIRY_S,
         network_backend=GuardedBackend(AddressPolicy(settings.allowed_networks)),
     )
     return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False,

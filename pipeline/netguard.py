@@ -10,8 +10,10 @@ Teredo) is refused when the IPv4 address is, so `64:ff9b::7f00:1` is loopback.
 `FETCH_ALLOWED_NETWORKS` (CIDRs) opens ranges, e.g. 127.0.0.0/8 for tests and the
 demo: an address is let through when it or the IPv4 address it embeds lies in one.
 The check runs inside the HTTP client's connect step, after DNS resolution and on
-the resolved address actually dialled, so every redirect hop is checked and a DNS
-answer cannot change between check and connect.
+the resolved address actually dialled, so every connection is checked when it is
+opened (a redirect to another origin opens one; a request that reuses a pooled
+connection goes to the address checked when it was opened) and a DNS answer cannot
+change between check and connect.
 
 Deadline. Inside `with deadline(at):` every step of the backend (DNS resolution,
 connect, TLS handshake, each read and write) gets min(its own timeout, time left),

@@ -251,23 +251,33 @@ def test_chunks_queued_behind_a_hung_child_are_judged_here(tmp_path, monkeypatch
         validate.close(tmp_path)
 
 
-def test_gx_starts_with_the_collector_paused_and_leaves_it_as_it_was():
-    """The child builds GX with the cyclic collector off (its start-up's million lasting
-    objects are not walked again at each collection), then freezes what it built and turns
-    the collector back on: validation afterwards still collects its own garbage."""
+class _CollectorProbe:
+    """Stands in for the validator: what the collector was while it was built, and is now."""
+
+    def __init__(self, project_dir):
+        import gc
+
+        self.paused_while_built = not gc.isenabled()
+
+    def state(self):
+        import gc
+
+        return self.paused_while_built, gc.isenabled(), gc.get_freeze_count() > 0
+
+
+def test_the_validation_child_builds_with_its_collector_paused_and_this_process_keeps_its_own(
+        tmp_path, monkeypatch):
+    """The child builds Great Expectations with the cyclic collector off (its start-up's
+    allocations are not walked by collection after collection), then freezes what it holds
+    and turns the collector back on for the validation; the process that forked it keeps its
+    collector as it was."""
     import gc
 
-    assert gc.isenabled()
+    monkeypatch.setattr(validate, "Validator", _CollectorProbe)  # the fork inherits it
     frozen = gc.get_freeze_count()
+    child = validate.ValidatorProcess(tmp_path)
     try:
-        with validate._collector_paused():
-            assert not gc.isenabled()
-            kept = [[] for _ in range(1000)]
-        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(kept)
-        gc.disable()  # a process that had it off keeps it off
-        with validate._collector_paused():
-            pass
-        assert not gc.isenabled()
+        assert child._call("state") == (True, True, True)
     finally:
-        gc.enable()
-        gc.unfreeze()
+        child.close()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
