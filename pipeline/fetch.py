@@ -301,7 +301,7 @@ class Fetcher:
                 request = self.client.build_request("GET", url, headers=headers,
                                                     timeout=self._timeout(deadline))
                 self.hosts.started(lease)
-                response = self.client.send(request, stream=True)
+                response = self._send(request)
             except BaseException as exc:
                 self.hosts.give_back(lease)
                 overrun = _overrun(exc, self.settings, deadline, False, len(hops))
@@ -327,6 +327,22 @@ class Fetcher:
             lease = taken
         self.hosts.give_back(lease)
         raise _FetchFailure("redirect", f"more than {MAX_REDIRECTS} redirects")
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` (its response streamed); once more, on a new connection, when it went
+        out on a kept-alive one that the server closed before answering (its keep-alive timeout
+        ending just then: the request was not served, and a GET can go again). A failure on a
+        connection opened for the request is the server's answer: not sent again."""
+        opened: list[str] = []  # httpcore's trace of this request: connect events when it dialled
+        request.extensions["trace"] = lambda name, info: opened.append(name) if ".connect_tcp." in name else None
+        try:
+            return self.client.send(request, stream=True)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            if opened:
+                raise
+            log.info("url=%s: a kept-alive connection closed before the answer (%s): sent again on a "
+                     "new one", request.url, exc)
+            return self.client.send(request, stream=True)
 
     def _timeout(self, deadline: float) -> httpx.Timeout:
         """The client's timeouts, none longer than the time left (the network backend also

@@ -172,6 +172,90 @@ def test_a_host_answering_304s_is_polled_over_a_few_kept_alive_connections(setti
     assert len(server.requests) == 30 and server.connections <= 3
 
 
+class _ClosingServer:
+    """A loopback HTTP/1.1 server answering 304 and keeping connections alive, except that
+    on connections numbered in `close_on` it closes the socket when their request number
+    `at_request` (1-based) arrives, without an answer. Bounded: `connections` at most, each
+    read with a timeout."""
+
+    def __init__(self, close_on: set[int], at_request: int, connections: int = 3):
+        import socket
+        import threading
+
+        self.close_on, self.at_request = close_on, at_request
+        self.requests = 0
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(10)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, args=(connections,), daemon=True)
+        self._thread.start()
+
+    def _serve(self, connections: int) -> None:
+        import threading
+
+        for number in range(1, connections + 1):
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections = number
+            threading.Thread(target=self._answer, args=(conn, number), daemon=True).start()
+
+    def _answer(self, conn, number: int) -> None:
+        with conn:
+            conn.settimeout(10)
+            buffer, served = b"", 0
+            for _ in range(100):  # requests on one connection, at most
+                while b"\r\n\r\n" not in buffer:
+                    try:
+                        chunk = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    buffer += chunk
+                _, buffer = buffer.split(b"\r\n\r\n", 1)
+                served += 1
+                self.requests += 1
+                if number in self.close_on and served == self.at_request:
+                    return  # closed without an answer
+                conn.sendall(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 0\r\n\r\n')
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_kept_alive_connection_closed_by_the_server_meanwhile_is_replaced_not_failed(settings):
+    """The server closes the kept-alive connection just as the host's next feed goes out on
+    it (its keep-alive timeout ending then): that feed was not served, so it goes again on a
+    new connection instead of failing."""
+    server = _ClosingServer(close_on={1}, at_request=2)
+    try:
+        feeds = [FeedState(i, server.url(f"/f.xml?n={i}"), etag='"v1"') for i in range(3)]
+        results = fetch_all(feeds, settings.replace(fetch_concurrency=1, per_host_concurrency=1), NOW)
+    finally:
+        server.close()
+    assert [r.outcome for r in results] == [FetchOutcome.NOT_MODIFIED] * 3
+    assert (server.requests, server.connections) == (4, 2)  # the closed one's request, again
+
+
+def test_a_new_connection_closed_without_an_answer_is_the_feeds_error_not_sent_again(settings):
+    """A server that closes the connection opened for a feed without answering gave its
+    answer: the feed fails (a network error) after one request, none more."""
+    server = _ClosingServer(close_on={1}, at_request=1)
+    try:
+        [result] = fetch_all([FeedState(1, server.url("/f.xml"), etag='"v1"')],
+                             settings.replace(fetch_concurrency=1, per_host_concurrency=1), NOW)
+    finally:
+        server.close()
+    assert (result.outcome, result.error_kind) == (FetchOutcome.ERROR, "network")
+    assert (server.requests, server.connections) == (1, 1)
+
+
 def test_a_caller_that_stops_taking_results_stops_the_fetch(settings, server, monkeypatch):
     monkeypatch.setattr(fetch, "HANDOFF_BYTES", 1)
     feeds = [FeedState(i, server.url(f"/feed.xml?n={i}")) for i in range(30)]
