@@ -300,8 +300,7 @@ class Fetcher:
             try:
                 request = self.client.build_request("GET", url, headers=headers,
                                                     timeout=self._timeout(deadline))
-                self.hosts.started(lease)
-                response = self._send(request)
+                response = self._send(request, lease, deadline)
             except BaseException as exc:
                 self.hosts.give_back(lease)
                 overrun = _overrun(exc, self.settings, deadline, False, len(hops))
@@ -328,21 +327,30 @@ class Fetcher:
         self.hosts.give_back(lease)
         raise _FetchFailure("redirect", f"more than {MAX_REDIRECTS} redirects")
 
-    def _send(self, request: httpx.Request) -> httpx.Response:
-        """Send `request` (its response streamed); once more, on a new connection, when it went
-        out on a kept-alive one that the server closed before answering (its keep-alive timeout
-        ending just then: the request was not served, and a GET can go again). A failure on a
-        connection opened for the request is the server's answer: not sent again."""
-        opened: list[str] = []  # httpcore's trace of this request: connect events when it dialled
+    def _send(self, request: httpx.Request, lease: Lease, deadline: float) -> httpx.Response:
+        """Send `request` under `lease` (its host's slot; its start recorded here, for the
+        host's delay), its response streamed. When it went out on a kept-alive connection and
+        that failed before the response's headers (the server closing it as its keep-alive
+        timeout ended, or resetting it), the request may not have been served, and a GET can
+        go again (RFC 9110: idempotent): it is sent once more, on another connection (a new
+        one, or another the pool holds alive), if the deadline leaves time. A failure on a
+        connection dialled for the request is the server's answer: not sent again. (Which
+        connection served it is read from httpcore's trace of the request: for HTTP/1.1, the
+        only protocol the client speaks, a connection is dialled by the request it serves.)"""
+        opened: list[str] = []  # this request's connect events: it dialled its connection
         request.extensions["trace"] = lambda name, info: opened.append(name) if ".connect_tcp." in name else None
+        self.hosts.started(lease)
         try:
             return self.client.send(request, stream=True)
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            if opened:
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            if opened or time.monotonic() >= deadline:
                 raise
-            log.info("url=%s: a kept-alive connection closed before the answer (%s): sent again on a "
-                     "new one", request.url, exc)
-            return self.client.send(request, stream=True)
+            log.info("host=%s: a kept-alive connection failed before the answer (%s: %s): sent again",
+                     lease.host, type(exc).__name__, exc)
+        # outside the handler: a failure of this send is its own, not chained to the first
+        request.extensions["timeout"] = self._timeout(deadline).as_dict()
+        self.hosts.started(lease)
+        return self.client.send(request, stream=True)
 
     def _timeout(self, deadline: float) -> httpx.Timeout:
         """The client's timeouts, none longer than the time left (the network backend also

@@ -174,17 +174,19 @@ def test_a_host_answering_304s_is_polled_over_a_few_kept_alive_connections(setti
 
 class _ClosingServer:
     """A loopback HTTP/1.1 server answering 304 and keeping connections alive, except that
-    on connections numbered in `close_on` it closes the socket when their request number
-    `at_request` (1-based) arrives, without an answer. Bounded: `connections` at most, each
-    read with a timeout."""
+    on connections numbered in `close_on` it ends the connection when their request number
+    `at_request` (1-based) has arrived, without an answer: closed, or reset (`reset`).
+    Bounded: `connections` at most, each read with a timeout."""
 
-    def __init__(self, close_on: set[int], at_request: int, connections: int = 3):
+    def __init__(self, close_on: set[int], at_request: int, reset: bool = False, connections: int = 3):
         import socket
         import threading
 
-        self.close_on, self.at_request = close_on, at_request
+        self.close_on, self.at_request, self.reset = close_on, at_request, reset
         self.requests = 0
         self.connections = 0
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(10)
         self.port = self._listener.getsockname()[1]
@@ -199,10 +201,16 @@ class _ClosingServer:
                 conn, _ = self._listener.accept()
             except OSError:
                 return
-            self.connections = number
-            threading.Thread(target=self._answer, args=(conn, number), daemon=True).start()
+            with self._lock:
+                self.connections = number
+            thread = threading.Thread(target=self._answer, args=(conn, number), daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def _answer(self, conn, number: int) -> None:
+        import socket
+        import struct
+
         with conn:
             conn.settimeout(10)
             buffer, served = b"", 0
@@ -217,9 +225,12 @@ class _ClosingServer:
                     buffer += chunk
                 _, buffer = buffer.split(b"\r\n\r\n", 1)
                 served += 1
-                self.requests += 1
+                with self._lock:
+                    self.requests += 1
                 if number in self.close_on and served == self.at_request:
-                    return  # closed without an answer
+                    if self.reset:  # an RST, not a FIN: the client's read fails
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return  # ended without an answer
                 conn.sendall(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 0\r\n\r\n')
 
     def url(self, path: str) -> str:
@@ -227,24 +238,27 @@ class _ClosingServer:
 
     def close(self) -> None:
         self._listener.close()
+        for thread in self._threads:
+            thread.join(5)
 
 
-def test_a_kept_alive_connection_closed_by_the_server_meanwhile_is_replaced_not_failed(settings):
-    """The server closes the kept-alive connection just as the host's next feed goes out on
-    it (its keep-alive timeout ending then): that feed was not served, so it goes again on a
-    new connection instead of failing."""
-    server = _ClosingServer(close_on={1}, at_request=2)
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_a_kept_alive_connection_that_fails_before_the_answer_is_replaced_not_failed(settings, reset):
+    """The server ends a kept-alive connection (closes or resets it) when the host's next
+    feed has gone out on it, without answering: that feed goes again on another connection
+    instead of failing."""
+    server = _ClosingServer(close_on={1}, at_request=2, reset=reset)
     try:
         feeds = [FeedState(i, server.url(f"/f.xml?n={i}"), etag='"v1"') for i in range(3)]
         results = fetch_all(feeds, settings.replace(fetch_concurrency=1, per_host_concurrency=1), NOW)
     finally:
         server.close()
     assert [r.outcome for r in results] == [FetchOutcome.NOT_MODIFIED] * 3
-    assert (server.requests, server.connections) == (4, 2)  # the closed one's request, again
+    assert (server.requests, server.connections) == (4, 2)  # the failed one's request, again
 
 
 def test_a_new_connection_closed_without_an_answer_is_the_feeds_error_not_sent_again(settings):
-    """A server that closes the connection opened for a feed without answering gave its
+    """A server that closes the connection dialled for a feed without answering gave its
     answer: the feed fails (a network error) after one request, none more."""
     server = _ClosingServer(close_on={1}, at_request=1)
     try:
