@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -478,11 +478,9 @@ def _in_child(project_dir: Path, method: str | None, *args: Any) -> Any:
     the child: unpickling the key would import all of GX in the parent (seconds)."""
     if method == "pid":
         return os.getpid()
-    if project_dir in _validators:
+    # built here the first time, with the child's collector paused (no other work shares it)
+    with nullcontext() if project_dir in _validators else _collector_paused():
         built = validator(project_dir)
-    else:
-        with _collector_paused():  # the child's own setting: no other work shares it
-            built = validator(project_dir)
     if method in ("run", "run_rows"):
         outcome = getattr(built, method)(*args)
         token = next(_tokens)

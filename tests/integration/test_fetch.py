@@ -1,6 +1,9 @@
 """The fetcher against a real HTTP server on loopback."""
 
 import gzip
+import socket
+import struct
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -179,9 +182,6 @@ class _ClosingServer:
     Bounded: `connections` at most, each read with a timeout."""
 
     def __init__(self, close_on: set[int], at_request: int, reset: bool = False, connections: int = 3):
-        import socket
-        import threading
-
         self.close_on, self.at_request, self.reset = close_on, at_request, reset
         self.requests = 0
         self.connections = 0
@@ -194,8 +194,6 @@ class _ClosingServer:
         self._thread.start()
 
     def _serve(self, connections: int) -> None:
-        import threading
-
         for number in range(1, connections + 1):
             try:
                 conn, _ = self._listener.accept()
@@ -208,9 +206,6 @@ class _ClosingServer:
             thread.start()
 
     def _answer(self, conn, number: int) -> None:
-        import socket
-        import struct
-
         with conn:
             conn.settimeout(10)
             buffer, served = b"", 0
