@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 MAX_MESSAGE = 300
 # An entry the parser could not turn into JSON is staged as {FAILED_ENTRY: why,
 # ORIGINAL_ENTRY: what could be read of it}; the normalize stage quarantines it.
@@ -28,6 +30,16 @@ ORIGINAL_ENTRY = "_original"
 # One character class over the text: linear, and a no-op (no copy) on clean text.
 _UNSAFE = re.compile("[\x00\ud800-\udfff]")
 _SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def json_text(value: Any) -> str:
+    """A JSON-shaped value as JSON text, for a `jsonb` column: what json.dumps writes, with
+    UTF-8 in place of \\u escapes, in a fraction of its time (msgspec; a non-finite number
+    becomes null). A lone surrogate, which no UTF-8 can carry, raises UnicodeEncodeError."""
+    return _encode_json(value).decode()
 
 
 def describe(exc: BaseException) -> str:
@@ -73,6 +85,18 @@ class Scrubber:
         clean, nuls = safe_text(value)
         self.nuls_removed += nuls
         return clean
+
+    def document(self, value: Any) -> Any:
+        """`value(value)` for a JSON-shaped document (dicts with text keys, lists, text,
+        numbers): the document itself, uncopied, when it holds neither a NUL nor a lone
+        surrogate (nearly every entry), found in one pass in C. msgspec refuses a lone
+        surrogate and writes a NUL as \\u0000; either (or a false alarm, the text "\\u0000")
+        sends the document through the walk."""
+        try:
+            clean = b"\\u0000" not in _encode_json(value)
+        except Exception:  # noqa: BLE001 - a lone surrogate, or what msgspec cannot write: the walk
+            clean = False
+        return value if clean else self.value(value)
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):

@@ -190,7 +190,7 @@ def _json_entry(entry: Any, scrub: Scrubber, convert: bool = True) -> dict[str, 
     """One feedparser entry as a JSON-safe dict; one that cannot be converted is kept as a
     failed entry with what could be read of it."""
     try:
-        return scrub.value(to_json_safe(entry) if convert else entry)
+        return scrub.document(to_json_safe(entry) if convert else entry)
     except Exception as exc:  # noqa: BLE001 - the boundary: any failure is this entry's data
         return failed_entry(exc, repr(entry)[:2000], scrub)
 

@@ -10,11 +10,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import msgspec
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
-from pipeline.containment import describe, exception_reason
+from pipeline.containment import describe, exception_reason, json_text
 from pipeline.records import ParsedEntry
 from pipeline.shard_pass import FeedBatch, StagedEntry
 from pipeline.storage.copy_rows import copy_rows
@@ -84,25 +83,13 @@ WHERE l.run_id = v.run_id AND l.feed_id = v.feed_id
 _STAGED_TEMPLATE = "(%s, %s::bigint, %s::int, %s::int, %s::int, %s, %s, %s, %s::int, %s::int)"
 
 
-# The staged documents as JSON text. msgspec writes what json.dumps writes, with UTF-8 in
-# place of \u escapes, in a fraction of its time: encoding was the staging's largest cost.
-# It refuses a lone surrogate (no UTF-8 can carry one; the parse replaced them already),
-# which the staging's fallback then takes as the entry's failure, as it took PostgreSQL's
-# refusal of json.dumps's "\ud800"; a non-finite number becomes null, which jsonb accepts.
-_encode_json = msgspec.json.Encoder().encode
-
-
-def _json(value: Any) -> str:
-    return _encode_json(value).decode()
-
-
 def _entry_row(run_id: str, staged: StagedEntry) -> tuple[Any, ...]:
     e, article = staged.entry, staged.article
     reasons = staged.reasons or [] if article is None else None
-    return (run_id, e.feed_id, e.seq, _json(e.raw), e.fetched_at, e.feed_language, e.feed_link,
-            _json(article.to_json()) if article is not None else None,
+    return (run_id, e.feed_id, e.seq, json_text(e.raw), e.fetched_at, e.feed_language, e.feed_link,
+            json_text(article.to_json()) if article is not None else None,
             "quarantined" if reasons is not None else None,
-            _json(reasons) if reasons is not None else None)
+            json_text(reasons) if reasons is not None else None)
 
 
 def has_staged_entries(cur: Cursor, run_id: str) -> bool:
