@@ -36,9 +36,11 @@ _encode_json = msgspec.json.Encoder().encode
 
 
 def json_text(value: Any) -> str:
-    """A JSON-shaped value as JSON text, for a `jsonb` column: what json.dumps writes, with
-    UTF-8 in place of \\u escapes, in a fraction of its time (msgspec; a non-finite number
-    becomes null). A lone surrogate, which no UTF-8 can carry, raises UnicodeEncodeError."""
+    """A JSON-shaped value (dicts with text keys, lists, text, numbers, booleans, None) as
+    JSON text for a `jsonb` column: what json.dumps writes for it, with UTF-8 in place of
+    \\u escapes, in a fraction of its time (msgspec). A non-finite number becomes null. It
+    raises where no JSON can carry the value (a lone surrogate: UnicodeEncodeError) and on
+    some values that are not JSON-shaped (a str subclass, a None or bool key: TypeError)."""
     return _encode_json(value).decode()
 
 

@@ -57,7 +57,7 @@ def host_of(url: str) -> str:
     return f"{parts.hostname}:{parts.port or parts.scheme}"
 
 
-@lru_cache(maxsize=8192)  # a request asks for the keys of every slot of its host, twice
+@lru_cache(maxsize=8192, typed=True)  # a request asks for the keys of every slot of its host, twice
 def lock_key(host: str, *what: object) -> int:
     """A stable signed 64-bit advisory lock key for (host, what): the same in every process."""
     text = "\x1f".join(map(str, ("news-pipeline host politeness", host, *what)))
