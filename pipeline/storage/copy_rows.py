@@ -37,10 +37,18 @@ def copy_rows(cur: Cursor, table: str, columns: Sequence[str], rows: Iterable[Se
 
 
 def copy_lines(cur: Cursor, table: str, columns: Sequence[str], lines: Iterable[str]) -> None:
-    """COPY rows already in the text format (tab-separated, escaped, each ending in a newline)."""
+    """COPY rows already in the text format (tab-separated, escaped, each ending in a newline).
+
+    An exception raised while the rows are produced (a value that cannot be rendered) ends
+    the COPY with the rows before it and is then raised here as it was, for the caller's
+    transaction or savepoint to undo them. Raised inside the COPY, psycopg2 would abort it
+    as QueryCanceled, which reads as a lost connection, not as the row's failure."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
-    cur.copy_expert(statement.as_string(cur.connection), _LineReader(iter(lines)), size=_CHUNK)
+    reader = _LineReader(iter(lines))
+    cur.copy_expert(statement.as_string(cur.connection), reader, size=_CHUNK)
+    if reader.failure is not None:
+        raise reader.failure
 
 
 _CHUNK = 1 << 18
@@ -52,6 +60,7 @@ class _LineReader(io.TextIOBase):
     def __init__(self, lines: Iterator[str]) -> None:
         self._lines = lines
         self._rest = ""
+        self.failure: Exception | None = None  # what producing a line raised: the lines end there
 
     def readable(self) -> bool:
         return True
@@ -59,8 +68,12 @@ class _LineReader(io.TextIOBase):
     def read(self, size: int | None = -1) -> str:
         limit = -1 if size is None else size
         chunks, have = [self._rest], len(self._rest)
-        while limit < 0 or have < limit:
-            line = next(self._lines, None)
+        while (limit < 0 or have < limit) and self.failure is None:
+            try:
+                line = next(self._lines, None)
+            except Exception as exc:  # noqa: BLE001 - raised by copy_lines once the COPY has ended
+                self.failure = exc
+                break
             if line is None:
                 break
             chunks.append(line)

@@ -5,7 +5,7 @@ Functions take an open cursor and run parameterized SQL; the caller owns the tra
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -108,12 +108,10 @@ def stage_batches(cur: Cursor, run_id: str, batches: Sequence[FeedBatch], max_in
     batches as staged (with those changes)."""
     cur.execute("DELETE FROM staged_entries WHERE run_id = %s AND feed_id = ANY(%s)",
                 (run_id, [b.feed_id for b in batches]))
-    unwritable: list[Exception] = []
     try:
-        with savepoint(cur):
-            copy_rows(cur, "staged_entries", _STAGED_COLUMNS, _rows_until_unwritable(run_id, batches, unwritable))
-            if unwritable:  # the COPY ended before that entry: undone, and each feed staged alone
-                raise unwritable[0]
+        with savepoint(cur):  # an entry that cannot be written (copy_rows raises its error) undoes the COPY
+            copy_rows(cur, "staged_entries", _STAGED_COLUMNS,
+                      (_entry_row(run_id, s) for b in batches for s in b.entries))
         staged = list(batches)
     except Exception as exc:  # noqa: BLE001 - find what it refuses, keep the rest
         if is_connection_error(exc):
@@ -129,22 +127,6 @@ def stage_batches(cur: Cursor, run_id: str, batches: Sequence[FeedBatch], max_in
           b.error_kind, b.error, b.ttl_minutes, max_interval_s) for b in staged],
         template=_STAGED_TEMPLATE, page_size=PAGE)
     return staged
-
-
-def _rows_until_unwritable(run_id: str, batches: Sequence[FeedBatch], unwritable: list[Exception],
-                           ) -> Iterator[tuple[Any, ...]]:
-    """The batches' rows for the COPY, up to the first that cannot be written (an entry no
-    JSON can carry, e.g. a lone surrogate): its error goes to `unwritable` and the rows end
-    there. Raised inside the COPY, it would abort it as psycopg2's QueryCanceled, which
-    reads as a lost connection and fails the whole shard instead of that entry."""
-    for batch in batches:
-        for staged in batch.entries:
-            try:
-                row = _entry_row(run_id, staged)
-            except Exception as exc:  # noqa: BLE001 - the caller raises it once the COPY has ended
-                unwritable.append(exc)
-                return
-            yield row
 
 
 def _stage_feed_alone(cur: Cursor, run_id: str, batch: FeedBatch) -> FeedBatch:
