@@ -1,7 +1,7 @@
 """Normalize-stage rate on real entries (`python -m bench.normalize_rate`).
 
 Entries come from two corpora of `../shared/corpora`, each body parsed once with
-`pipeline.parse.parse_feed` as the parse stage does (`pipeline.stages._parse_feed`), untimed:
+`pipeline.parse.parse_feed` as the parse stage does (`pipeline.shard_pass.parse_and_normalize`), untimed:
 
 * `news`: the 1,000-feed corpus of `make bench` (`bench.corpus.build_corpus`: the real
   news feeds replicated into distinct feeds);

@@ -51,6 +51,19 @@ def settings() -> Any:
     return Settings.from_env()
 
 
+def schedules() -> tuple[str, str]:
+    """The main and the hot lane's schedules, for the DAG file: INGEST_SCHEDULE and
+    HOT_INGEST_SCHEDULE (their defaults are `Settings`'), read alone, so that a bad value of
+    another setting fails the tasks that read it, naming it, not the DAG file's import."""
+    import os
+
+    from pipeline.config import ENV_NAMES, Settings
+
+    names = (ENV_NAMES["ingest_schedule"], ENV_NAMES["hot_ingest_schedule"])
+    found = Settings.from_env({name: os.environ[name] for name in names if name in os.environ})
+    return found.ingest_schedule, found.hot_ingest_schedule
+
+
 def db_url(current: Any) -> str:
     """The news database: `resolve_database_url`, told how to look up the `news_db` Airflow
     connection, which it tries first (then DATABASE_URL, then the embedded server)."""

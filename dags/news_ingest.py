@@ -20,7 +20,9 @@ validates (Great Expectations) and loads the entries into the news database.
   progress independently.
 * **load**: the run's one decider and writer: dedup with each feed's identity rule,
   validation (quarantine), then the load in one transaction. It runs when every shard is
-  done, also after a failed one: the other shards' entries land.
+  done, also after a failed one: the other shards' entries land, and each feed the failed
+  shard fetched but did not stage is its error in the run (`internal_error`), its state
+  unmoved, so the next run fetches it again.
 * **report**: the run summary, and the run's verdict. It runs whatever happened upstream
   and, being the only leaf, sets the run's state: it fails, naming the reason in its log,
   when validation failed past the fail level, when the batch was not loaded, when every
@@ -39,7 +41,6 @@ code lives in `pipeline/` (`pipeline.tasks`).
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -163,7 +164,6 @@ def _ingest_dag(dag_id: str, schedule: str, lane: str, doc: str, timeout: timede
     )(news_ingest)()
 
 
-_ingest_dag(MAIN_INGEST_DAG, os.environ.get("INGEST_SCHEDULE", "*/15 * * * *"), "all", __doc__,
-            timedelta(minutes=60))
-_ingest_dag(HOT_INGEST_DAG, os.environ.get("HOT_INGEST_SCHEDULE", "*/3 * * * *"), "hot", HOT_DOC,
-            timedelta(minutes=10))
+MAIN_SCHEDULE, HOT_SCHEDULE = common.schedules()
+_ingest_dag(MAIN_INGEST_DAG, MAIN_SCHEDULE, "all", __doc__, timedelta(minutes=60))
+_ingest_dag(HOT_INGEST_DAG, HOT_SCHEDULE, "hot", HOT_DOC, timedelta(minutes=10))

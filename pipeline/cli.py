@@ -29,13 +29,14 @@ from pipeline.errors import (
     ConfigError,
     EveryFeedFailed,
     PipelineError,
+    ShardsFailed,
     SystemicFetchFailure,
     ValidationThresholdExceeded,
 )
 from pipeline.feedlist import read_feed_list
 from pipeline.summary import render_summary
 
-EXIT_OK, EXIT_VALIDATION, EXIT_SYSTEMIC, EXIT_CONFIG = 0, 3, 4, 2
+EXIT_OK, EXIT_VALIDATION, EXIT_SYSTEMIC, EXIT_CONFIG, EXIT_SHARDS = 0, 3, 4, 2, 5
 
 
 def new_run_id(prefix: str = "cli") -> str:
@@ -97,6 +98,9 @@ def run_ingest(settings: Settings, feeds_file: Path, as_json: bool, run_id: str 
         except EveryFeedFailed as exc:
             console.print(Text.assemble(("every feed failed: ", "red"), str(exc)))
             code = EXIT_SYSTEMIC
+        except ShardsFailed as exc:  # the other shards' entries loaded: the summary follows
+            console.print(Text.assemble(("shards failed: ", "red"), str(exc)))
+            code = EXIT_SHARDS
     if summary is None:
         summary = _query(url, storage.run_summary, run_id)
     if summary is not None:

@@ -163,6 +163,10 @@ class Settings(BaseSettings):
     # A feed whose interval is shorter than this is hot: the hot DAG (HOT_INGEST_SCHEDULE)
     # polls it between the main runs. Keep it at the main schedule's period.
     hot_interval_s: int = Field(900, ge=1, validation_alias="HOT_FEED_INTERVAL")
+    # The ingest DAGs' schedules (cron, read by the DAG file: `news_common.schedules`): the
+    # main lane's data intervals, and the hot lane's.
+    ingest_schedule: str = Field("*/15 * * * *", min_length=1, validation_alias="INGEST_SCHEDULE")
+    hot_ingest_schedule: str = Field("*/3 * * * *", min_length=1, validation_alias="HOT_INGEST_SCHEDULE")
     # At most this many feeds in one run; past it, the most urgent go first (fairly across
     # hosts) and the rest are deferred to the next run.
     run_max_feeds: int = Field(50_000, ge=1, validation_alias="RUN_MAX_FEEDS")

@@ -94,10 +94,16 @@ def resolve_database_url(settings: Settings, news_db_connection: Callable[[], st
     4. the embedded server under `settings.data_dir`, started if need be.
     """
     found = news_db_connection() if news_db_connection is not None else None
-    url = found or settings.database_url or settings.news_db_connection
-    if url:
-        return normalize_db_url(url)
-    return embedded_server_url(settings.data_dir)
+    url = normalize_db_url(found) if found else configured_database_url(settings)
+    return url or embedded_server_url(settings.data_dir)
+
+
+def configured_database_url(settings: Settings) -> str | None:
+    """The news database's URL the settings name (2. and 3. of `resolve_database_url`), or
+    None: for a caller that has no use for a server it would have to start (the fetch's
+    host limits, held within the process when no database is named). Both are normalized
+    as the settings are read."""
+    return settings.database_url or settings.news_db_connection
 
 
 @contextmanager

@@ -36,9 +36,22 @@ class SystemicFetchFailure(EveryFeedFailed):
 
 
 class RunNotLoadable(PipelineError):
-    """A run's batch cannot be loaded (not validated, undecided entries, staging lost):
-    terminal, since a retry of the load meets the same state. Nothing is loaded, so its
-    feeds' validators stay put and the next run fetches them again."""
+    """A run's batch cannot be loaded (undecided entries; a replay run whose staging was
+    lost), or a shard of a run loaded already cannot stage (a cleared shard task: its
+    entries would never load): terminal, since a retry meets the same state. Nothing of
+    it is loaded, so its feeds' validators stay put."""
+
+
+class ShardsFailed(PipelineError):
+    """Shards of a CLI run failed (not a feed or an entry, which are data: a lost database,
+    a killed worker). Raised after the run's load and report: the other shards' entries
+    landed, and the failed shards' fetched feeds are their errors, fetched again next run."""
+
+    def __init__(self, failed: dict[int, str], also: BaseException | None = None):
+        self.failed = dict(failed)
+        super().__init__(f"{len(failed)} shard(s) failed, the other shards' entries loaded: "
+                         + "; ".join(f"shard {shard}: {error}" for shard, error in sorted(failed.items()))
+                         + (f"; and the run: {also}" if also is not None else ""))
 
 
 class RunIdTaken(PipelineError):

@@ -37,6 +37,7 @@ import httpx
 
 from pipeline import netguard, polling_policy
 from pipeline.config import Settings
+from pipeline.database import configured_database_url
 from pipeline.host_slots import Busy, HostSlots, Lease, host_of
 from pipeline.netguard import (
     AddressPolicy,
@@ -658,7 +659,7 @@ def fetch_each(
     feeds = list(feeds)
     if not feeds:
         return
-    shared_with = db_url or settings.database_url or settings.news_db_connection
+    shared_with = db_url or configured_database_url(settings)
     done: queue.SimpleQueue[FetchResult | BaseException] = queue.SimpleQueue()
     held = _Held()
     with Fetcher(settings, shared_with) as fetcher:

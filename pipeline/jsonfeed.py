@@ -87,7 +87,7 @@ def _number(text: str) -> int | str:
     return int(text) if len(text) <= 100 else text
 
 
-def parse_json_feed(body: bytes, max_entries: int = 500, scrub: Scrubber | None = None) -> ParsedFeed:
+def parse_json_feed(body: bytes, max_entries: int, scrub: Scrubber | None = None) -> ParsedFeed:
     """Parse a JSON Feed, keeping at most `max_entries` items. Anything that is not one is
     `is_feed=False`; an item that cannot be read is kept as a failed entry (quarantined
     by the normalize stage) and the others go on."""

@@ -1,5 +1,5 @@
 """Load stage: the one place that writes articles, duplicates, quarantine, versions,
-clusters and the feeds' fetch state.
+clusters and the feeds' fetch state (a failed fetch's politeness aside: see below).
 
 One transaction per run's batch, under an advisory lock (`begin`), applying the plan the
 load task decided in the same transaction (`load_plan`: the staged entries with their
@@ -25,11 +25,15 @@ the insert's RETURNING:
   parsing knew (a body that is no feed);
 * a release run's claims on held quarantine rows end here;
 * `ingest_runs.loaded_at` marks the run loaded: a retried load is a no-op;
-* a run whose fetched entries were not all staged is refused.
+* a feed whose fetched entries were not all staged (its shard task failed after recording
+  the fetch) is its error in the run, none of its entries loaded, its validators and body
+  hash unmoved and its next check now, so the next run fetches it again; the other feeds'
+  entries load (a replay run with such a body is refused: replayed again, it loads it).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +42,8 @@ from psycopg2.extras import Json, execute_values
 
 from pipeline import clusters, polling_policy
 from pipeline.errors import RunNotLoadable
+
+log = logging.getLogger(__name__)
 
 _LOAD_LOCK = 715_002
 
@@ -380,12 +386,32 @@ UPDATE feeds f SET url = m.new_url, redirect_url = NULL, redirect_count = 0
 FROM moving m WHERE f.id = m.id
 """
 
-# An 'ok' fetch whose entries are not all staged (its task died between recording the
-# fetch and staging the entries, or staging was pruned as abandoned) lost data: loading
-# would advance the feed's validators past entries that were never stored, so the run is
-# refused and the next run fetches the body again.
-_UNSTAGED_FETCHES = """
-SELECT count(*) FROM fetch_log l JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind IN ('fetch', 'replay')
+# A fetch run's body whose entries are not all staged (its shard task failed after
+# recording the fetch, or the staging was pruned since): that feed's error in the run, its
+# staged rows (if any) left out, so the load writes none of its entries and moves none of
+# its validators or body hash; its next check is the fetch's time, so the next run fetches
+# it again. The rest of the run loads. (The error counts in the feed's error streak.)
+UNSTAGED_ERROR = ("its entries were not staged (its shard task failed, or the staging was pruned): "
+                  "none loaded, and the next run fetches the feed again")
+_UNSTAGED_AS_ERRORS = """
+WITH lost AS (
+    SELECT l.feed_id FROM fetch_log l JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind = 'fetch'
+    WHERE l.run_id = %(run)s AND l.outcome = 'ok'
+      AND (NOT l.staged OR l.entries <> (SELECT count(*) FROM staged_entries s
+                                         WHERE s.run_id = l.run_id AND s.feed_id = l.feed_id))
+), left_out AS (
+    DELETE FROM staged_entries s USING lost WHERE s.run_id = %(run)s AND s.feed_id = lost.feed_id
+)
+UPDATE fetch_log l SET outcome = 'error', error_kind = 'internal_error', error = %(error)s,
+                       next_check_at = l.fetched_at
+FROM lost WHERE l.run_id = %(run)s AND l.feed_id = lost.feed_id
+RETURNING l.feed_id
+"""
+# A replay run's archived body whose entries are not all staged: the run is refused, so
+# that clearing its tasks (or a new replay) replays it; the next fetch run would get the
+# live feed, not that body.
+_UNSTAGED_REPLAYS = """
+SELECT count(*) FROM fetch_log l JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind = 'replay'
 WHERE l.run_id = %(run)s AND l.outcome = 'ok'
   AND (NOT l.staged OR l.entries <> (SELECT count(*) FROM staged_entries s
                                      WHERE s.run_id = l.run_id AND s.feed_id = l.feed_id))
@@ -410,7 +436,9 @@ LOAD_LOCK_WAIT_S = 900
 def begin(cur: Cursor, run_id: str) -> dict[str, Any] | None:
     """Start a run's load: take the load lock (one decider and writer at a time) and check
     the run. Returns its counts when it was loaded already (a retried load is a no-op),
-    else None. Raises RunNotLoadable when fetched entries were not all staged."""
+    else None. A feed whose fetched entries were not all staged becomes its error in the
+    run (`_UNSTAGED_AS_ERRORS`): the other feeds' entries load. Raises RunNotLoadable for
+    a replay run that lost staged entries."""
     cur.execute("SET LOCAL lock_timeout = %s", (f"{LOAD_LOCK_WAIT_S}s",))  # bounded: then a retry
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
     cur.execute("SET LOCAL lock_timeout = 0")
@@ -420,15 +448,19 @@ def begin(cur: Cursor, run_id: str) -> dict[str, Any] | None:
         raise KeyError(f"unknown run {run_id}")
     if row[0] is not None:
         return dict(row[1] or {}, already_loaded=True)
-    cur.execute(_UNSTAGED_FETCHES, {"run": run_id})
+    cur.execute(_UNSTAGED_REPLAYS, {"run": run_id})
     if cur.fetchone()[0]:
-        raise RunNotLoadable(f"run {run_id} lost staged entries: not loaded, so its feeds fetch them again")
+        raise RunNotLoadable(f"replay run {run_id} lost staged entries: not loaded; replay it again")
+    cur.execute(_UNSTAGED_AS_ERRORS, {"run": run_id, "error": UNSTAGED_ERROR})
+    if lost := sorted(row[0] for row in cur.fetchall()):
+        log.warning("run %s: %d feeds' fetched entries were not staged, recorded as their errors (the "
+                    "next run fetches them again); the rest loads: feed ids %s", run_id, len(lost), lost[:50])
     return None
 
 
 def apply_plan(
     cur: Cursor, run_id: str, now: datetime, polling: polling_policy.Rules,
-    redirect_confirmations: int = 3, version_cap: int = 50,
+    redirect_confirmations: int, version_cap: int,
 ) -> dict[str, Any]:
     """Apply the decided plan (`load_plan`, in this transaction, after `begin`); return the
     run's counts. The only writer of articles, duplicates, quarantine, versions, clusters

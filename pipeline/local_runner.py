@@ -11,16 +11,19 @@ A process that runs many ingests (a test session) builds it once, in a thread.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import ValidationThresholdExceeded
+from pipeline.containment import describe
+from pipeline.errors import PipelineError, ShardsFailed, ValidationThresholdExceeded
 from pipeline.free_memory import bounded_heap, release_free_memory
 from pipeline.records import FeedSource
 from pipeline.tasks import (
@@ -32,6 +35,8 @@ from pipeline.tasks import (
     report_run,
     utcnow,
 )
+
+log = logging.getLogger(__name__)
 
 
 class StageClock:
@@ -51,29 +56,42 @@ class StageClock:
 
 def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[int],
                clock: Callable[[], datetime] = utcnow,
-               on_shard: Callable[[ShardSummary], None] | None = None) -> list[ShardSummary]:
+               on_shard: Callable[[ShardSummary], None] | None = None,
+               failed: dict[int, str] | None = None) -> list[ShardSummary]:
     """Run `ingest_shard` for every shard, on `settings.workers` processes when more than one.
+    A shard that fails (its pass keeps a feed's or an entry's failure as data; this is the
+    rest: a lost database, say) is logged, put in `failed` (shard: error) and the other
+    shards go on, as the DAG's mapped shard tasks do. A worker killed outright breaks the
+    pool: the shards not done by then fail with it (their feeds are fetched next run).
 
     The workers are forked before this process starts any thread, so they inherit no lock
     held by a thread."""
     workers = min(settings.workers, len(shards))
     summaries: list[ShardSummary] = []
+    failed = {} if failed is None else failed
+
+    def done(shard: int, outcome: Callable[[], ShardSummary]) -> None:
+        try:
+            summaries.append(outcome())
+        except Exception as exc:  # noqa: BLE001 - that shard's failure; the others go on
+            log.error("shard %s failed: %s", shard, describe(exc), exc_info=exc)
+            failed[shard] = describe(exc)
+            return
+        if on_shard:
+            on_shard(summaries[-1])
+
     if workers <= 1:
         for shard in shards:
-            summaries.append(ingest_shard(db_url, settings, run_id, shard, clock()))
-            if on_shard:
-                on_shard(summaries[-1])
+            done(shard, partial(ingest_shard, db_url, settings, run_id, shard, clock()))
         return summaries
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
         for _ in range(workers):  # fork every worker now, while no thread runs
             pool.submit(int).result()
-        futures: list[Future[ShardSummary]] = [
-            pool.submit(_shard_in_worker, db_url, settings, run_id, shard, clock()) for shard in shards]
+        futures: dict[Future[ShardSummary], int] = {
+            pool.submit(_shard_in_worker, db_url, settings, run_id, shard, clock()): shard for shard in shards}
         try:
             for future in as_completed(futures):
-                summaries.append(future.result())
-                if on_shard:
-                    on_shard(summaries[-1])
+                done(futures[future], future.result)
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -108,15 +126,24 @@ def ingest(
     this process, and it stays built here for later runs (a process that runs many, e.g. a
     test session's).
 
-    The summary's `stage_seconds` says where the time went."""
+    The summary's `stage_seconds` says where the time went. A failed shard does not stop
+    the others, nor the load; the run then raises `ShardsFailed` after its report."""
     timed = StageClock()
     bounded_heap()  # before the workers fork: they inherit it
     with timed("prepare"):
         shards = prepare_run(db_url, settings, run_id, sources, clock(), force, lane, parallel=settings.workers)
+    failed: dict[int, str] = {}
     with timed("fetch_parse_normalize"):
-        run_shards(db_url, settings, run_id, shards, clock, on_shard)
-    summary = finish(db_url, settings, run_id, clock, timed, validation_child)
+        run_shards(db_url, settings, run_id, shards, clock, on_shard, failed)
+    try:
+        summary = finish(db_url, settings, run_id, clock, timed, validation_child)
+    except PipelineError as exc:  # the run's own verdict, after the shards' failure
+        if failed:
+            raise ShardsFailed(failed, also=exc) from exc
+        raise
     summary["stage_seconds"] = timed.seconds
+    if failed:  # after the load and the report: the other shards' entries landed
+        raise ShardsFailed(failed)
     return summary
 
 

@@ -31,13 +31,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline import encoding, fastparse, jsonfeed
+from pipeline.config import Settings
 from pipeline.containment import Scrubber, describe, failed_entry
 from pipeline.entry_cap import cap_entries
 from pipeline.records import ParsedFeed
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_ENTRIES = 500
+DEFAULT_MAX_ENTRIES: int = Settings.model_fields["max_entries_per_feed"].default  # FETCH_MAX_ENTRIES's
 PARSERS = ("auto", "feedparser")
 MAX_TTL_MINUTES = 366 * 24 * 60
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from pipeline import fetch, load, plan_decider, polling_policy, storage, validate
 from pipeline.config import Settings
 from pipeline.database import connect, require_schema
-from pipeline.errors import EveryFeedFailed, SystemicFetchFailure, ValidationThresholdExceeded
+from pipeline.errors import EveryFeedFailed, RunNotLoadable, SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.records import FeedSource, FeedState, FetchOutcome, FetchResult
 from pipeline.shard_pass import FeedBatch, PassCounts, normalize_staged, parse_and_normalize
 from pipeline.summary import build_summary
@@ -147,7 +147,11 @@ def ingest_shard(
     a parse can be redone from the archive. A body or an entry that breaks a step is its feed's error
     or its entry's quarantine reason; the other feeds go on."""
     with connect(db_url) as conn, conn.cursor() as cur:
-        if storage.run_state(cur, run_id)["kind"] == "replay":  # a past interval: from the archive
+        state = storage.run_state(cur, run_id)
+        if state["loaded_at"] is not None:  # a cleared shard of a loaded run: nothing would load it
+            raise RunNotLoadable(f"run {run_id} was loaded already: its shard {shard} stages nothing; "
+                                 "the next run fetches what it lost")
+        if state["kind"] == "replay":  # a past interval: from the archive
             archived = storage.shard_archived_bodies(cur, run_id, shard)
         else:
             archived = None

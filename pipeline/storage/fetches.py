@@ -76,7 +76,8 @@ _FETCH_TEMPLATE = ("(%s, %s::bigint, %s, %s::timestamptz, %s, %s::int, %s, %s, %
 def record_fetches(cur: Cursor, run_id: str, results: Iterable[FetchResult]) -> None:
     """Write each fetch's outcome to fetch_log with the feeds' politeness state, and archive
     the bodies (idempotent per run: a retried shard replaces its rows). Entries are staged
-    apart (`stage_batches`): until then the fetch is not `staged`, and the run not loadable."""
+    apart (`stage_batches`): a fetch not `staged` when the run loads is its feed's error in
+    the run (pipeline.load, `_UNSTAGED_AS_ERRORS`)."""
     results = list(results)
     if not results:
         return

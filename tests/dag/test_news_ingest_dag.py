@@ -49,6 +49,36 @@ def test_dag_file_parses_cheaply():
     assert out.stdout.strip().splitlines()[-1:] in ([], [""]), out.stdout
 
 
+def _schedules_parsed(env: dict[str, str]) -> list[str]:
+    """The ingest DAGs' timetables' cron expressions, from the DAG file parsed in a fresh
+    process with `env` added to the environment (unset: removed)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from airflow.dag_processing.dagbag import DagBag; "
+        "bag = DagBag(dag_folder=sys.argv[1]); "
+        "assert not bag.import_errors, bag.import_errors; "
+        "print(bag.dags['news_ingest'].timetable._expression, '|', bag.dags['news_ingest_hot'].timetable._expression)"
+    )
+    full = {k: v for k, v in os.environ.items() if k not in env}
+    full.update({k: v for k, v in env.items() if v is not None}, PYTHONPATH=str(PROJECT_ROOT / "dags"))
+    out = subprocess.run([sys.executable, "-c", code, str(PROJECT_ROOT / "dags" / "news_ingest.py")],
+                         capture_output=True, text=True, timeout=120, env=full)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return [part.strip() for part in out.stdout.strip().splitlines()[-1].split("|")]
+
+
+def test_schedules_come_from_the_settings_and_a_bad_other_setting_does_not_break_the_dag_file():
+    """INGEST_SCHEDULE and HOT_INGEST_SCHEDULE set the lanes' timetables (defaults: the
+    settings' own); a bad value of another setting is the tasks' error, not the DAG file's."""
+    assert _schedules_parsed({"INGEST_SCHEDULE": None, "HOT_INGEST_SCHEDULE": None}) == [
+        "*/15 * * * *", "*/3 * * * *"]
+    assert _schedules_parsed({"INGEST_SCHEDULE": "0 * * * *", "HOT_INGEST_SCHEDULE": "",
+                              "FETCH_TOTAL_TIMEOUT": "not a number"}) == ["0 * * * *", "*/3 * * * *"]
+
+
 def test_dag_runs_end_to_end_and_a_second_run_adds_no_duplicate(airflow_db, db_url, tmp_path, monkeypatch, dagbag):
     server = serve_demo(0)
     feeds = tmp_path / "feeds.txt"

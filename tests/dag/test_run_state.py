@@ -3,8 +3,9 @@ reason in the failing task's log; a run with only a validation warning stays gre
 says so.
 
 Each case is one `dag.test()` run on real Airflow and PostgreSQL, with feeds served on
-loopback: a clean run, validation past the fail level, a load the database refuses,
-every feed failing, and a warning-level run.
+loopback: a clean run, validation past the fail level, a load the database refuses, a
+shard task that fails for good (the others' entries still land), every feed failing, and
+a warning-level run.
 """
 
 from __future__ import annotations
@@ -124,6 +125,39 @@ def test_a_load_the_database_refuses_fails_the_run(ingest, serve, db_url, dagbag
     assert "articles are read-only during maintenance" in out  # the load's own log
     assert "AirflowFailException: run failed: the batch was not loaded; failed tasks: load" in out
     assert articles(db_url) == 0
+
+
+def test_a_failed_shard_task_fails_the_run_and_the_other_shards_entries_land(ingest, serve, db_url, dagbag,
+                                                                               monkeypatch, capfd):
+    """One shard task fails for good (its staging raises as a lost connection does, on every
+    try): the load still runs and lands the other shard's entries, the lost feed is its
+    error in the run, and the run is red, naming the failed task."""
+    import psycopg2
+
+    from pipeline import load, storage
+
+    fine, lost = serve({"/fine.xml": GOOD, "/lost.xml": [item(n) for n in range(20, 23)]})
+    original = storage.stage_batches
+
+    def stage_or_lose_the_connection(cur, run_id, batches, *args):
+        cur.execute("SELECT id FROM feeds WHERE url = %s", (lost,))
+        if cur.fetchone()[0] in {b.feed_id for b in batches}:
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        return original(cur, run_id, batches, *args)
+
+    monkeypatch.setattr(storage, "stage_batches", stage_or_lose_the_connection)
+    monkeypatch.setattr(dagbag.dags["news_ingest"].get_task("ingest_shard"), "retry_delay", timedelta(0))
+    dr = ingest([fine, lost], FEEDS_PER_SHARD="1")
+    assert dr.state == "failed"
+    states = task_states(dr)
+    assert sorted(states[t] for t in states if t.startswith("ingest_shard")) == ["failed", "success"]
+    assert (states["load"], states["report"]) == ("success", "failed")
+    assert articles(db_url) == 10  # the other shard's entries landed
+    assert query(db_url, """SELECT l.error_kind, l.error FROM fetch_log l JOIN feeds f ON f.id = l.feed_id
+                            WHERE l.run_id = %s AND f.url = %s""", (dr.run_id, lost)) == [
+        ("internal_error", load.UNSTAGED_ERROR)]
+    failed_shard = next(t for t, state in states.items() if t.startswith("ingest_shard") and state == "failed")
+    assert f"AirflowFailException: failed tasks: {failed_shard}" in capfd.readouterr().out
 
 
 def closed_port() -> int:

@@ -33,9 +33,9 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from pipeline import database, local_runner, maintenance, tasks
+from pipeline import database, load, local_runner, maintenance, tasks
 from pipeline.config import Settings
-from pipeline.errors import RunNotLoadable
+from pipeline.errors import EveryFeedFailed
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
 from tests.crashable_server import CrashableServer, find_bin_dir
@@ -258,10 +258,11 @@ def assert_validators_not_ahead(db_url: str, srv: FeedServer, served: int) -> No
                                      f"whose entries {sorted(missing)} are not stored")
 
 
-def assert_nothing_lost_or_duplicated(db_url: str, generations: int,
-                                      loaded_runs: list[str]) -> None:
+def assert_nothing_lost_or_duplicated(db_url: str, generations: int, loaded_runs: list[str],
+                                      status_of: dict[str, str] | None = None) -> None:
     """Every entry of the generations served is one article; each re-served entry is one
-    duplicate seen once; the runs that loaded counted each article once; nothing waits."""
+    duplicate seen once; the runs that loaded counted each article once, each with its
+    status (`status_of`, else ok); nothing waits."""
     served = {guid(slug_of(p), n) for p in FEEDS for g in range(generations) for n in numbers(g)}
     per_guid = dict(query(db_url, "SELECT guid, count(*) FROM articles GROUP BY guid"))
     assert set(per_guid) == served, (f"lost: {sorted(served - set(per_guid))}, "
@@ -273,7 +274,8 @@ def assert_nothing_lost_or_duplicated(db_url: str, generations: int,
     assert sorted(duplicates) == sorted((g, "same_identity_key", 1) for g in re_served)
     runs = query(db_url, "SELECT run_id, status, (counts->>'new')::int FROM ingest_runs "
                          "WHERE loaded_at IS NOT NULL ORDER BY started_at")
-    assert [(run_id, status) for run_id, status, _ in runs] == [(r, "ok") for r in loaded_runs]
+    assert [(run_id, status) for run_id, status, _ in runs] == [(r, (status_of or {}).get(r, "ok"))
+                                                                 for r in loaded_runs]
     assert sum(new for *_, new in runs) == len(served)
     assert scalar(db_url, "SELECT count(*) FROM staged_entries") == 0
 
@@ -339,12 +341,13 @@ def test_a_server_crash_loses_and_duplicates_nothing(
     assert_nothing_lost_or_duplicated(crash_db, 3, ["run-0", "run-1", "run-2"])
 
 
-def test_a_run_whose_staging_was_pruned_is_not_loaded(
+def test_a_run_whose_staging_was_pruned_loads_none_of_it_and_its_feeds_are_fetched_again(
     feed_server: FeedServer, crash_db: str, crash_settings: Settings,
 ) -> None:
     """A run left unloaded for days (its staged data pruned by a later run's prepare) and
-    then resumed must not load: nothing it staged is left, and loading would move the
-    validators to a body whose entries were never stored."""
+    then resumed loads none of what it fetched: nothing it staged is left, and loading
+    would move the validators to a body whose entries were never stored. Each such fetch
+    becomes its feed's error in that run, saying why; the feeds are fetched again."""
     srv, feeds = feed_server, sources(feed_server)
     serve(srv, 1)
     stale = Run(crash_db, crash_settings, feeds, "run-1")
@@ -354,11 +357,17 @@ def test_a_run_whose_staging_was_pruned_is_not_loaded(
                                       tasks.utcnow() + timedelta(days=3), force=True)
     assert scalar(crash_db, "SELECT count(*) FROM staged_entries WHERE run_id = 'run-1'") == 0
 
-    with pytest.raises(RunNotLoadable, match="staged"):
-        stale.stage("load")
+    articles_before = scalar(crash_db, "SELECT count(*) FROM articles")
+    stale.stage("load")
+    assert scalar(crash_db, "SELECT count(*) FROM articles") == articles_before
+    assert query(crash_db, "SELECT DISTINCT outcome, error_kind, error FROM fetch_log WHERE run_id = 'run-1'") == [
+        ("error", "internal_error", load.UNSTAGED_ERROR)]
     assert_validators_not_ahead(crash_db, srv, served=2)
     assert_feeds_describe(crash_db, srv, 0)
+    with pytest.raises(EveryFeedFailed):  # the run ends failed, each feed's error saying why
+        stale.stage("report")
 
     later.stages(STAGES[1:])  # still generation 1: a 304 here would have lost it
     assert_validators_not_ahead(crash_db, srv, served=2)
-    assert_nothing_lost_or_duplicated(crash_db, 2, ["run-0", "run-2"])
+    assert_nothing_lost_or_duplicated(crash_db, 2, ["run-0", "run-1", "run-2"],
+                                      {"run-1": "every_feed_failed"})

@@ -43,6 +43,8 @@ MAPPING = {
     "error_backoff_s": ("FETCH_ERROR_BACKOFF", "300", 300),
     "window_fill": ("POLL_WINDOW_FILL", "0.5", 0.5),
     "hot_interval_s": ("HOT_FEED_INTERVAL", "300", 300),
+    "ingest_schedule": ("INGEST_SCHEDULE", "0 * * * *", "0 * * * *"),
+    "hot_ingest_schedule": ("HOT_INGEST_SCHEDULE", "*/5 * * * *", "*/5 * * * *"),
     "run_max_feeds": ("RUN_MAX_FEEDS", "100", 100),
     "replay_after_s": ("PAST_RUN_REPLAY_AFTER", "0", 0),
     "max_entries_per_feed": ("FETCH_MAX_ENTRIES", "10", 10),
@@ -182,7 +184,7 @@ def _as_documented(field: str, value: object) -> str:
         return "`news-pipeline/0.1 (...)`" if value == DEFAULT_USER_AGENT else "?"
     if isinstance(value, Path):
         return f"`{value.relative_to(PROJECT_ROOT)}`"
-    if field in ("feed_parser", "data_docs"):
+    if field in ("feed_parser", "data_docs", "ingest_schedule", "hot_ingest_schedule"):
         return f"`{value}`"
     return f"{value:g}" if isinstance(value, float) else str(value)
 

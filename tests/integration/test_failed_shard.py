@@ -1,0 +1,91 @@
+"""A shard that fails stops neither the other shards nor the load.
+
+A feed or an entry that breaks a step is data (its error, its quarantine row); what fails a
+shard is the rest: here its staging raises as a lost connection does. The other shard's
+entries land; the failed shard's fetched feed is its error in the run, saying why, its
+validators and body hash unmoved and its next check now; the run says it failed; and the
+next run, not forced, fetches that feed again and loads its entries.
+"""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from pipeline import load, local_runner, storage, tasks
+from pipeline.errors import RunNotLoadable, ShardsFailed
+from pipeline.feedserver import FeedServer, Route
+from pipeline.records import FeedSource
+from tests.helpers import item, query, rss, scalar
+
+FEEDS = {"/fine.xml": [1, 2], "/lost.xml": [3, 4]}
+
+
+def titles(db_url: str) -> set[str]:
+    return {title for (title,) in query(db_url, "SELECT title FROM articles")}
+
+
+def titled(*numbers: int) -> set[str]:
+    return {item(n)["title"] for n in numbers}
+
+
+def served(generation: int) -> dict[str, Route]:
+    """Each feed's entries of that generation and the ones before (a feed's window)."""
+    return {path: Route(rss([item(n + 10 * g) for g in range(generation + 1) for n in numbers]))
+            for path, numbers in FEEDS.items()}
+
+
+def test_a_failed_shard_stops_neither_the_other_shards_nor_the_load(db_url, settings, monkeypatch):
+    one_feed_a_shard = settings.replace(shard_size=1, workers=1)
+    with FeedServer(served(0)) as server:
+        sources = [FeedSource(server.url(path)) for path in FEEDS]
+        lost = server.url("/lost.xml")
+        local_runner.ingest(db_url, one_feed_a_shard, sources, "run-0")  # both feeds' next checks: later
+        stored = query(db_url, "SELECT etag, last_modified, body_hash FROM feeds WHERE url = %s", (lost,))
+        server.routes = served(1)
+        original = storage.stage_batches
+
+        def stage_or_lose_the_connection(cur, run_id, batches, *args):
+            cur.execute("SELECT id FROM feeds WHERE url = %s", (lost,))
+            if cur.fetchone()[0] in {b.feed_id for b in batches}:
+                raise psycopg2.OperationalError("server closed the connection unexpectedly")
+            return original(cur, run_id, batches, *args)
+
+        monkeypatch.setattr(storage, "stage_batches", stage_or_lose_the_connection)
+        with pytest.raises(ShardsFailed, match="server closed the connection unexpectedly") as failed:
+            local_runner.ingest(db_url, one_feed_a_shard, sources, "run-1", force=True)  # not due: forced
+        assert len(failed.value.failed) == 1
+        assert titles(db_url) == titled(1, 2, 3, 4, 11, 12)  # the other shard's new entries landed
+        assert query(db_url, """SELECT l.outcome, l.error_kind, l.error FROM fetch_log l
+                                JOIN feeds f ON f.id = l.feed_id
+                                WHERE l.run_id = 'run-1' AND f.url = %s""", (lost,)) == [
+            ("error", "internal_error", load.UNSTAGED_ERROR)]
+        # nothing of the lost body describes the feed: the next fetch is a full one
+        assert query(db_url, "SELECT etag, last_modified, body_hash FROM feeds WHERE url = %s", (lost,)) == stored
+        assert scalar(db_url, "SELECT last_error_kind FROM feeds WHERE url = %s", (lost,)) == "internal_error"
+        assert scalar(db_url, "SELECT status FROM ingest_runs WHERE run_id = 'run-1'") == "ok"  # it loaded
+
+        # clearing the failed shard of the loaded run stages nothing no load would take
+        [lost_shard] = failed.value.failed
+        monkeypatch.undo()
+        with pytest.raises(RunNotLoadable, match="loaded already"):
+            tasks.ingest_shard(db_url, one_feed_a_shard, "run-1", lost_shard, tasks.utcnow())
+        assert scalar(db_url, "SELECT count(*) FROM staged_entries") == 0
+
+        again = local_runner.ingest(db_url, one_feed_a_shard, sources, "run-2")  # due feeds only
+    assert titles(db_url) == titled(1, 2, 3, 4, 11, 12, 13, 14)
+    assert (again["totals"]["fetched"], again["totals"]["new"]) == (1, 2)  # the lost feed alone
+
+
+def test_a_failed_shard_and_the_runs_own_failure_are_both_said(db_url, settings, monkeypatch):
+    """When the other feeds fail too (here: the only shard), the run's own verdict (every
+    feed failed) comes with the shards' failure, not instead of it."""
+    with FeedServer(served(0)) as server:
+        def lose_the_connection(*args):
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(storage, "stage_batches", lose_the_connection)
+        with pytest.raises(ShardsFailed, match="connection unexpectedly.*and the run: .*feeds failed"):
+            local_runner.ingest(db_url, settings.replace(workers=1), [FeedSource(server.url("/lost.xml"))],
+                                "run-1", force=True)
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 0
