@@ -386,6 +386,157 @@ UPDATE feeds f SET url = m.new_url, redirect_url = NULL, redirect_count = 0
 FROM moving m WHERE f.id = m.id
 """
 
+# The run's fetched bodies whose entries are not all staged (its shard task failed after
+# recording the fetch, or the staging was pruned since).
+_UNSTAGED = """
+SELECT l.feed_id FROM fetch_log l
+WHERE l.run_id = %(run)s AND l.outcome = 'ok'
+  AND (NOT l.staged OR l.entries <> (SELECT count(*) FROM staged_entries s
+                                     WHERE s.run_id = l.run_id AND s.feed_id = l.feed_id))
+"""
+# In a fetch run, each is its feed's error in the run, its staged rows (if any) left out, so
+# the load writes none of its entries and moves none of its validators or body hash; its
+# next check is the fetch's time, so the next run fetches it again. The rest of the run
+# loads. (The error counts in the feed's error streak.) A replay run with one is refused
+# instead, so that clearing its tasks (or a new replay) replays it: the next fetch run
+# would get the live feed, not that body.
+UNSTAGED_ERROR = ("its entries were not staged (its shard task failed, or the staging was pruned): "
+                  "none loaded, and the next run fetches the feed again")
+_UNSTAGED_AS_ERRORS = f"""
+WITH lost AS ({_UNSTAGED}), left_out AS (
+    DELETE FROM staged_entries s USING lost WHERE s.run_id = %(run)s AND s.feed_id = lost.feed_id
+)
+UPDATE fetch_log l SET outcome = 'error', error_kind = 'internal_error', error = %(error)s,
+                       next_check_at = l.fetched_at
+FROM lost WHERE l.run_id = %(run)s AND l.feed_id = lost.feed_id
+RETURNING l.feed_id
+"""
+
+_COUNTS = """
+UPDATE fetch_log l
+SET new = c.new, updated = c.updated, duplicates = c.duplicates, quarantined = c.quarantined
+FROM (SELECT feed_id,
+             count(*) FILTER (WHERE decision = 'new') AS new,
+             count(*) FILTER (WHERE decision = 'update') AS updated,
+             count(*) FILTER (WHERE decision = 'duplicate') AS duplicates,
+             count(*) FILTER (WHERE decision = 'quarantined') AS quarantined
+      FROM load_plan WHERE run_id = %(run)s GROUP BY feed_id) c
+WHERE l.run_id = %(run)s AND l.feed_id = c.feed_id
+"""
+
+# Fetch state completed by the load, for real fetches only (not replays or releases).
+# Politeness was recorded at fetch time (storage.record_fetches); what the load adds:
+# * the outcome as parsing left it (a body that is no feed is an error), and the error
+#   streak re-derived with it, when this run's fetch is the feed's newest (`newest`);
+# * validators and the body hash only for feeds whose body was used, and the permanent
+#   redirect count, only from a fetch newer than the one the row's validators came from
+#   (`advancing`): an older run loading late moves nothing back.
+# What the polling policy needs of each of the run's successful fetches that is its feed's
+# newest (a real fetch: not a replay or a release): the entries served (none when 304 or
+# the body is unchanged), how many were new and how many the feed's stored articles
+# already held, their dates, and the feed's state before it.
+_POLLING_OBSERVATIONS = """
+SELECT l.feed_id, l.fetched_at,
+       CASE WHEN l.outcome = 'ok' AND NOT l.unchanged THEN l.entries END,
+       f.last_success_at, f.publish_rate, f.window_size,
+       coalesce(p.new, 0), coalesce(p.overlap, 0), p.published
+FROM fetch_log l
+JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind = 'fetch'
+JOIN feeds f ON f.id = l.feed_id
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE s.decision = 'new') AS new,
+           count(*) FILTER (WHERE s.decision IN ('update', 'duplicate')
+                              AND (s.rule = 'same_identity_key' OR a.feed_id = s.feed_id)) AS overlap,
+           array_agg((s.article ->> 'published_at')::timestamptz)
+               FILTER (WHERE s.article ->> 'published_source' <> 'fetched') AS published
+    FROM load_plan s LEFT JOIN articles a ON a.id = s.matched_article_id
+    WHERE s.run_id = l.run_id AND s.feed_id = l.feed_id) p ON true
+WHERE l.run_id = %(run)s AND l.outcome IN ('ok', 'not_modified')
+  AND l.fetched_at >= coalesce(f.last_fetched_at, '-infinity')
+"""
+
+_OBSERVATIONS_PAGE = 1_000  # feeds' observations read at a time (`_adapt_polling`)
+
+_RECORD_POLLING = """
+UPDATE fetch_log l SET possible_gap = v.gap, publish_rate = v.rate, window_size = v.size,
+                       poll_interval_s = v.seconds
+FROM (VALUES %s) AS v(run_id, feed_id, gap, rate, size, seconds)
+WHERE l.run_id = v.run_id AND l.feed_id = v.feed_id
+"""
+
+_LOCK_FEEDS = """
+SELECT 1 FROM feeds WHERE id IN (SELECT feed_id FROM fetch_log WHERE run_id = %(run)s)
+ORDER BY id FOR NO KEY UPDATE
+"""
+
+_FEED_STATE = """
+UPDATE feeds f
+SET last_fetched_at = greatest(f.last_fetched_at, l.fetched_at),
+    last_status = CASE WHEN v.newest THEN l.status ELSE f.last_status END,
+    last_error_kind = CASE WHEN NOT v.newest THEN f.last_error_kind
+                           WHEN l.outcome = 'error' THEN l.error_kind END,
+    last_error = CASE WHEN NOT v.newest THEN f.last_error WHEN l.outcome = 'error' THEN l.error END,
+    consecutive_errors = feed_error_streak(f.id),
+    last_success_at = CASE WHEN l.outcome IN ('ok', 'not_modified')
+                           THEN greatest(f.last_success_at, l.fetched_at) ELSE f.last_success_at END,
+    -- After a successful fetch: the interval its publication rate asks for, the publisher's
+    -- hints (Retry-After, Cache-Control, Expires, <ttl>, in l.next_check_at) as floors.
+    next_check_at = CASE WHEN NOT v.newest THEN f.next_check_at
+                         WHEN l.poll_interval_s IS NOT NULL
+                         THEN greatest(l.next_check_at, l.fetched_at + make_interval(secs => l.poll_interval_s))
+                         ELSE coalesce(l.next_check_at, f.next_check_at) END,
+    publish_rate = CASE WHEN v.polled THEN l.publish_rate ELSE f.publish_rate END,
+    window_size = CASE WHEN v.polled THEN l.window_size ELSE f.window_size END,
+    poll_interval_s = CASE WHEN v.polled THEN l.poll_interval_s ELSE f.poll_interval_s END,
+    hot = CASE WHEN v.polled THEN l.poll_interval_s < %(hot_interval_s)s ELSE f.hot END,
+    gaps = f.gaps + l.possible_gap::int,
+    etag = CASE WHEN NOT v.advancing THEN f.etag
+                WHEN l.outcome = 'ok' THEN l.etag
+                WHEN l.outcome = 'not_modified' THEN coalesce(l.etag, f.etag) ELSE f.etag END,
+    last_modified = CASE WHEN NOT v.advancing THEN f.last_modified
+                         WHEN l.outcome = 'ok' THEN l.last_modified
+                         WHEN l.outcome = 'not_modified' THEN coalesce(l.last_modified, f.last_modified)
+                         ELSE f.last_modified END,
+    body_hash = CASE WHEN v.advancing AND l.outcome = 'ok' THEN l.body_hash ELSE f.body_hash END,
+    redirect_url = CASE WHEN v.advancing THEN l.permanent_redirect ELSE f.redirect_url END,
+    redirect_count = CASE WHEN NOT v.advancing THEN f.redirect_count
+                          WHEN l.permanent_redirect IS NULL THEN 0
+                          WHEN l.permanent_redirect = f.redirect_url THEN f.redirect_count + 1
+                          ELSE 1 END,
+    loaded_fetched_at = CASE WHEN v.advancing THEN l.fetched_at ELSE f.loaded_fetched_at END,
+    updated_at = %(now)s
+FROM fetch_log l
+JOIN ingest_runs r ON r.run_id = l.run_id AND r.kind = 'fetch'
+JOIN feeds g ON g.id = l.feed_id,
+LATERAL (SELECT l.fetched_at >= coalesce(g.last_fetched_at, '-infinity') AS newest,
+                l.fetched_at >= coalesce(g.loaded_fetched_at, '-infinity') AS advancing,
+                l.poll_interval_s IS NOT NULL AS polled) v
+WHERE l.run_id = %(run)s AND f.id = l.feed_id AND l.outcome <> 'disabled'
+"""
+
+# A release run's claims on the held rows it staged end with its load (released or not).
+_END_CLAIMS = """
+UPDATE quarantine SET claimed_run_id = NULL, claimed_at = NULL WHERE claimed_run_id = %(run)s
+"""
+
+# A permanent redirect seen on enough consecutive fetches moves the feed's URL; the old
+# URL is recorded, so a feed list that still names it finds the same feed.
+_MOVE_CONFIRMED = """
+WITH moving AS (
+    SELECT f.id, f.url AS old_url, f.redirect_url AS new_url
+    FROM feeds f JOIN fetch_log l ON l.feed_id = f.id AND l.run_id = %(run)s
+    WHERE f.redirect_url IS NOT NULL AND f.redirect_count >= %(confirmations)s
+      AND NOT EXISTS (SELECT 1 FROM feeds o WHERE o.url = f.redirect_url)
+), recorded AS (
+    INSERT INTO feed_url_history (old_url, feed_id, new_url, changed_at)
+    SELECT old_url, id, new_url, %(now)s FROM moving
+    ON CONFLICT (old_url) DO UPDATE SET feed_id = EXCLUDED.feed_id, new_url = EXCLUDED.new_url,
+                                        changed_at = EXCLUDED.changed_at
+)
+UPDATE feeds f SET url = m.new_url, redirect_url = NULL, redirect_count = 0
+FROM moving m WHERE f.id = m.id
+"""
+
 # A fetch run's body whose entries are not all staged (its shard task failed after
 # recording the fetch, or the staging was pruned since): that feed's error in the run, its
 # staged rows (if any) left out, so the load writes none of its entries and moves none of
@@ -442,19 +593,22 @@ def begin(cur: Cursor, run_id: str) -> dict[str, Any] | None:
     cur.execute("SET LOCAL lock_timeout = %s", (f"{LOAD_LOCK_WAIT_S}s",))  # bounded: then a retry
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
     cur.execute("SET LOCAL lock_timeout = 0")
-    cur.execute("SELECT loaded_at, counts FROM ingest_runs WHERE run_id = %s FOR UPDATE", (run_id,))
+    cur.execute("SELECT loaded_at, counts, kind FROM ingest_runs WHERE run_id = %s FOR UPDATE", (run_id,))
     row = cur.fetchone()
     if row is None:
         raise KeyError(f"unknown run {run_id}")
-    if row[0] is not None:
-        return dict(row[1] or {}, already_loaded=True)
-    cur.execute(_UNSTAGED_REPLAYS, {"run": run_id})
-    if cur.fetchone()[0]:
-        raise RunNotLoadable(f"replay run {run_id} lost staged entries: not loaded; replay it again")
-    cur.execute(_UNSTAGED_AS_ERRORS, {"run": run_id, "error": UNSTAGED_ERROR})
-    if lost := sorted(row[0] for row in cur.fetchall()):
-        log.warning("run %s: %d feeds' fetched entries were not staged, recorded as their errors (the "
-                    "next run fetches them again); the rest loads: feed ids %s", run_id, len(lost), lost[:50])
+    loaded_at, counts, kind = row
+    if loaded_at is not None:
+        return dict(counts or {}, already_loaded=True)
+    if kind == "replay":
+        cur.execute(_UNSTAGED, {"run": run_id})
+        if cur.fetchone() is not None:
+            raise RunNotLoadable(f"replay run {run_id} lost staged entries: not loaded; replay it again")
+    elif kind == "fetch":
+        cur.execute(_UNSTAGED_AS_ERRORS, {"run": run_id, "error": UNSTAGED_ERROR})
+        if lost := sorted(feed_id for (feed_id,) in cur.fetchall()):
+            log.warning("run %s: %d feeds' fetched entries were not staged, recorded as their errors (the "
+                        "next run fetches them again); the rest loads: feed ids %s", run_id, len(lost), lost[:50])
     return None
 
 

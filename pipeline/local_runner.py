@@ -57,18 +57,18 @@ class StageClock:
 def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[int],
                clock: Callable[[], datetime] = utcnow,
                on_shard: Callable[[ShardSummary], None] | None = None,
-               failed: dict[int, str] | None = None) -> list[ShardSummary]:
-    """Run `ingest_shard` for every shard, on `settings.workers` processes when more than one.
-    A shard that fails (its pass keeps a feed's or an entry's failure as data; this is the
-    rest: a lost database, say) is logged, put in `failed` (shard: error) and the other
-    shards go on, as the DAG's mapped shard tasks do. A worker killed outright breaks the
+               ) -> tuple[list[ShardSummary], dict[int, str]]:
+    """Run `ingest_shard` for every shard, on `settings.workers` processes when more than one;
+    return the shards' summaries and the failed shards' errors. A shard that fails (its pass
+    keeps a feed's or an entry's failure as data; this is the rest: a lost database, say)
+    is logged and the other shards go on, as the DAG's mapped shard tasks do. A worker killed outright breaks the
     pool: the shards not done by then fail with it (their feeds are fetched next run).
 
     The workers are forked before this process starts any thread, so they inherit no lock
     held by a thread."""
     workers = min(settings.workers, len(shards))
     summaries: list[ShardSummary] = []
-    failed = {} if failed is None else failed
+    failed: dict[int, str] = {}
 
     def done(shard: int, outcome: Callable[[], ShardSummary]) -> None:
         try:
@@ -83,7 +83,7 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
     if workers <= 1:
         for shard in shards:
             done(shard, partial(ingest_shard, db_url, settings, run_id, shard, clock()))
-        return summaries
+        return summaries, failed
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
         for _ in range(workers):  # fork every worker now, while no thread runs
             pool.submit(int).result()
@@ -96,7 +96,7 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
             for future in futures:
                 future.cancel()
             raise
-    return sorted(summaries, key=lambda s: s.shard)
+    return sorted(summaries, key=lambda s: s.shard), failed
 
 
 def _shard_in_worker(db_url: str, settings: Settings, run_id: str, shard: int, now: datetime) -> ShardSummary:
@@ -132,9 +132,8 @@ def ingest(
     bounded_heap()  # before the workers fork: they inherit it
     with timed("prepare"):
         shards = prepare_run(db_url, settings, run_id, sources, clock(), force, lane, parallel=settings.workers)
-    failed: dict[int, str] = {}
     with timed("fetch_parse_normalize"):
-        run_shards(db_url, settings, run_id, shards, clock, on_shard, failed)
+        _, failed = run_shards(db_url, settings, run_id, shards, clock, on_shard)
     try:
         summary = finish(db_url, settings, run_id, clock, timed, validation_child)
     except PipelineError as exc:  # the run's own verdict, after the shards' failure

@@ -77,3 +77,22 @@ def settings_for_tests(data_dir: Path) -> Settings:
         quarantine_min_entries=1,
         workers=1,  # shards parsed in the test's process (the default is the CPU count)
     ).allowing("127.0.0.0/8")
+
+
+def staging_that_loses_the_connection_for(feed_url: str):
+    """A stand-in for `storage.stage_batches` that raises what a lost connection raises
+    when its batch holds the feed at `feed_url`, and stages any other batch: a shard that
+    fails after recording its fetches, for a test to monkeypatch in."""
+    import psycopg2
+
+    from pipeline import storage
+
+    original = storage.stage_batches
+
+    def stage(cur, run_id, batches, *args):
+        cur.execute("SELECT id FROM feeds WHERE url = %s", (feed_url,))
+        if cur.fetchone()[0] in {b.feed_id for b in batches}:
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        return original(cur, run_id, batches, *args)
+
+    return stage

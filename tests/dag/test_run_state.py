@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 from pipeline.feedserver import FeedServer, Route
-from tests.helpers import item, query, rss, scalar
+from tests.helpers import item, query, rss, scalar, staging_that_loses_the_connection_for
 
 pytestmark = pytest.mark.dag
 
@@ -132,20 +132,10 @@ def test_a_failed_shard_task_fails_the_run_and_the_other_shards_entries_land(ing
     """One shard task fails for good (its staging raises as a lost connection does, on every
     try): the load still runs and lands the other shard's entries, the lost feed is its
     error in the run, and the run is red, naming the failed task."""
-    import psycopg2
-
     from pipeline import load, storage
 
     fine, lost = serve({"/fine.xml": GOOD, "/lost.xml": [item(n) for n in range(20, 23)]})
-    original = storage.stage_batches
-
-    def stage_or_lose_the_connection(cur, run_id, batches, *args):
-        cur.execute("SELECT id FROM feeds WHERE url = %s", (lost,))
-        if cur.fetchone()[0] in {b.feed_id for b in batches}:
-            raise psycopg2.OperationalError("server closed the connection unexpectedly")
-        return original(cur, run_id, batches, *args)
-
-    monkeypatch.setattr(storage, "stage_batches", stage_or_lose_the_connection)
+    monkeypatch.setattr(storage, "stage_batches", staging_that_loses_the_connection_for(lost))
     monkeypatch.setattr(dagbag.dags["news_ingest"].get_task("ingest_shard"), "retry_delay", timedelta(0))
     dr = ingest([fine, lost], FEEDS_PER_SHARD="1")
     assert dr.state == "failed"

@@ -16,7 +16,7 @@ from pipeline import load, local_runner, storage, tasks
 from pipeline.errors import RunNotLoadable, ShardsFailed
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
-from tests.helpers import item, query, rss, scalar
+from tests.helpers import item, query, rss, scalar, staging_that_loses_the_connection_for
 
 FEEDS = {"/fine.xml": [1, 2], "/lost.xml": [3, 4]}
 
@@ -43,15 +43,7 @@ def test_a_failed_shard_stops_neither_the_other_shards_nor_the_load(db_url, sett
         local_runner.ingest(db_url, one_feed_a_shard, sources, "run-0")  # both feeds' next checks: later
         stored = query(db_url, "SELECT etag, last_modified, body_hash FROM feeds WHERE url = %s", (lost,))
         server.routes = served(1)
-        original = storage.stage_batches
-
-        def stage_or_lose_the_connection(cur, run_id, batches, *args):
-            cur.execute("SELECT id FROM feeds WHERE url = %s", (lost,))
-            if cur.fetchone()[0] in {b.feed_id for b in batches}:
-                raise psycopg2.OperationalError("server closed the connection unexpectedly")
-            return original(cur, run_id, batches, *args)
-
-        monkeypatch.setattr(storage, "stage_batches", stage_or_lose_the_connection)
+        monkeypatch.setattr(storage, "stage_batches", staging_that_loses_the_connection_for(lost))
         with pytest.raises(ShardsFailed, match="server closed the connection unexpectedly") as failed:
             local_runner.ingest(db_url, one_feed_a_shard, sources, "run-1", force=True)  # not due: forced
         assert len(failed.value.failed) == 1
