@@ -105,11 +105,12 @@ def failed_tasks(ti: Any) -> list[str]:
 
 def run_failure(summary: dict[str, Any], failed: list[str]) -> str | None:
     """Why a run must end failed, or None: its recorded status is not `ok` (validation past
-    the fail level, or nothing loaded) or one of its tasks failed. A warning is no failure."""
+    the fail level, nothing loaded, or tasks failed) or one of its tasks failed. A warning
+    is no failure."""
     reasons = []
     if summary["status"] == "validation_failed":
         reasons.append(f"validation failed: {summary['validation_error']}")
-    elif summary["status"] != "ok":
+    elif summary["status"] not in ("ok", "tasks_failed"):
         reasons.append(f"run {summary['status']}: the batch was not loaded")
     if failed:
         reasons.append("failed tasks: " + ", ".join(failed))

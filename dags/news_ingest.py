@@ -121,11 +121,13 @@ def news_ingest() -> None:
         from pipeline.errors import EveryFeedFailed
         from pipeline.report_table import format_report
 
+        failed = common.failed_tasks(ti)
         try:
-            summary = tasks.report_run(common.db_url(common.settings()), common.news_run_id(dag_run), common.now())
+            summary = tasks.report_run(common.db_url(common.settings()), common.news_run_id(dag_run),
+                                       common.now(), failed)
         except EveryFeedFailed as exc:  # systemic (network down) or every body broken
             raise AirflowFailException(str(exc)) from exc
-        failure = common.run_failure(summary, common.failed_tasks(ti))
+        failure = common.run_failure(summary, failed)
         # The Task SDK cannot set a run's note: the run's "News run" tab (plugins/) shows this too.
         print(format_report(summary, failure))
         if failure:

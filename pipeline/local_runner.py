@@ -135,7 +135,8 @@ def ingest(
     with timed("fetch_parse_normalize"):
         _, failed = run_shards(db_url, settings, run_id, shards, clock, on_shard)
     try:
-        summary = finish(db_url, settings, run_id, clock, timed, validation_child)
+        summary = finish(db_url, settings, run_id, clock, timed, validation_child,
+                         failed_tasks=[shard_task(shard) for shard in failed])
     except PipelineError as exc:  # the run's own verdict, after the shards' failure
         if failed:
             raise ShardsFailed(failed, also=exc) from exc
@@ -146,8 +147,14 @@ def ingest(
     return summary
 
 
+def shard_task(shard: int) -> str:
+    """A shard's name in a run's `failed_tasks`, as Airflow names its mapped task."""
+    return f"ingest_shard_{shard}"
+
+
 def finish(db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime],
-           timed: StageClock | None = None, validation_child: bool = False) -> dict[str, Any]:
+           timed: StageClock | None = None, validation_child: bool = False,
+           failed_tasks: Sequence[str] = ()) -> dict[str, Any]:
     """The load task, then the report: the run summary. A validation breach is raised after
     the report, so the run is recorded as failed first."""
     timed = timed or StageClock()
@@ -160,7 +167,7 @@ def finish(db_url: str, settings: Settings, run_id: str, clock: Callable[[], dat
         finally:
             if validation_child:
                 end_validation(settings)
-    summary = report_run(db_url, run_id, clock())
+    summary = report_run(db_url, run_id, clock(), failed_tasks)
     if breach is not None:
         raise breach
     return summary

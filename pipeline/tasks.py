@@ -296,8 +296,10 @@ def end_validation(settings: Settings) -> None:
     validate.close(settings.data_dir / "gx")
 
 
-def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
-    """Summarize the run from what was recorded; raise when every feed failed (systemic)."""
+def report_run(db_url: str, run_id: str, now: datetime, failed_tasks: Sequence[str] = ()) -> dict[str, Any]:
+    """Summarize the run from what was recorded, and record its status; raise when every
+    feed failed (systemic). `failed_tasks` are the run's tasks that failed (a shard, say):
+    a run that loaded the rest is then `tasks_failed`, not `ok`, and names them."""
     with connect(db_url) as conn, conn.cursor() as cur:
         state = storage.run_state(cur, run_id)
         loaded_at, validation_error = state["loaded_at"], state["validation_error"]
@@ -324,9 +326,12 @@ def report_run(db_url: str, run_id: str, now: datetime) -> dict[str, Any]:
             status = "every_feed_failed"
         elif validation_error:
             status = "validation_failed"
+        elif not loaded_at:
+            status = "failed"
         else:
-            status = "ok" if loaded_at else "failed"
+            status = "tasks_failed" if failed_tasks else "ok"
         summary["status"] = status
+        summary["failed_tasks"] = sorted(failed_tasks)
         summary["run_id"] = run_id
         summary["validation_error"] = validation_error
         summary["validation_warning"] = state["validation_warning"]

@@ -147,7 +147,10 @@ def test_a_failed_shard_task_fails_the_run_and_the_other_shards_entries_land(ing
                             WHERE l.run_id = %s AND f.url = %s""", (dr.run_id, lost)) == [
         ("internal_error", load.UNSTAGED_ERROR)]
     failed_shard = next(t for t, state in states.items() if t.startswith("ingest_shard") and state == "failed")
-    assert f"AirflowFailException: failed tasks: {failed_shard}" in capfd.readouterr().out
+    out = capfd.readouterr().out
+    assert f"AirflowFailException: failed tasks: {failed_shard}" in out
+    assert "not loaded" not in out  # it was
+    assert recorded(db_url, dr)[0] == "tasks_failed"  # the runs table says so too
 
 
 def closed_port() -> int:

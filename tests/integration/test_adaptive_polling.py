@@ -129,8 +129,7 @@ def test_the_cli_runs_at_the_time_it_is_given(db_url, tmp_path, server):
     server.routes["/f.xml"] = Route(rss(dated(range(20), T0, timedelta(hours=1))))
     feeds = tmp_path / "feeds.txt"
     feeds.write_text(server.url("/f.xml") + "\n")
-    env = {**os.environ, "DATABASE_URL": db_url, "FETCH_ALLOWED_NETWORKS": "127.0.0.0/8",
-           "NEWS_DATA_DIR": str(tmp_path / "data")}
+    env = {**os.environ, "DATABASE_URL": db_url, "FETCH_ALLOWED_NETWORKS": "127.0.0.0/8"}
     done = subprocess.run([sys.executable, "-m", "pipeline", "ingest", "--feeds", str(feeds), "--json",
                            "--now", "2026-11-16T10:00:00"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr

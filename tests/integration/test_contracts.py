@@ -143,14 +143,13 @@ def test_quarantine_cli_list_show_release(db_url, tmp_path):
     with FeedServer({"/f.xml": Route(rss([item(1), item(2, link="javascript:x()")]))}) as server:
         feeds = tmp_path / "feeds.txt"
         feeds.write_text(server.url("/f.xml") + "\n")
-        assert cli(db_url, "ingest", "--feeds", str(feeds), env={"QUARANTINE_MIN_ENTRIES": "100",
-                   "NEWS_DATA_DIR": str(tmp_path)}).returncode == 0
+        assert cli(db_url, "ingest", "--feeds", str(feeds), env={"QUARANTINE_MIN_ENTRIES": "100"}).returncode == 0
     listed = cli(db_url, "quarantine", "list")
     assert "1 held" in listed.stdout and "expect_column_values_to_match_regex" in listed.stdout
     qid = scalar(db_url, "SELECT id FROM quarantine")
     shown = cli(db_url, "quarantine", "show", str(qid))
     assert '"javascript:x()"' in shown.stdout and "reasons" in shown.stdout
-    released = cli(db_url, "quarantine", "release", env={"NEWS_DATA_DIR": str(tmp_path)})
+    released = cli(db_url, "quarantine", "release")
     assert released.returncode == 0 and "0 released" in released.stdout and "1 still held" in released.stdout
 
 

@@ -9,10 +9,12 @@ next run, not forced, fetches that feed again and loads its entries.
 
 from __future__ import annotations
 
+import json
+
 import psycopg2
 import pytest
 
-from pipeline import load, local_runner, storage, tasks
+from pipeline import cli, load, local_runner, storage, tasks
 from pipeline.errors import RunNotLoadable, ShardsFailed
 from pipeline.feedserver import FeedServer, Route
 from pipeline.records import FeedSource
@@ -55,10 +57,12 @@ def test_a_failed_shard_stops_neither_the_other_shards_nor_the_load(db_url, sett
         # nothing of the lost body describes the feed: the next fetch is a full one
         assert query(db_url, "SELECT etag, last_modified, body_hash FROM feeds WHERE url = %s", (lost,)) == stored
         assert scalar(db_url, "SELECT last_error_kind FROM feeds WHERE url = %s", (lost,)) == "internal_error"
-        assert scalar(db_url, "SELECT status FROM ingest_runs WHERE run_id = 'run-1'") == "ok"  # it loaded
+        # it loaded, and says which task did not
+        [lost_shard] = failed.value.failed
+        assert query(db_url, "SELECT status, loaded_at IS NOT NULL, summary->'failed_tasks' FROM ingest_runs "
+                             "WHERE run_id = 'run-1'") == [("tasks_failed", True, [f"ingest_shard_{lost_shard}"])]
 
         # clearing the failed shard of the loaded run stages nothing no load would take
-        [lost_shard] = failed.value.failed
         monkeypatch.undo()
         with pytest.raises(RunNotLoadable, match="loaded already"):
             tasks.ingest_shard(db_url, one_feed_a_shard, "run-1", lost_shard, tasks.utcnow())
@@ -81,3 +85,20 @@ def test_a_failed_shard_and_the_runs_own_failure_are_both_said(db_url, settings,
             local_runner.ingest(db_url, settings.replace(workers=1), [FeedSource(server.url("/lost.xml"))],
                                 "run-1", force=True)
     assert scalar(db_url, "SELECT count(*) FROM articles") == 0
+
+
+def test_the_cli_exits_5_with_the_summary_of_what_landed_naming_the_failed_shard(db_url, settings, monkeypatch,
+                                                                                    tmp_path, capsys):
+    """`python -m pipeline ingest --json`, one shard lost: exit 5 (not 0, not another
+    failure's code), and the summary printed is the run's as stored: its status says a
+    task failed, which one, and counts the other shard's entries."""
+    with FeedServer(served(0)) as server:
+        feeds = tmp_path / "feeds.txt"
+        feeds.write_text("".join(server.url(path) + "\n" for path in FEEDS))
+        monkeypatch.setattr(storage, "stage_batches", staging_that_loses_the_connection_for(server.url("/lost.xml")))
+        code = cli.run_ingest(settings.replace(shard_size=1, database_url=db_url), feeds, as_json=True, run_id="cli-1")
+    summary = json.loads(capsys.readouterr().out)
+    assert code == cli.EXIT_SHARDS == 5
+    assert (summary["status"], summary["totals"]["new"], summary["totals"]["failed"]) == ("tasks_failed", 2, 1)
+    assert len(summary["failed_tasks"]) == 1 and summary["failed_tasks"][0].startswith("ingest_shard_")
+    assert titles(db_url) == titled(1, 2)
