@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import hashlib
 import os
 import queue
 import shutil
@@ -165,16 +166,49 @@ def airflow_metadata_url(admin_url: str) -> str:
     return url
 
 
+def _airflow_template_name() -> str:
+    """The migrated metadata database kept on the test server for this install of Airflow
+    (its distributions and their versions: what `upgradedb` builds)."""
+    from importlib.metadata import distributions
+
+    installed = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()
+                       if (d.metadata["Name"] or "").lower().startswith("apache-airflow"))
+    return "airflow_migrated_" + hashlib.sha256("\n".join(installed).encode()).hexdigest()[:16]
+
+
 @pytest.fixture(scope="session")
 def airflow_db(admin_url: str, airflow_metadata_url: str) -> Iterator[str]:
-    """Airflow's metadata database, migrated once per session."""
-    database.ensure_database(admin_url, AIRFLOW_DB)
+    """Airflow's metadata database, migrated: cloned from the server's migrated copy for
+    this install of Airflow, which the first session to need it builds (a migration takes
+    15 s here; each tier and xdist worker needs one). A copy is named only once complete,
+    and built by one session at a time (an advisory lock on the server)."""
+    from airflow import settings as airflow_settings
     from airflow.utils import db as airflow_db_utils
 
-    airflow_db_utils.upgradedb()
+    template = _airflow_template_name()
+    lock = psycopg2.connect(admin_url)
+    try:
+        lock.autocommit = True
+        with lock.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (template,))
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (template,))
+            if cur.fetchone() is None:
+                database.ensure_database(admin_url, AIRFLOW_DB)
+                airflow_db_utils.upgradedb()
+                airflow_settings.engine.dispose()  # no connection to it left open: it is copied
+                building = f"{template}_building"
+                drop_database(admin_url, building)  # a build another session did not finish
+                cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(building),
+                                                                            sql.Identifier(AIRFLOW_DB)))
+                cur.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building),
+                                                                            sql.Identifier(template)))
+            else:
+                cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(AIRFLOW_DB),
+                                                                            sql.Identifier(template)))
+            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (template,))
+    finally:
+        lock.close()
     yield AIRFLOW_DB
-    from airflow import settings as airflow_settings
-
     airflow_settings.dispose_orm(do_log=False)
     drop_database(admin_url, AIRFLOW_DB)
 
