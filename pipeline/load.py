@@ -42,6 +42,7 @@ from psycopg2.extras import Json, execute_values
 
 from pipeline import clusters, polling_policy
 from pipeline.errors import RunNotLoadable
+from pipeline.records import LoadCounts
 
 log = logging.getLogger(__name__)
 
@@ -428,7 +429,7 @@ FROM load_plan WHERE run_id = %(run)s
 LOAD_LOCK_WAIT_S = 900
 
 
-def begin(cur: Cursor, run_id: str) -> dict[str, Any] | None:
+def begin(cur: Cursor, run_id: str) -> LoadCounts | None:
     """Start a run's load: take the load lock (one decider and writer at a time) and check
     the run. Returns its counts when it was loaded already (a retried load is a no-op),
     else None. A feed whose fetched entries were not all staged becomes its error in the
@@ -443,7 +444,7 @@ def begin(cur: Cursor, run_id: str) -> dict[str, Any] | None:
         raise KeyError(f"unknown run {run_id}")
     loaded_at, counts, kind = row
     if loaded_at is not None:
-        return dict(counts or {}, already_loaded=True)
+        return LoadCounts.of(counts or {}, already_loaded=True)
     if kind == "replay":
         cur.execute(_UNSTAGED, {"run": run_id})
         if cur.fetchone() is not None:
@@ -459,7 +460,7 @@ def begin(cur: Cursor, run_id: str) -> dict[str, Any] | None:
 def apply_plan(
     cur: Cursor, run_id: str, now: datetime, polling: polling_policy.Rules,
     redirect_confirmations: int, version_cap: int,
-) -> dict[str, Any]:
+) -> LoadCounts:
     """Apply the decided plan (`load_plan`, in this transaction, after `begin`); return the
     run's counts. The only writer of articles, duplicates, quarantine, versions, clusters
     and the feeds' fetch state."""
@@ -495,12 +496,13 @@ def apply_plan(
     counts["possible_gaps"] = _adapt_polling(cur, params, polling)
     cur.execute(_FEED_STATE, {**params, "hot_interval_s": polling.hot_interval.total_seconds()})
     cur.execute(_MOVE_CONFIRMED, params)
+    loaded = LoadCounts.of(counts)
     cur.execute(
         "UPDATE ingest_runs SET loaded_at = %s, counts = %s WHERE run_id = %s",
-        (now, Json(counts), run_id),
+        (now, Json(loaded.stored()), run_id),
     )
     cur.execute("DELETE FROM staged_entries WHERE run_id = %s", (run_id,))
-    return counts
+    return loaded
 
 
 def _adapt_polling(cur: Cursor, params: dict[str, Any], rules: polling_policy.Rules) -> int:

@@ -36,7 +36,7 @@ from pipeline.config import Settings
 from pipeline.containment import describe, exception_reason
 from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
 from pipeline.free_memory import release_free_memory
-from pipeline.records import Article, Decision, PlannedRow
+from pipeline.records import Article, Decision, DedupSummary, PlannedRow, ValidationSummary
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class RowChecks:
         return self
 
 
-def decide(cur: Any, run_id: str, now: datetime, checks: RowChecks) -> dict[str, Any]:
+def decide(cur: Any, run_id: str, now: datetime, checks: RowChecks) -> DedupSummary:
     """Apply each feed's identity rule (re-chosen from this fetch, except for release runs,
     which hold only some of a feed's entries), then decide new / update / duplicate, into
     the load plan. An entry whose identity cannot be computed is quarantined with the
@@ -137,8 +137,8 @@ def decide(cur: Any, run_id: str, now: datetime, checks: RowChecks) -> dict[str,
             release_free_memory()  # what the chunk freed goes back: a long load stays flat
             # the chunk's decisions are final (later chunks never change them): to the contract
             checks.check(partial(storage.planned_rows, cur, run_id, feed_ids))
-    summary = {"articles": decided, **verdicts, "duplicate_rules": dict(rules),
-               "identity_rule_changes": changes, "failed_entries": failed}
+    summary = DedupSummary(decided, verdicts[Decision.NEW.value], verdicts[Decision.UPDATE.value],
+                           verdicts[Decision.DUPLICATE.value], dict(rules), changes, failed)
     log.info("dedup: %s", summary)
     return summary
 
@@ -176,7 +176,7 @@ def _apply_identity_rules(
 
 
 def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime, checks: RowChecks,
-                  ) -> tuple[dict[str, Any], str | None, list[validate.SuiteOutcome]]:
+                  ) -> tuple[ValidationSummary, str | None, list[validate.SuiteOutcome]]:
     """Apply the row contract's verdicts (`checks`, run as the plan was decided): quarantine
     every row that fails it (and the batch's duplicates of it), check the batch per feed,
     record results in SQL, and judge the quarantined shares against the warn and fail
@@ -216,8 +216,8 @@ def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime, chec
     if with_docs:  # a page for each failing chunk (each chunk's with DATA_DOCS=always) and the feeds'
         pages = [c for c in chunks if settings.data_docs == "always" or not c.success]
         pages += [feeds] if feeds else []
-    summary = {"entries": entries, "validated": validated, "passed": validated - failed_rows,
-               "quarantined": len(reasons), "failed_expectations": dict(by_expectation), "data_docs": docs}
+    summary = ValidationSummary(entries, validated, validated - failed_rows, len(reasons),
+                                dict(by_expectation), docs)
     log.info("validate: %s", summary)
     if warn:
         log.warning("validation warning: %s", warn)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from enum import Enum
 from typing import Any, NamedTuple
@@ -180,3 +181,56 @@ class PlannedRow(NamedTuple):
     published_at: datetime
     language: str | None
     text_chars: int
+
+
+@dataclass(frozen=True)
+class DedupSummary:
+    """What the load's decider decided (`plan_decider.decide`): per decision, the rules of
+    the duplicates, the feeds whose identity rule changed, the entries that failed."""
+
+    articles: int = 0
+    new: int = 0
+    update: int = 0
+    duplicate: int = 0
+    duplicate_rules: dict[str, int] = field(default_factory=dict)
+    identity_rule_changes: int = 0
+    failed_entries: int = 0
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    """What validation judged (`plan_decider.validate_plan`)."""
+
+    entries: int = 0
+    validated: int = 0
+    passed: int = 0
+    quarantined: int = 0
+    failed_expectations: dict[str, int] = field(default_factory=dict)
+    data_docs: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadCounts:
+    """What a run's load wrote (`load.apply_plan`), as `ingest_runs.counts` keeps it."""
+
+    entries: int = 0
+    new: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    stale_updates: int = 0  # updates from an older fetch than the stored article's: duplicates
+    versions_kept: int = 0
+    clustered: int = 0
+    possible_gaps: int = 0
+    already_loaded: bool = False  # a retried load of a loaded run: the counts of its load
+
+    @classmethod
+    def of(cls, counts: Mapping[str, Any], already_loaded: bool = False) -> LoadCounts:
+        """From `ingest_runs.counts` (which also holds the report's feed counts)."""
+        names = {f.name for f in fields(cls)} - {"already_loaded"}
+        return cls(**{k: int(v) for k, v in counts.items() if k in names and v is not None},
+                   already_loaded=already_loaded)
+
+    def stored(self) -> dict[str, int]:
+        """The counts as `ingest_runs.counts` keeps them."""
+        return {k: v for k, v in asdict(self).items() if k != "already_loaded"}

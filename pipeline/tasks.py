@@ -25,7 +25,15 @@ from pipeline import fetch, load, plan_decider, polling_policy, storage, validat
 from pipeline.config import Settings
 from pipeline.database import connect, require_schema
 from pipeline.errors import EveryFeedFailed, RunNotLoadable, SystemicFetchFailure, ValidationThresholdExceeded
-from pipeline.records import FeedSource, FeedState, FetchOutcome, FetchResult
+from pipeline.records import (
+    DedupSummary,
+    FeedSource,
+    FeedState,
+    FetchOutcome,
+    FetchResult,
+    LoadCounts,
+    ValidationSummary,
+)
 from pipeline.shard_pass import FeedBatch, PassCounts, normalize_staged, parse_and_normalize
 from pipeline.summary import build_summary
 
@@ -365,11 +373,11 @@ def _polling_warning(gaps: list[str], deferred: int) -> str | None:
 
 @dataclass(frozen=True)
 class LoadSummary:
-    """What the load task decided and wrote."""
+    """What the load task decided and wrote (a retried load of a loaded run: its counts only)."""
 
-    load: dict[str, Any]  # counts: entries, new, updated, duplicates, quarantined, ...
-    dedup: dict[str, Any] = field(default_factory=dict)
-    validate: dict[str, Any] = field(default_factory=dict)
+    load: LoadCounts
+    dedup: DedupSummary = field(default_factory=DedupSummary)
+    validate: ValidationSummary = field(default_factory=ValidationSummary)
     data_docs: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -383,8 +391,6 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
     / duplicate; the suites quarantine what fails them; the plan is applied. Past the
     validation fail level the good and quarantined rows still land, and then it raises
     `ValidationThresholdExceeded` (terminal). A retried load of a loaded run is a no-op."""
-    validated: dict[str, Any] = {}
-    fail: str | None = None
     gx_dir = settings.data_dir / "gx"
     # A batch to validate: Great Expectations starts up while the decider works. With
     # `validation_child` (a DAG's load task and the CLI, which call `end_validation` when
@@ -409,4 +415,4 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
     log.info("load: %s", loaded)
     if fail:
         raise ValidationThresholdExceeded(fail)
-    return LoadSummary(loaded, decided, validated, validated.get("data_docs"))
+    return LoadSummary(loaded, decided, validated, validated.data_docs)

@@ -186,7 +186,7 @@ def test_an_older_fetch_loaded_after_a_newer_run_puts_nothing_back(db_url, setti
         assert_no_duplicate_articles(db_url)
         # An update of story 1 and story 3 (planned as new, inserted meanwhile by the newer
         # run) come from an older fetch: both are duplicates now, counted as stale.
-        assert (late["new"], late["updated"], late["duplicates"], late["stale_updates"]) == (0, 0, 3, 2)
+        assert (late.new, late.updated, late.duplicates, late.stale_updates) == (0, 0, 3, 2)
         assert scalar(db_url, "SELECT count(*) FROM article_versions WHERE text LIKE '%%draft%%' "
                               "OR text LIKE 'First edit%%'") == 0
         assert feed_state(db_url, server.url("/f.xml")) == (

@@ -437,7 +437,7 @@ def test_failed_share_past_the_threshold_fails_loudly_but_loses_nothing(db_url, 
 def test_retried_load_and_rerun_of_a_run_create_no_duplicates(db_url, settings, demo):
     summary = run(db_url, settings, demo, run_id="same-run")
     again = tasks.load_batch(db_url, settings, "same-run").load
-    assert again.get("already_loaded") is True
+    assert again.already_loaded is True and again.new == summary["totals"]["new"]
     assert scalar(db_url, "SELECT count(*) FROM articles") == summary["totals"]["new"]
 
 
@@ -452,7 +452,7 @@ def test_an_entry_another_run_loaded_after_this_one_fetched_is_a_recorded_duplic
             tasks.ingest_shard(db_url, settings, "r1", shard, now)
         run(db_url, settings, sources, run_id="r2")  # the other writer loads the same entry
         counts = tasks.load_batch(db_url, settings, "r1").load
-    assert (counts["new"], counts["duplicates"]) == (0, 1)
+    assert (counts.new, counts.duplicates) == (0, 1)
     assert scalar(db_url, "SELECT count(*) FROM articles") == 1
 
 
