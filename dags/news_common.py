@@ -110,8 +110,14 @@ def run_failure(summary: dict[str, Any], failed: list[str]) -> str | None:
     reasons = []
     if summary["status"] == "validation_failed":
         reasons.append(f"validation failed: {summary['validation_error']}")
-    elif summary["status"] not in ("ok", "tasks_failed"):
+    elif summary["status"] == "tasks_failed":
+        if not failed:  # a task of an earlier try (its feeds lost), not one of this run's now
+            reasons.append(f"run tasks_failed: {summary['totals'].get('lost_to_tasks')} feeds lost to failed tasks")
+    elif summary["status"] != "ok":
         reasons.append(f"run {summary['status']}: the batch was not loaded")
-    if failed:
-        reasons.append("failed tasks: " + ", ".join(failed))
-    return "; ".join(reasons) or None
+    return with_failed_tasks("; ".join(reasons), failed) or None
+
+
+def with_failed_tasks(reason: str, failed: list[str]) -> str:
+    """`reason`, and the run's failed tasks, if any."""
+    return "; ".join(filter(None, [reason, "failed tasks: " + ", ".join(failed) if failed else ""]))

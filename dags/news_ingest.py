@@ -126,7 +126,7 @@ def news_ingest() -> None:
             summary = tasks.report_run(common.db_url(common.settings()), common.news_run_id(dag_run),
                                        common.now(), failed)
         except EveryFeedFailed as exc:  # systemic (network down) or every body broken
-            raise AirflowFailException(str(exc)) from exc
+            raise AirflowFailException(common.with_failed_tasks(str(exc), failed)) from exc
         failure = common.run_failure(summary, failed)
         # The Task SDK cannot set a run's note: the run's "News run" tab (plugins/) shows this too.
         print(format_report(summary, failure))

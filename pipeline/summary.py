@@ -55,7 +55,7 @@ def render_summary(summary: dict[str, Any], console: Any, max_feed_rows: int = 4
         table.add_row(feed_key.replace("_", " "), str(totals[feed_key]),
                       entry_key, str(totals[entry_key]) if entry_key else "")
     console.print(table)
-    if summary.get("failed_tasks"):  # the run's other entries landed
+    if summary.get("failed_tasks"):
         console.print(line(("failed tasks: ", "red"), ", ".join(summary["failed_tasks"])))
     if totals.get("parsers"):
         console.print("parsed by: " + ", ".join(f"{name} {count}" for name, count in totals["parsers"].items()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
@@ -304,10 +305,24 @@ def end_validation(settings: Settings) -> None:
     validate.close(settings.data_dir / "gx")
 
 
+def _lost_to_a_task(feed: dict[str, Any]) -> bool:
+    """A feed of the run that its shard's failure took, not its own fetch or content: never
+    fetched, or fetched but not staged (`load.UNSTAGED_ERROR`)."""
+    return feed["outcome"] == "error" and feed["error"] in (storage.NOT_FETCHED, load.UNSTAGED_ERROR)
+
+
+def _task_order(task: str) -> list[Any]:
+    """`ingest_shard_2` before `ingest_shard_10`."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", task)]
+
+
 def report_run(db_url: str, run_id: str, now: datetime, failed_tasks: Sequence[str] = ()) -> dict[str, Any]:
     """Summarize the run from what was recorded, and record its status; raise when every
     feed failed (systemic). `failed_tasks` are the run's tasks that failed (a shard, say):
-    a run that loaded the rest is then `tasks_failed`, not `ok`, and names them."""
+    a run that loaded the rest is then `tasks_failed`, not `ok`, and names them; so is one
+    whose feeds a failed task took (`_lost_to_a_task`), whoever reports it. Those feeds
+    are left out of the feed verdicts: a failed shard is not every feed failing, nor a
+    network down."""
     with connect(db_url) as conn, conn.cursor() as cur:
         state = storage.run_state(cur, run_id)
         loaded_at, validation_error = state["loaded_at"], state["validation_error"]
@@ -322,12 +337,13 @@ def report_run(db_url: str, run_id: str, now: datetime, failed_tasks: Sequence[s
         summary["attention"] = storage.feeds_needing_attention(cur)
         summary["identity_rule_changes"] = storage.identity_rule_changes(cur, run_id)
         totals = summary["totals"]
+        lost = sum(map(_lost_to_a_task, summary["feeds"]))
+        totals["lost_to_tasks"] = lost
+        judged = totals["feeds"] - totals["disabled"] - lost  # the feeds their own outcome judges
         fetch_failures = sum(f["outcome"] == "error" and f["error_kind"] not in CONTENT_ERRORS
-                             for f in summary["feeds"])
-        systemic = state["kind"] == "fetch" and totals["feeds"] > totals["disabled"] and (
-            fetch_failures == totals["feeds"] - totals["disabled"])
-        every_feed_failed = state["kind"] == "fetch" and totals["failed"] > 0 and (
-            totals["failed"] == totals["feeds"] - totals["disabled"])
+                             and not _lost_to_a_task(f) for f in summary["feeds"])
+        systemic = state["kind"] == "fetch" and judged > 0 and fetch_failures == judged
+        every_feed_failed = state["kind"] == "fetch" and judged > 0 and totals["failed"] - lost == judged
         if systemic:
             status = "systemic_failure"
         elif every_feed_failed:
@@ -337,9 +353,9 @@ def report_run(db_url: str, run_id: str, now: datetime, failed_tasks: Sequence[s
         elif not loaded_at:
             status = "failed"
         else:
-            status = "tasks_failed" if failed_tasks else "ok"
+            status = "tasks_failed" if failed_tasks or lost else "ok"
         summary["status"] = status
-        summary["failed_tasks"] = sorted(failed_tasks)
+        summary["failed_tasks"] = sorted(failed_tasks, key=_task_order)
         summary["run_id"] = run_id
         summary["validation_error"] = validation_error
         summary["validation_warning"] = state["validation_warning"]

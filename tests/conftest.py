@@ -168,12 +168,17 @@ def airflow_metadata_url(admin_url: str) -> str:
 
 def _airflow_template_name() -> str:
     """The migrated metadata database kept on the test server for this install of Airflow
-    (its distributions and their versions: what `upgradedb` builds)."""
+    (its distributions, their versions and its migration files: what `upgradedb` builds).
+    Dropping it (`ALTER DATABASE ... IS_TEMPLATE false`, then `DROP DATABASE`) only makes
+    the next session build it again."""
     from importlib.metadata import distributions
+
+    import airflow
 
     installed = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()
                        if (d.metadata["Name"] or "").lower().startswith("apache-airflow"))
-    return "airflow_migrated_" + hashlib.sha256("\n".join(installed).encode()).hexdigest()[:16]
+    migrations = sorted(p.name for p in Path(airflow.__file__).parent.glob("migrations/versions/*.py"))
+    return "airflow_migrated_" + hashlib.sha256("\n".join(installed + migrations).encode()).hexdigest()[:16]
 
 
 @pytest.fixture(scope="session")
@@ -202,6 +207,9 @@ def airflow_db(admin_url: str, airflow_metadata_url: str) -> Iterator[str]:
                                                                             sql.Identifier(AIRFLOW_DB)))
                 cur.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building),
                                                                             sql.Identifier(template)))
+                # no session can open it (one would stop every clone), and any role may clone it
+                cur.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true ALLOW_CONNECTIONS false").format(
+                    sql.Identifier(template)))
             else:
                 cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(AIRFLOW_DB),
                                                                             sql.Identifier(template)))

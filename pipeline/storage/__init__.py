@@ -44,6 +44,7 @@ from pipeline.storage.plan import (
 )
 from pipeline.storage.quarantine import quarantined_entries, quarantined_entry
 from pipeline.storage.runs import (
+    NOT_FETCHED,
     STALE_STAGING,
     article_count,
     assign_run_feeds,
@@ -62,6 +63,7 @@ from pipeline.storage.validation import mark_validated, record_validation
 __all__ = [
     "CLAIM_TIMEOUT",
     "PAGE",
+    "NOT_FETCHED",
     "STALE_STAGING",
     "archive_bodies",
     "possible_gaps",

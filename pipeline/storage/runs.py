@@ -79,18 +79,22 @@ def release_counts(cur: Cursor, run_id: str) -> tuple[int, int]:
     return int(released), int(held)
 
 
+# A feed of the run with no fetch at all: its shard's task failed before fetching it.
+NOT_FETCHED = "not fetched (task failed)"
+
+
 def run_feed_outcomes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:
     cur.execute(
         """SELECT r.feed_id, f.url,
                   coalesce(l.outcome, 'error') AS outcome, l.status, l.error_kind,
-                  CASE WHEN l.feed_id IS NULL THEN 'not fetched (task failed)' ELSE l.error END,
+                  CASE WHEN l.feed_id IS NULL THEN %s ELSE l.error END,
                   coalesce(l.duration_ms, 0), coalesce(l.entries, 0), coalesce(l.new, 0),
                   coalesce(l.updated, 0), coalesce(l.duplicates, 0), coalesce(l.quarantined, 0),
                   l.parser
            FROM run_feeds r JOIN feeds f ON f.id = r.feed_id
            LEFT JOIN fetch_log l ON l.run_id = r.run_id AND l.feed_id = r.feed_id
            WHERE r.run_id = %s ORDER BY r.feed_id""",
-        (run_id,),
+        (NOT_FETCHED, run_id),
     )
     names = ("feed_id", "url", "outcome", "status", "error_kind", "error", "duration_ms",
              "entries", "new", "updated", "duplicates", "quarantined", "parser")

@@ -141,6 +141,7 @@ def run(cur: Any, run_id: str) -> dict[str, Any] | None:
     found["identity_rule_changes"] = stored.get("identity_rule_changes") or []
     found["polling_warning"] = stored.get("polling_warning")  # pipeline.tasks.report_run
     found["possible_gaps"] = stored.get("possible_gaps") or []
+    found["failed_tasks"] = stored.get("failed_tasks") or []
     totals = stored.get("totals") or {}
     found["deferred"], found["possible_gap_count"] = totals.get("deferred"), totals.get("possible_gaps")
     found["suites"] = validation_suites(cur, run_id)

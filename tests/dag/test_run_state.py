@@ -153,6 +153,26 @@ def test_a_failed_shard_task_fails_the_run_and_the_other_shards_entries_land(ing
     assert recorded(db_url, dr)[0] == "tasks_failed"  # the runs table says so too
 
 
+def test_a_run_of_one_failed_shard_is_red_naming_the_task_not_a_network_fault(ingest, serve, db_url, dagbag,
+                                                                              monkeypatch, capfd):
+    """The run's only shard task fails for good (a small list, the hot lane): its feed did
+    not fail at fetch, so the run is neither "every feed failed" nor a systemic fault; it
+    is red naming the task, and recorded `tasks_failed`."""
+    from pipeline import storage
+
+    (lost,) = serve({"/lost.xml": GOOD})
+    monkeypatch.setattr(storage, "stage_batches", staging_that_loses_the_connection_for(lost))
+    monkeypatch.setattr(dagbag.dags["news_ingest"].get_task("ingest_shard"), "retry_delay", timedelta(0))
+    dr = ingest([lost])
+    assert dr.state == "failed"
+    states = task_states(dr)
+    assert (states["ingest_shard_0"], states["load"], states["report"]) == ("failed", "success", "failed")
+    out = capfd.readouterr().out
+    assert "AirflowFailException: failed tasks: ingest_shard_0" in out
+    assert "systemic" not in out and "nothing was loaded" not in out
+    assert recorded(db_url, dr)[0] == "tasks_failed"
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

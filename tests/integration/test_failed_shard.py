@@ -73,18 +73,35 @@ def test_a_failed_shard_stops_neither_the_other_shards_nor_the_load(db_url, sett
     assert (again["totals"]["fetched"], again["totals"]["new"]) == (1, 2)  # the lost feed alone
 
 
-def test_a_failed_shard_and_the_runs_own_failure_are_both_said(db_url, settings, monkeypatch):
-    """When the other feeds fail too (here: the only shard), the run's own verdict (every
-    feed failed) comes with the shards' failure, not instead of it."""
+def test_a_run_whose_only_shard_failed_is_tasks_failed_not_every_feed_failed(db_url, settings, monkeypatch):
+    """A run of one shard (a small list, the hot lane), lost: its feeds failed because the
+    task did, not at fetch nor in their content, so the run says so: `tasks_failed`, not
+    `every_feed_failed` nor a systemic fault (network down?)."""
     with FeedServer(served(0)) as server:
         def lose_the_connection(*args):
             raise psycopg2.OperationalError("server closed the connection unexpectedly")
 
         monkeypatch.setattr(storage, "stage_batches", lose_the_connection)
-        with pytest.raises(ShardsFailed, match="connection unexpectedly.*and the run: .*feeds failed"):
+        with pytest.raises(ShardsFailed, match="connection unexpectedly") as failed:
             local_runner.ingest(db_url, settings.replace(workers=1), [FeedSource(server.url("/lost.xml"))],
                                 "run-1", force=True)
+    assert "and the run" not in str(failed.value)
     assert scalar(db_url, "SELECT count(*) FROM articles") == 0
+    assert query(db_url, "SELECT status, summary->'totals'->'lost_to_tasks', summary->'failed_tasks' "
+                         "FROM ingest_runs WHERE run_id = 'run-1'") == [("tasks_failed", 1, ["ingest_shard_0"])]
+
+
+def test_a_failed_shard_and_the_runs_own_failure_are_both_said(db_url, settings, monkeypatch):
+    """When every other feed fails too (here: its body is no feed), the run's own verdict
+    (every feed failed) comes with the shards' failure, not instead of it."""
+    routes = {"/lost.xml": Route(rss([item(3)])), "/broken.xml": Route(b"<html><p>no feed</p></html>", "text/html")}
+    with FeedServer(routes) as server:
+        monkeypatch.setattr(storage, "stage_batches", staging_that_loses_the_connection_for(server.url("/lost.xml")))
+        with pytest.raises(ShardsFailed, match="connection unexpectedly.*and the run: .*feeds failed"):
+            local_runner.ingest(db_url, settings.replace(shard_size=1, workers=1),
+                                [FeedSource(server.url(path)) for path in routes], "run-1", force=True)
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 0
+    assert scalar(db_url, "SELECT status FROM ingest_runs WHERE run_id = 'run-1'") == "every_feed_failed"
 
 
 def test_the_cli_exits_5_with_the_summary_of_what_landed_naming_the_failed_shard(db_url, settings, monkeypatch,
