@@ -55,10 +55,11 @@ def seed(url: str, docs: str | None = None) -> dict[str, int]:
         summary = {"attention": [{"status": "failing", "error_streak": 3, "url": "http://b.example/feed",
                                   "reason": HOSTILE_ERROR}], "identity_rule_changes": [],
                    "polling_warning": POLLING_WARNING, "possible_gaps": ["http://a.example/feed"],
-                   "totals": {"deferred": 4, "possible_gaps": 1}}
+                   "totals": {"deferred": 4, "possible_gaps": 1, "lost_to_tasks": 0},
+                   "failed_tasks": ["ingest_shard_2", "ingest_shard_10"]}
         cur.execute("""INSERT INTO ingest_runs (run_id, started_at, finished_at, loaded_at, status, feed_count,
                                                 validation_warning, data_docs, summary)
-                       VALUES (%s, %s, %s, %s, 'ok', 2, %s, %s, %s),
+                       VALUES (%s, %s, %s, %s, 'tasks_failed', 2, %s, %s, %s),
                               (%s, %s, %s, %s, 'ok', 1, NULL, NULL, NULL)""",
                     (RUN, NOW - timedelta(hours=1), NOW - timedelta(minutes=55), NOW - timedelta(minutes=56),
                      WARNING, docs, Json(summary),
@@ -200,7 +201,10 @@ def test_run_page_and_the_dag_run_tab(client: Any, seeded: dict[str, int]) -> No
     for path in (f"/runs/{quote(RUN, safe='')}", f"/dag-runs/news_ingest/{quote(RUN, safe='')}"):
         response = client.get(path)
         doc = page(client, path)
-        assert doc.xpath('string(//*[@id="run-status"])') == "ok"
+        assert doc.xpath('string(//*[@id="run-status"])') == "tasks_failed"
+        assert doc.xpath('string(//*[@id="run-status"]/@class)') == "badge tasks_failed"  # red (news.css)
+        assert text(doc.xpath('//*[@id="failed-tasks"]')[0]) == (
+            "Failed tasks: ingest_shard_2, ingest_shard_10 (their feeds are fetched again next run)")
         assert table(doc, "failing") == [["http://b.example/feed", "error", "500", "http", HOSTILE_ERROR]]
         warnings = [" ".join(li.text_content().split()) for li in doc.xpath('//ul[@id="warnings"]/li')]
         assert warnings[0] == f"Validation warning: {WARNING}"
