@@ -9,10 +9,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pipeline.errors import FeedListError
 from pipeline.records import FeedSource
+from pipeline.urls import MAX_SHOWN_URL, feed_url_problem
 
 
 def parse_feed_list(text: str) -> list[FeedSource]:
@@ -51,19 +51,14 @@ def to_opml(sources: Sequence[FeedSource], title: str = "news-pipeline feeds") -
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def _is_http_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
 def _parse_plain(text: str) -> list[FeedSource]:
     sources = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        if not _is_http_url(line):
-            raise FeedListError(f"line {number}: not an http(s) URL: {line!r}")
+        if (problem := feed_url_problem(line)) is not None:
+            raise FeedListError(f"line {number}: not a feed URL: {line[:MAX_SHOWN_URL]!r} {problem}")
         sources.append(FeedSource(url=line))
     return sources
 
@@ -77,5 +72,5 @@ def _parse_opml(text: str) -> list[FeedSource]:
     return [
         FeedSource(url=feed.url, title=feed.title or None)
         for feed in result.feeds
-        if _is_http_url(feed.url)
+        if feed_url_problem(feed.url) is None
     ]

@@ -47,6 +47,7 @@ from pipeline.netguard import (
     ResolutionFailed,
 )
 from pipeline.records import FeedState, FetchOutcome, FetchResult
+from pipeline.urls import MAX_SHOWN_URL, feed_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,19 @@ def make_client(settings: Settings) -> httpx.Client:
 
 
 def conditional_headers(feed: FeedState) -> dict[str, str]:
+    """The validators a server gave, sent back. One a request cannot carry (not printable
+    ASCII: an ETag of UTF-8 bytes, say) is left out: the fetch is unconditional and the
+    body hash still tells an unchanged body, where sending it would fail every fetch."""
     headers = {}
-    if feed.etag:
+    if feed.etag and _sendable(feed.etag):
         headers["If-None-Match"] = feed.etag
-    if feed.last_modified:
+    if feed.last_modified and _sendable(feed.last_modified):
         headers["If-Modified-Since"] = feed.last_modified
     return headers
+
+
+def _sendable(value: str) -> bool:
+    return value.isascii() and value.isprintable()
 
 
 def _compressed(response: httpx.Response) -> bool:
@@ -137,28 +145,45 @@ def _compressed(response: httpx.Response) -> bool:
     raise _FetchFailure("decoding", f"unsupported Content-Encoding: {encoding}")
 
 
-def _zlib_or_gzip() -> zlib._Decompress:
-    return zlib.decompressobj(zlib.MAX_WBITS | 32)  # the header says which
+def _decoder_for(start: bytes, first: bool) -> zlib._Decompress:
+    """gzip or zlib by the stream's header; for the `first` stream of a body, raw deflate
+    (what some servers send as `deflate`, RFC 1951 without the zlib wrapper) where neither
+    header starts it. After a member, only another member may follow (else `zlib.error`)."""
+    zlib_header = len(start) >= 2 and start[0] & 0x0F == 8 and (start[0] << 8 | start[1]) % 31 == 0
+    if not first or start[:2] == b"\x1f\x8b" or zlib_header:
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # the header says which
+    return zlib.decompressobj(-zlib.MAX_WBITS)
 
 
-def _inflate(raw: Iterable[bytes], room: Callable[[], int]) -> Iterator[bytes]:
-    """gzip or zlib data decompressed in steps of at most `room()` + 1 bytes, so a cap on
-    the output holds however far the input inflates. A gzip body of several members
-    (RFC 1952) yields every member in turn; zero bytes padding the end are ignored."""
-    decoder, between = _zlib_or_gzip(), False
+def _inflate(raw: Iterable[bytes], room: Callable[[], int], framed: bool = True) -> Iterator[bytes]:
+    """gzip, zlib or raw deflate data decompressed in steps of at most `room()` + 1 bytes,
+    so a cap on the output holds however far the input inflates. A gzip body of several
+    members (RFC 1952) yields every member in turn; zero bytes padding the end are ignored.
+    A stream that stops before its end is a truncated body (`zlib.error`) unless the
+    response was `framed` (a Content-Length or chunks, which the transport checked): there
+    only the trailer is missing, which some servers leave out."""
+    decoder: zlib._Decompress | None = None
+    first, carry = True, b""
     for chunk in raw:
-        pending = chunk
+        pending, carry = carry + chunk, b""
         while pending:
-            if between:  # after a member: zero padding, or the next member's header
+            if decoder is None:  # a stream's start, or after a member: zero padding, or a header
                 pending = pending.lstrip(b"\0")
-                if not pending:
+                if len(pending) < 2:  # too little to tell a header by: with the next read
+                    carry = pending
                     break
-                between = False
+                decoder, first = _decoder_for(pending, first), False
             yield decoder.decompress(pending, room() + 1)
             pending = decoder.unconsumed_tail
             if decoder.eof:
-                pending, decoder, between = decoder.unused_data, _zlib_or_gzip(), True
-    yield decoder.flush()
+                pending, decoder = decoder.unused_data, None
+    if carry:  # one byte left: no stream that short is whole
+        decoder = _decoder_for(carry, first)
+        yield decoder.decompress(carry, room() + 1)
+    if decoder is not None:
+        yield decoder.flush()
+        if not decoder.eof and not framed:
+            raise zlib.error("the compressed body ended before its end (the connection closed early?)")
 
 
 def _read_capped(response: httpx.Response, settings: Settings, deadline: float) -> bytes:
@@ -188,7 +213,9 @@ def _read_capped(response: httpx.Response, settings: Settings, deadline: float) 
         return cap - size
 
     try:
-        for data in _inflate(arriving(), room) if compressed else arriving():
+        framed = "content-length" in response.headers or "chunked" in (
+            response.headers.get("transfer-encoding") or "").lower()
+        for data in _inflate(arriving(), room, framed) if compressed else arriving():
             size += len(data)
             if size > cap:
                 raise _FetchFailure("too_large", f"body exceeds {cap} bytes (decompressed)")
@@ -315,7 +342,9 @@ class Fetcher:
             self.hosts.give_back(lease)
             target = urljoin(url, location)
             if urlsplit(target).scheme not in ("http", "https"):
-                raise _FetchFailure("redirect", f"redirect to a non-web URL: {target}")
+                raise _FetchFailure("redirect", f"redirect to a non-web URL: {target[:MAX_SHOWN_URL]}")
+            if (refused := feed_url_problem(target)) is not None:  # a feed's address could not be it
+                raise _FetchFailure("redirect", f"redirect to a URL that {refused}: {target[:MAX_SHOWN_URL]}")
             if target in seen:
                 raise _FetchFailure("redirect_loop", f"redirect loop: {url} -> {target}")
             hops.append((response.status_code, target))

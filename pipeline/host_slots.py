@@ -52,9 +52,14 @@ UNLOCK_BATCH = 0.005
 
 
 def host_of(url: str) -> str:
-    """The politeness key of a URL: host and port (or scheme)."""
+    """The politeness key of a URL: host and port (or scheme). A port that is no port
+    (`:99999`, `:abc`) keys by the scheme: the fetch then fails for that feed alone."""
     parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or parts.scheme}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname}:{port or parts.scheme}"
 
 
 @lru_cache(maxsize=8192, typed=True)  # a request asks for the keys of every slot of its host, twice

@@ -25,13 +25,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-_MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+_MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?([0-9]+)", re.IGNORECASE)
+_SECONDS = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²", which int() refuses)
+# A delay a server declares, in seconds, at most: ten years (the polling bounds cap it far
+# lower); a longer one would overflow the date it is added to.
+MAX_HINT_S = 10 * 366 * 86400
+
+
+def _seconds(digits: str) -> timedelta:
+    return timedelta(seconds=min(int(digits[:12]), MAX_HINT_S))
 
 
 def _http_date(value: str) -> datetime | None:
     try:
         parsed = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed is None:
         return None
@@ -43,8 +51,8 @@ def retry_after(value: str | None, now: datetime) -> datetime | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return now + timedelta(seconds=int(value))
+    if _SECONDS.fullmatch(value):
+        return now + _seconds(value)
     return _http_date(value)
 
 
@@ -53,7 +61,7 @@ def cache_until(headers: Mapping[str, str], now: datetime) -> datetime | None:
     control = headers.get("cache-control") or ""
     match = _MAX_AGE.search(control)
     if match:
-        return now + timedelta(seconds=int(match.group(1)))
+        return now + _seconds(match.group(1))
     expires = headers.get("expires")
     return _http_date(expires) if expires else None
 

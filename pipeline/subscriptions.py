@@ -20,6 +20,7 @@ from pipeline.feedlist import read_feed_list, to_opml
 from pipeline.fetch import Fetcher
 from pipeline.parse import parse_feed
 from pipeline.records import FeedSource, FeedState, FetchOutcome
+from pipeline.urls import MAX_SHOWN_URL, feed_url_problem
 
 
 def import_feeds(db_url: str, path: Path) -> int:
@@ -64,6 +65,8 @@ def add_feed(db_url: str, settings: Settings, url: str, now: datetime) -> tuple[
             else:
                 raise FeedListError(f"{url} is not a feed and announces no working feed "
                                     f"(candidates: {candidates or 'none'})")
+    if (problem := feed_url_problem(feed_url)) is not None:
+        raise FeedListError(f"{url}: its feed's URL {problem}: {feed_url[:MAX_SHOWN_URL]}")
     with connect(db_url) as conn, conn.cursor() as cur:
         storage.upsert_feeds(cur, [FeedSource(feed_url)], source="cli")
     return feed_url, how

@@ -31,6 +31,9 @@ _TRACKING_PREFIXES = ("utm_",)
 # Longer links are not canonicalized (w3lib takes ~0.5 s a MB): validation rejects a
 # canonical URL over 2,000 bytes anyway; real links are under 500 characters.
 MAX_LINK_CHARS = 1 << 15
+# A feed's address: `feeds.url` is a unique btree key, which holds at most about 2,700 bytes.
+MAX_FEED_URL_CHARS = 2048
+MAX_SHOWN_URL = 200  # of a refused address, what a message quotes
 # A link already in canonical form but for a fragment: http(s), a lower-case ASCII host
 # (no port, no user, no IDNA label), a path of unreserved characters and "/" only, no query.
 # Most real links are; for these `_canonical` is the link without its fragment and with
@@ -103,3 +106,18 @@ def _canonical_w3lib(resolved: str) -> str:
         netloc = f"{parts.username}@{netloc}"
     path = parts.path or "/"
     return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+
+
+def feed_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a feed's address (None when it can): an http(s) URL with a host,
+    a port that is a port, at most `MAX_FEED_URL_CHARS` characters."""
+    if len(url) > MAX_FEED_URL_CHARS:
+        return f"is longer than {MAX_FEED_URL_CHARS} characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not an http(s) URL with a host"
+    return None

@@ -2,6 +2,7 @@
 each ends with the right state on the feed's row, within bounded time (and memory)."""
 
 import gzip
+import zlib
 import time
 import tracemalloc
 import uuid
@@ -321,3 +322,70 @@ def test_a_fetch_recorded_late_does_not_overwrite_a_newer_one(db_url, settings, 
     row = feed_row(db_url, server.url("/f.xml"))
     assert (row["consecutive_errors"], row["last_error_kind"]) == (0, None)
     assert row["last_fetched_at"] == older_at + timedelta(seconds=5)
+
+
+def test_a_validator_no_request_can_carry_is_not_sent_back_and_the_feed_keeps_being_read(db_url, settings, server):
+    """An ETag of non-ASCII bytes (HTTP allows them): stored as given, but sending it back
+    would fail every later fetch before it leaves. The next fetch goes without it, and the
+    body hash still tells the unchanged body."""
+    server.routes["/f.xml"] = Route(FEED, headers={"ETag": '"café"'}, send_etag=False, send_last_modified=False)
+    ingest(db_url, settings, server, "/f.xml")
+    second = ingest(db_url, settings, server, "/f.xml")
+    assert outcome(second, server, "/f.xml")["outcome"] == "not_modified"  # same body hash
+    row = feed_row(db_url, server.url("/f.xml"))
+    assert (row["last_error_kind"], row["consecutive_errors"]) == (None, 0)
+    asked = [headers for path, headers in server.requests if path == "/f.xml"]
+    assert len(asked) == 2 and not any(k.lower() == "if-none-match" for k in asked[1])
+
+
+def test_a_redirect_to_an_address_no_feed_can_have_is_the_feeds_error(db_url, settings, server):
+    """A redirect to a URL longer than a feed's address may be (`feeds.url`'s unique key
+    would refuse it when the move is confirmed, failing every load) or to a port that is
+    no port: the feed's error, its address unchanged; the other feed loads."""
+    long_target = "/moved.xml?k=" + uuid.uuid4().hex * 100
+    server.routes["/f.xml"] = Route(b"", status=301, headers={"Location": long_target}, validators=False)
+    server.routes["/g.xml"] = Route(b"", status=301, headers={"Location": "http://127.0.0.1:99999/g.xml"},
+                                    validators=False)
+    server.routes[long_target.split("?")[0]] = Route(FEED)
+    for path in ("/f.xml", "/g.xml"):
+        summary = ingest(db_url, settings, server, path)
+        assert outcome(summary, server, "/ok.xml")["outcome"] in ("ok", "not_modified")
+        row = feed_row(db_url, server.url(path))
+        assert row is not None and row["last_error_kind"] == "redirect", row
+        assert "redirect to a URL that" in row["last_error"] and len(row["last_error"]) < 600
+
+
+def test_cache_hints_out_of_any_range_are_no_hints_and_the_body_is_read(db_url, settings, server):
+    """max-age, Retry-After and Expires values past any date (they overflowed the date
+    arithmetic, so every fetch of the feed failed and its body was thrown away) read as
+    at most the polling bounds; a digit that is not ASCII is no number."""
+    server.routes["/f.xml"] = Route(FEED, validators=False, headers={
+        "Cache-Control": "max-age=99999999999999999999", "Retry-After": "999999999999",
+        "Expires": "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"})
+    server.routes["/g.xml"] = Route(FEED.replace(b"<title>", b"<title>g ", 1), validators=False,
+                                    headers={"Retry-After": "\u00b2"})
+    for path in ("/f.xml", "/g.xml"):
+        started = datetime.now(timezone.utc)
+        summary = ingest(db_url, settings, server, path)
+        assert outcome(summary, server, path)["outcome"] == "ok"
+        row = feed_row(db_url, server.url(path))
+        assert row["last_error_kind"] is None and row["body_hash"] is not None
+        assert row["next_check_at"] <= started + timedelta(seconds=settings.max_interval_s + 60)
+
+
+def test_a_raw_deflate_body_is_read(db_url, settings, server):
+    """`Content-Encoding: deflate` as some servers send it: RFC 1951 data without the zlib
+    wrapper (browsers and httpx read it too)."""
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    server.routes["/f.xml"] = Route(packer.compress(FEED) + packer.flush(), headers={"Content-Encoding": "deflate"},
+                                    validators=False)
+    summary = ingest(db_url, settings, server, "/f.xml")
+    assert (outcome(summary, server, "/f.xml")["outcome"], outcome(summary, server, "/f.xml")["entries"]) == ("ok", 2)
+
+
+def test_a_feed_whose_port_is_no_port_fails_alone(settings, server):
+    """A feed list's URL with a port out of range: that feed's error, not its shard's."""
+    now = datetime.now(timezone.utc)
+    bad, good = fetch_all([FeedState(1, "http://127.0.0.1:99999/f.xml"), FeedState(2, server.url("/ok.xml"))],
+                          settings, now)
+    assert (bad.outcome, good.outcome) == (FetchOutcome.ERROR, FetchOutcome.OK)

@@ -33,3 +33,23 @@ def test_shared_opml_exports_parse(shared_dir):
     assert files
     parsed = [parse_feed_list(f.read_text(encoding="utf-8", errors="replace")) for f in files[:40]]
     assert any(parsed)
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("http://example.com:99999/rss", "not a valid URL"),
+    ("http://example.com:abc/rss", "not a valid URL"),
+    ("https://example.com/" + "a" * 3000, "longer than 2048 characters"),
+])
+def test_a_line_no_feed_could_be_fetched_from_is_refused_naming_it(line, why):
+    """A port that is no port would stop the whole shard that fetched it; an address past
+    2048 characters cannot be a feed's key."""
+    with pytest.raises(FeedListError, match=f"line 2: .*{why}"):
+        parse_feed_list(f"https://ok.example/feed\n{line}\n")
+
+
+def test_an_opml_outline_no_feed_could_be_fetched_from_is_left_out():
+    opml = """<opml version="2.0"><body>
+      <outline type="rss" xmlUrl="https://ok.example/feed"/>
+      <outline type="rss" xmlUrl="http://bad.example:99999/feed"/>
+    </body></opml>"""
+    assert [s.url for s in parse_feed_list(opml)] == ["https://ok.example/feed"]
