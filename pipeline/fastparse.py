@@ -417,6 +417,27 @@ _CATEGORIES = {"category", "keywords", "dc_subject", "media_category", "itunes_c
 _EMAIL = re.compile(r'''(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?''')  # noqa: E501 - feedparser's own pattern, kept verbatim
 
 
+# feedparser's e-mail search (`_EMAIL`) backtracks over every start of a long run of
+# letters: quadratic in an author line without an address. Searched here only around its
+# first `_EMAIL_ATS` at-signs, `_EMAIL_REACH` characters each side (an address's parts
+# are at most 64 and 255): the same address for any real author line, in linear time.
+_EMAIL_ATS = 8
+_EMAIL_REACH = 320
+
+
+def _email_in(author: str) -> re.Match[str] | None:
+    start = 0
+    for _ in range(_EMAIL_ATS):
+        at = author.find("@", start)
+        if at < 0:
+            return None
+        match = _EMAIL.search(author, max(0, at - _EMAIL_REACH), at + _EMAIL_REACH)
+        if match:
+            return match
+        start = at + 1
+    return None
+
+
 @dataclass
 class _Entry:
     """One item or entry, read the way feedparser's handlers read it."""
@@ -429,6 +450,7 @@ class _Entry:
     title_depth: int = -1
     has_content: bool = False
     guid_is_link: bool = False
+    tag_keys: set[tuple[Any, Any, Any]] = field(default_factory=set)
 
     def read(self) -> dict[str, Any]:
         about = self.element.get(f"{{{RDF}}}about")
@@ -606,7 +628,7 @@ class _Entry:
         author, email = self.entry.get("author"), None
         if not author:
             return
-        match = _EMAIL.search(author)
+        match = _email_in(author)
         if match:
             email = match.group(0)
             author = author.replace(email, "").replace("()", "").replace("<>", "")
@@ -645,9 +667,11 @@ class _Entry:
             self.add_tag(value, None, None)
 
     def add_tag(self, term: Any, scheme: Any, label: Any) -> None:
+        """feedparser's: each distinct (term, scheme, label) once, in order; the ones kept
+        are remembered in a set (feedparser scans the list: quadratic in an entry's tags)."""
         tags = self.entry.setdefault("tags", [])
         if not term and not scheme and not label:
             return
-        value = {"term": term, "scheme": scheme, "label": label}
-        if value not in tags:
-            tags.append(value)
+        if (term, scheme, label) not in self.tag_keys:
+            self.tag_keys.add((term, scheme, label))
+            tags.append({"term": term, "scheme": scheme, "label": label})

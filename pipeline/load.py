@@ -159,11 +159,11 @@ _UPDATE_CHANGED = """
 UPDATE articles a
 SET title = s.article->>'title', text = s.article->>'text', html = s.article->>'html',
     content_hash = s.article->>'content_hash', guid = s.article->>'guid',
-    identity_key = CASE WHEN EXISTS (
+    identity_key = CASE WHEN s.key_rank > 1 OR EXISTS (
                        SELECT 1 FROM articles o WHERE o.feed_id = a.feed_id AND o.id <> a.id
                          AND o.identity_key = s.article->>'identity_key')
                    THEN a.identity_key ELSE s.article->>'identity_key' END,
-    canonical_url = CASE WHEN EXISTS (
+    canonical_url = CASE WHEN s.url_rank > 1 OR EXISTS (
                         SELECT 1 FROM articles o WHERE o.id <> a.id
                           AND o.canonical_url = s.article->>'canonical_url')
                     THEN a.canonical_url ELSE s.article->>'canonical_url' END,
@@ -178,7 +178,15 @@ SET title = s.article->>'title', text = s.article->>'text', html = s.article->>'
     -- the staged vector was made with the entry's language; when the stored one is kept
     -- instead (the entry has none), NULL has the trigger make it with the row's (018)
     search = CASE WHEN s.article->>'language' IS NOT NULL OR a.language IS NULL THEN s.search END
-FROM load_plan s
+-- one update per article (the batch's first, as its kept version); a new URL or identity key
+-- that several updates move to goes to the first of them (the EXISTS checks above see the
+-- table as the statement found it, not each other's moves): the others keep theirs
+FROM (SELECT DISTINCT ON (p.matched_article_id) p.*
+      FROM (SELECT u.*,
+                   row_number() OVER (PARTITION BY u.article->>'canonical_url' ORDER BY u.feed_id, u.seq) AS url_rank,
+                   row_number() OVER (PARTITION BY u.feed_id, u.article->>'identity_key' ORDER BY u.seq) AS key_rank
+            FROM load_plan u WHERE u.run_id = %(run)s AND u.decision = 'update') p
+      ORDER BY p.matched_article_id, p.feed_id, p.seq) s
 WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id
   AND a.content_hash <> s.article->>'content_hash' AND a.fetched_at <= s.fetched_at
 """

@@ -190,7 +190,8 @@ def open_decided_keys(cur: Cursor) -> None:
     cur.execute("""CREATE TEMP TABLE IF NOT EXISTS plan_keys (
                        feed_id bigint, seq int, canonical_url text, content_hash text) ON COMMIT DROP""")
     cur.execute("TRUNCATE plan_keys")
-    cur.execute("CREATE INDEX IF NOT EXISTS plan_keys_url ON plan_keys (canonical_url)")
+    # hashed: a URL past btree's row limit (quarantined later by the contract) must not fail the load
+    cur.execute("CREATE INDEX IF NOT EXISTS plan_keys_url ON plan_keys USING hash (canonical_url)")
     cur.execute("CREATE INDEX IF NOT EXISTS plan_keys_hash ON plan_keys (content_hash)")
 
 

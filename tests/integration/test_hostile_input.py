@@ -201,6 +201,24 @@ def test_an_entry_whose_normalization_raises_is_quarantined_with_the_exception(d
     assert scalar(db_url, "SELECT count(*) FROM articles WHERE first_run_id = %s", (run_id,)) == 2
 
 
+def test_a_link_past_any_index_row_in_an_early_chunk_is_quarantined_not_a_failed_load(db_url, settings, server,
+                                                                                       monkeypatch):
+    """A link of 3,000 random characters (no compression brings it under PostgreSQL's
+    btree row limit), in a feed the decider takes before the last chunk: the entry is
+    quarantined by the contract (the key is too long), the load goes on and lands the rest."""
+    from pipeline import plan_decider
+
+    monkeypatch.setattr(plan_decider, "CHUNK_ENTRIES", 1)  # a chunk per feed: the long key is an earlier one's
+    long_link = "https://hostile.example/" + "".join(uuid.uuid4().hex for _ in range(100))[:3000]
+    bodies = [(rss(rss_item_xml(1, link=long_link) + rss_item_xml(2)), "application/rss+xml"),
+              (rss(rss_item_xml(3) + rss_item_xml(4)), "application/rss+xml")]
+    run_id = ingest_and_check(db_url, settings.replace(quarantine_fail_ratio=1.0, feed_quarantine_fail_ratio=1.0),
+                              serve(server, bodies))
+    assert scalar(db_url, "SELECT count(*) FROM articles WHERE first_run_id = %s", (run_id,)) == 3
+    [(reasons,)] = query(db_url, "SELECT reasons FROM quarantine WHERE run_id = %s", (run_id,))
+    assert {r["column"] for r in reasons} >= {"canonical_url_bytes"}
+
+
 def test_a_served_body_naming_a_local_feed_file_is_not_read(db_url, settings, server, tmp_path):
     """feedparser would open a body that names a readable file: the pipeline never lets it."""
     local = tmp_path / "local-feed.xml"

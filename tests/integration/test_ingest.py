@@ -330,6 +330,21 @@ def test_changed_content_under_the_same_guid_is_an_update(db_url, settings):
     assert hits == [(1,)]  # the search vector follows the update
 
 
+def test_two_updates_that_move_to_one_new_url_both_apply_and_the_url_goes_to_one(db_url, settings):
+    """A CMS bug points two stored stories (their own GUIDs) at the same new link, with
+    their text edited: both are updates; the first takes the new URL, the second keeps its
+    own (the URL is unique), and the load goes on instead of failing on the unique key."""
+    with FeedServer({"/f.xml": Route(rss([item(1), item(2)]))}) as srv:
+        sources = [FeedSource(srv.url("/f.xml"))]
+        run(db_url, settings, sources)
+        srv.routes["/f.xml"] = Route(rss([item(n, link="https://news.example/front", description=f"<p>Edit {n}.</p>")
+                                          for n in (1, 2)]))
+        summary = run(db_url, settings, sources)
+    assert summary["totals"]["updated"] == 2 and summary["status"] == "ok"
+    assert query(db_url, "SELECT canonical_url, text, version FROM articles ORDER BY guid") == [
+        ("https://news.example/front", "Edit 1.", 2), ("https://news.example/story/2", "Edit 2.", 2)]
+
+
 def test_an_update_without_a_language_keeps_the_articles_language_in_its_search(db_url, settings):
     """The stored language is kept when the new content comes with none, and the search
     vector follows the row's language, not the (absent) one the entry was staged with."""

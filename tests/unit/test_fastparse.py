@@ -4,6 +4,7 @@ makes it raise out of `parse_feed`."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -220,3 +221,38 @@ def test_a_plain_absolute_link_skips_urllib(link, monkeypatch):
     monkeypatch.setattr(urllib.parse, "urljoin", lambda *a, **k: pytest.fail("urllib joined it"))
     assert fp.safe_absolute("https://news.example/feed.xml", link) == link
     assert fp.urljoin("https://news.example/feed.xml", link) == link
+
+
+def _one_item(inner: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+            f"<item><title>x</title><link>http://a.example/1</link>{inner}</item></channel></rss>").encode()
+
+
+@pytest.mark.parametrize("author", ["Jane Roe (jane.roe@news.example)", "jane@news.example", "no address here",
+                                    "a" * 2000 + " x@y.example", "b" * 3000, "c" * 500 + "@" + "d" * 500,
+                                    "e@f@g.example h@i.example"])
+def test_an_authors_address_is_the_one_feedparser_finds(author):
+    body = _one_item(f"<author>{author}</author>")
+    assert fastparse.parse(body, "http://a.example/f").entries[0].get("authors") == \
+        parse.parse_feed(body, "http://a.example/f", parser="feedparser").entries[0].get("authors")
+
+
+def test_tags_keep_feedparsers_order_and_repeats_are_dropped():
+    inner = "".join(f"<category>c{i % 7}</category>" for i in range(30))
+    body = _one_item(inner + '<category domain="d">c1</category>')
+    fast = fastparse.parse(body, "http://a.example/f").entries[0]["tags"]
+    assert fast == parse.parse_feed(body, "http://a.example/f", parser="feedparser").entries[0]["tags"]
+    assert len(fast) == 8
+
+
+@pytest.mark.parametrize("inner", ["<author>" + "a" * (1 << 20) + "</author>",
+                                   "<author>" + "a" * (1 << 20) + "@</author>",
+                                   "".join(f"<category>c{i}</category>" for i in range(50_000))],
+                         ids=["1 MB author", "1 MB author and an at-sign", "50,000 categories"])
+def test_an_entry_made_to_be_slow_parses_in_linear_time(inner):
+    """A megabyte author line without an address, or an entry of 50,000 distinct tags: an
+    e-mail search and a tag check over each were quadratic (an hour for the first)."""
+    started = time.perf_counter()
+    parsed = parse.parse_feed(_one_item(inner), "http://a.example/f")
+    assert parsed.parser == "lxml" and len(parsed.entries) == 1
+    assert time.perf_counter() - started < 5
