@@ -42,8 +42,10 @@ def quick_count(body: bytes) -> int:
 
 def cap_entries(body: bytes, cap: int) -> CappedBody:
     """`body` with at most `cap` entries, and how many were past the cap."""
-    if quick_count(body) <= cap or body[:4].startswith(_WIDE_BOMS) or b"\x00" in body[:200]:
-        return CappedBody(body, 0)  # UTF-16/32 bodies are rare and small: left whole
+    # UTF-16/32 bodies (by their mark) are rare and small: left whole. One without a mark
+    # shows no `<item` to count; a stray NUL (expat refuses it) is cut textually below.
+    if quick_count(body) <= cap or body[:4].startswith(_WIDE_BOMS):
+        return CappedBody(body, 0)
     try:
         return _cap_with_expat(body, cap)
     except (expat.ExpatError, _Abort, ValueError, LookupError):

@@ -61,3 +61,15 @@ def test_an_unreadable_document_is_cut_textually():
 def test_entries_within_the_cap_are_untouched():
     body = b"<rss><channel>" + b"<item><title>t</title></item>" * 3 + b"</channel></rss>"
     assert cap_entries(body, 3).body is body
+
+
+def test_a_nul_near_the_start_does_not_lift_the_entry_cap():
+    """A NUL after the declaration (expat and lxml refuse the body; feedparser's loose
+    parser reads it): the entries past the cap are still cut from the bytes and counted."""
+    body = (b'<?xml version="1.0"?>\x00<rss version="2.0"><channel><title>t</title>'
+            + b"".join(b"<item><title>n%d</title><link>http://a.example/%d</link></item>" % (i, i)
+                       for i in range(5000)) + b"</channel></rss>")
+    capped = cap_entries(body, 100)  # before any parser builds an entry
+    assert capped.over_cap == 4900 and len(capped.body) < len(body) // 40
+    parsed = parse.parse_feed(body, "http://a.example/f", max_entries=100)
+    assert len(parsed.entries) == 100 and parsed.entries_over_cap == 4900
