@@ -85,7 +85,12 @@ def test_each_analytics_view_answers_a_million_articles(db_url: str, capsys: pyt
         week = answer["top_domains: last 7 days, top 20"]
         assert {domain for domain, _ in week[:scale.WIRES]} == wires
         day_top = answer["top_domains: yesterday's top 10"]
-        assert {row[1] for row in day_top[:scale.WIRES]} == wires and [row[0] for row in day_top] == [yesterday] * 10
+        # every wire in the day's top 10, none below another domain (a tie is possible at a
+        # tenth of the scale in the hour after midnight, when the generated day is 21 hours)
+        wire_counts = [row[2] for row in day_top if row[1] in wires]
+        assert len(wire_counts) == scale.WIRES and min(wire_counts) >= max(
+            row[2] for row in day_top if row[1] not in wires)
+        assert [row[0] for row in day_top] == [yesterday] * 10
         assert [row[4] for row in day_top] == sorted(row[4] for row in day_top)
         assert one(cur, "SELECT sum(articles) FROM top_domains WHERE day = %s", yesterday) == published[yesterday]
 
