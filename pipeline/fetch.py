@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpcore
 import httpx
@@ -341,9 +341,7 @@ class Fetcher:
             response.close()
             self.hosts.give_back(lease)
             target = urljoin(url, location)
-            if urlsplit(target).scheme not in ("http", "https"):
-                raise _FetchFailure("redirect", f"redirect to a non-web URL: {target[:MAX_SHOWN_URL]}")
-            if (refused := feed_url_problem(target)) is not None:  # a feed's address could not be it
+            if (refused := feed_url_problem(target)) is not None:  # not web, or no feed's address could be it
                 raise _FetchFailure("redirect", f"redirect to a URL that {refused}: {target[:MAX_SHOWN_URL]}")
             if target in seen:
                 raise _FetchFailure("redirect_loop", f"redirect loop: {url} -> {target}")

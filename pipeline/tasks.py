@@ -337,11 +337,10 @@ def report_run(db_url: str, run_id: str, now: datetime, failed_tasks: Sequence[s
         summary["attention"] = storage.feeds_needing_attention(cur)
         summary["identity_rule_changes"] = storage.identity_rule_changes(cur, run_id)
         totals = summary["totals"]
-        lost = sum(map(_lost_to_a_task, summary["feeds"]))
-        totals["lost_to_tasks"] = lost
-        judged = totals["feeds"] - totals["disabled"] - lost  # the feeds their own outcome judges
-        fetch_failures = sum(f["outcome"] == "error" and f["error_kind"] not in CONTENT_ERRORS
-                             and not _lost_to_a_task(f) for f in summary["feeds"])
+        own = [f for f in summary["feeds"] if not _lost_to_a_task(f)]  # judged by their own outcome
+        lost = totals["lost_to_tasks"] = len(summary["feeds"]) - len(own)
+        judged = totals["feeds"] - totals["disabled"] - lost
+        fetch_failures = sum(f["outcome"] == "error" and f["error_kind"] not in CONTENT_ERRORS for f in own)
         systemic = state["kind"] == "fetch" and judged > 0 and fetch_failures == judged
         every_feed_failed = state["kind"] == "fetch" and judged > 0 and totals["failed"] - lost == judged
         if systemic:
