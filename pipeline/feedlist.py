@@ -6,6 +6,7 @@ de-duplicated, first occurrence wins. Reading never touches the network.
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 from pipeline.errors import FeedListError
 from pipeline.records import FeedSource
 from pipeline.urls import MAX_SHOWN_URL, feed_url_problem
+
+log = logging.getLogger(__name__)
 
 
 def parse_feed_list(text: str) -> list[FeedSource]:
@@ -69,8 +72,10 @@ def _parse_opml(text: str) -> list[FeedSource]:
     result = listparser.parse(text.encode("utf-8"))  # bytes: a document, never a URL to fetch
     if result.bozo and not result.feeds:
         raise FeedListError(f"not a readable OPML document: {result.bozo_exception}")
-    return [
-        FeedSource(url=feed.url, title=feed.title or None)
-        for feed in result.feeds
-        if feed_url_problem(feed.url) is None
-    ]
+    sources = []
+    for feed in result.feeds:
+        if (problem := feed_url_problem(feed.url)) is not None:  # the rest of the list still counts
+            log.warning("OPML outline left out: %r %s", feed.url[:MAX_SHOWN_URL], problem)
+            continue
+        sources.append(FeedSource(url=feed.url, title=feed.title or None))
+    return sources

@@ -47,9 +47,10 @@ def test_a_line_no_feed_could_be_fetched_from_is_refused_naming_it(line, why):
         parse_feed_list(f"https://ok.example/feed\n{line}\n")
 
 
-def test_an_opml_outline_no_feed_could_be_fetched_from_is_left_out():
+def test_an_opml_outline_no_feed_could_be_fetched_from_is_left_out_saying_why(caplog):
     opml = """<opml version="2.0"><body>
       <outline type="rss" xmlUrl="https://ok.example/feed"/>
       <outline type="rss" xmlUrl="http://bad.example:99999/feed"/>
     </body></opml>"""
     assert [s.url for s in parse_feed_list(opml)] == ["https://ok.example/feed"]
+    assert "OPML outline left out: 'http://bad.example:99999/feed' is not a valid URL" in caplog.text
