@@ -18,12 +18,12 @@ evidence of anything.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from pipeline.identity import IdentityRule, entry_url, key_for
-from pipeline.records import Article
+from pipeline.identity import IdentityRule, entry_url, key_for, keyed_link
+from pipeline.records import Article, StoredIdentity
 
 MIN_EVIDENCE = 2
 LINKED_SHARE = 0.9
@@ -106,3 +106,26 @@ def apply(article: Article, rule: IdentityRule) -> Article:
     if key == article.identity_key and url == article.canonical_url:
         return article  # as staged: no copy (the decider holds a chunk of these)
     return replace(article, identity_key=key, canonical_url=url)
+
+
+def rekeyed(stored: Sequence[StoredIdentity], rule: IdentityRule) -> dict[int, str]:
+    """A feed's stored articles' identity keys under its new `rule`, for those whose key
+    changes: an entry stored under the old rule and served again (edited, say) is then
+    the same article under the new one, not a second copy of its story.
+
+    Left as they are: an article whose link its key does not tell (a `title_hash` key)
+    when the new key needs it, and a key two of the feed's articles would share or one
+    already holds. An article left alone can at worst be stored again; one given a key
+    that is not surely its own would take another story's updates."""
+    wanted = {}
+    for article in stored:
+        known, link = keyed_link(article.identity_key, article.canonical_url, article.published_raw)
+        needs_link = not (rule is IdentityRule.TITLE_HASH or (rule is IdentityRule.GUID and article.guid))
+        if needs_link and not known:
+            continue
+        key = key_for(rule, article.guid, link, article.published_raw, article.content_hash)
+        if key != article.identity_key:
+            wanted[article.id] = key
+    held = {article.identity_key for article in stored}
+    claims = Counter(wanted.values())
+    return {article_id: key for article_id, key in wanted.items() if claims[key] == 1 and key not in held}

@@ -65,6 +65,22 @@ def key_for(rule: IdentityRule, guid: str | None, link: str | None, published_ra
     return f"{IDENTITY_VERSION}:hash:{content_hash_value}"
 
 
+def keyed_link(key: str, canonical_url: str, published_raw: str | None) -> tuple[bool, str | None]:
+    """The link a stored article was keyed with, read back from its key: (known, link).
+    A `guid` key was made under the `guid` rule, whose article URL is the link; `url` and
+    `url_date` keys hold it. A `hash` key does not say: under `title_hash` the article URL
+    is the link or the feed's home page, with an `#entry-` fragment."""
+    version = f"{IDENTITY_VERSION}:"
+    if key.startswith(version + "guid:"):
+        return True, canonical_url
+    if key.startswith(version + "url:"):
+        return True, key[len(version + "url:"):]
+    date_key = version + "url_date:"
+    if key.startswith(date_key) and published_raw and key.endswith("|" + published_raw):
+        return True, key[len(date_key):-len(published_raw) - 1]
+    return False, None
+
+
 def entry_url(link: str | None, home: str | None, key: str) -> str | None:
     """An article URL for an entry whose link is shared with other entries (or missing):
     the link (else the feed's home page) with an `#entry-` fragment drawn from the

@@ -36,6 +36,7 @@ from pipeline.config import Settings
 from pipeline.containment import describe, exception_reason
 from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
 from pipeline.free_memory import release_free_memory
+from pipeline.identity import IdentityRule
 from pipeline.records import Article, Decision, DedupSummary, PlannedRow, ValidationSummary
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ def _apply_identity_rules(
                 changes[feed_id] = (current[feed_id], choice.rule, choice.reason or "")
                 current[feed_id] = choice.rule
         storage.change_identity_rules(cur, run_id, changes, now)
+        _rekey_stored(cur, {feed_id: new for feed_id, (_, new, _) in changes.items()})
     keyed, failures = [], {}
     for article in articles:
         try:
@@ -173,6 +175,23 @@ def _apply_identity_rules(
         except Exception as exc:  # noqa: BLE001 - the boundary: this entry's failure is its data
             failures[(article.feed_id, article.seq)] = [exception_reason(exc, "identity")]
     return keyed, failures, len(changes)
+
+
+def _rekey_stored(cur: Any, rules: dict[int, IdentityRule]) -> None:
+    """The stored articles of feeds whose rule changed, keyed under the new rule (where
+    their keys can be: `feed_identity.rekeyed`), before the feeds' entries are decided."""
+    if not rules:
+        return
+    stored = storage.stored_identities(cur, list(rules))
+    keys: dict[int, str] = {}
+    for feed_id, rule in rules.items():
+        try:
+            keys.update(feed_identity.rekeyed(stored.get(feed_id, []), rule))
+        except Exception as exc:  # noqa: BLE001 - its articles keep their keys; the run goes on
+            log.warning("feed_id=%s: stored articles not re-keyed: %s", feed_id, describe(exc))
+    storage.set_identity_keys(cur, keys)
+    if keys:
+        log.info("identity rules: %d stored articles re-keyed under their feed's new rule", len(keys))
 
 
 def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime, checks: RowChecks,

@@ -170,6 +170,18 @@ class StoredArticleKey:
     content_hash: str
 
 
+@dataclass(frozen=True)
+class StoredIdentity:
+    """What re-keying a feed's stored articles under its new identity rule reads of each."""
+
+    id: int
+    identity_key: str
+    canonical_url: str
+    guid: str | None
+    published_raw: str | None
+    content_hash: str
+
+
 class PlannedRow(NamedTuple):
     """What the row contract checks of an article planned new or updated (its text by length)."""
 

@@ -16,8 +16,11 @@
 # one fails; the exit status is 1 if any failed.
 # The integration tier runs on $WORKERS pytest-xdist workers (default 4: its tests wait on
 # sockets, timeouts and PostgreSQL as much as they compute; WORKERS=0 runs it in one
-# process); the other tiers run in one process (their timing assertions and Airflow's
-# metadata database are simplest alone).
+# process); the unit tier on $UNIT_WORKERS (default 2, one per core here: its tests compute,
+# and its time bounds hold with a core each; UNIT_WORKERS=0 runs it in one process), handed
+# out by work stealing (its few long tests would otherwise end up queued on one worker); the
+# other tiers run in one process (their timing assertions and Airflow's metadata database
+# are simplest alone).
 # Extra pytest options: PYTEST_ADDOPTS (pytest reads it), e.g. PYTEST_ADDOPTS="-x --durations=25".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,11 +29,16 @@ CRASH=tests/integration/test_crash_safety.py
 KNOWN=(unit integration crash dag distributed browser compose)
 WORKERS=${WORKERS:-4}
 XDIST=""
-if [[ $WORKERS != 0 ]] && "$PY" -c "import xdist" 2>/dev/null; then XDIST="-n $WORKERS"; fi
+UNIT_WORKERS=${UNIT_WORKERS:-2}
+UNIT_XDIST=""
+if "$PY" -c "import xdist" 2>/dev/null; then
+    [[ $WORKERS != 0 ]] && XDIST="-n $WORKERS"
+    [[ $UNIT_WORKERS != 0 ]] && UNIT_XDIST="-n $UNIT_WORKERS --dist worksteal"
+fi
 
 tier_args() {  # the pytest arguments of a tier, or nothing when it has no tests here
     case "$1" in
-        unit) [[ -d tests/unit ]] && echo tests/unit ;;
+        unit) [[ -d tests/unit ]] && echo "tests/unit $UNIT_XDIST" ;;
         integration)
             [[ -d tests/integration ]] || return 0
             if [[ -f $CRASH ]]; then echo "tests/integration --ignore=$CRASH $XDIST"; else echo "tests/integration $XDIST"; fi ;;

@@ -17,7 +17,7 @@ from psycopg2.extras import execute_values
 from pipeline.containment import exception_reason
 from pipeline.dedup import BatchKeys
 from pipeline.identity import IdentityRule
-from pipeline.records import Article, DedupVerdict, PlannedRow, StoredArticleKey
+from pipeline.records import Article, DedupVerdict, PlannedRow, StoredArticleKey, StoredIdentity
 from pipeline.storage.array_literal import array_literal
 from pipeline.storage.copy_rows import copy_rows
 from pipeline.storage.transactions import PAGE, dict_rows, is_connection_error, savepoint
@@ -276,6 +276,24 @@ def change_identity_rules(cur: Cursor, run_id: str, changes: dict[int, tuple[Ide
            VALUES %s""",
         rows, page_size=PAGE,
     )
+
+
+def stored_identities(cur: Cursor, feed_ids: Sequence[int]) -> dict[int, list[StoredIdentity]]:
+    """feed -> what re-keying reads of each of its stored articles."""
+    cur.execute("""SELECT feed_id, id, identity_key, canonical_url, guid, published_raw, content_hash
+                   FROM articles WHERE feed_id = ANY(%s::bigint[])""", (list(feed_ids),))
+    by_feed: dict[int, list[StoredIdentity]] = {}
+    for feed_id, *row in cur.fetchall():
+        by_feed.setdefault(feed_id, []).append(StoredIdentity(*row))
+    return by_feed
+
+
+def set_identity_keys(cur: Cursor, keys: dict[int, str]) -> None:
+    """New identity keys for stored articles (article id -> key), in one statement."""
+    if keys:
+        execute_values(cur, """UPDATE articles a SET identity_key = v.key FROM (VALUES %s) AS v(id, key)
+                               WHERE a.id = v.id""", list(keys.items()), template="(%s::bigint, %s)",
+                       page_size=PAGE)
 
 
 def identity_rule_changes(cur: Cursor, run_id: str) -> list[dict[str, Any]]:

@@ -88,3 +88,22 @@ def test_sound_guids_keep_the_guid_rule(db_url, settings):
     serve_runs(db_url, settings, [rss([item(i) for i in range(3)]), rss([item(i) for i in range(1, 5)])])
     assert feed_rule(db_url) == ("guid", None)
     assert scalar(db_url, "SELECT count(*) FROM feed_identity_changes") == 0
+
+
+def test_an_entry_edited_as_its_feed_changes_rule_updates_its_article(db_url, settings):
+    """Stories stored under the `guid` rule are re-keyed when the feed falls back to
+    `link_date`: an edited one served again is an update of its article, not a second copy."""
+    def dated(n, **fields):
+        return item(n, pubDate=f"Mon, 16 Nov 2026 1{n}:00:00 +0000", **fields)
+
+    first = rss([dated(0), dated(1)])
+    # the CMS drops its GUIDs, story 0 is corrected, and a live story shares story 1's link
+    second = rss([dated(0, guid=None, description="<p>Corrected.</p>"), dated(1, guid=None),
+                  dated(2, guid=None, link="https://news.example/story/1")])
+    summaries = serve_runs(db_url, settings, [first, second])
+    assert feed_rule(db_url)[0] == "link_date"
+    totals = summaries[1]["totals"]
+    assert (totals["new"], totals["updated"], totals["duplicates"]) == (1, 1, 1)
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 3
+    assert query(db_url, "SELECT text, version FROM articles WHERE title LIKE %s", ("Story number 0%",)) == [
+        ("Corrected.", 2)]

@@ -3,9 +3,9 @@
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from pipeline.feed_identity import apply, choose
-from pipeline.identity import IdentityRule, content_hash, identity_key
-from pipeline.records import Article
+from pipeline.feed_identity import apply, choose, rekeyed
+from pipeline.identity import IdentityRule, content_hash, identity_key, key_for
+from pipeline.records import Article, StoredIdentity
 
 GUID = IdentityRule.GUID
 
@@ -62,3 +62,42 @@ def test_the_fallback_chain_and_the_urls_it_gives():
     # Entries with nothing in them (no title, text or link) do not decide the rule.
     empty = replace(article(9, guid=None, link=None), title="", text="")
     assert choose([article(n, guid=None) for n in range(5)] + [empty] * 5, GUID, {}).rule is IdentityRule.LINK
+
+
+def stored(article_id, rule, guid, link, raw="Mon, 16 Nov 2026 10:00:00 +0000", text="t"):
+    """A stored article as it was keyed under `rule` (its URL as `apply` made it)."""
+    digest = content_hash("Title", f"{text} {article_id}", link)
+    key = key_for(rule, guid, link, raw, digest)
+    url = link if rule in (IdentityRule.GUID, IdentityRule.LINK) else f"{link}#entry-{article_id:012x}"
+    return StoredIdentity(article_id, key, url, guid, raw, digest)
+
+
+def test_stored_articles_are_rekeyed_under_the_new_rule_as_their_entries_would_be():
+    old = [stored(1, IdentityRule.GUID, "g1", "https://n.example/1"),
+           stored(2, IdentityRule.GUID, "g2", "https://n.example/2", raw="Tue, 17 Nov 2026 10:00:00 +0000")]
+    keys = rekeyed(old, IdentityRule.LINK_DATE)
+    assert keys == {1: "v1:url_date:https://n.example/1|Mon, 16 Nov 2026 10:00:00 +0000",
+                    2: "v1:url_date:https://n.example/2|Tue, 17 Nov 2026 10:00:00 +0000"}
+    # ...and back: a link_date key gives its link back, the GUID stored beside it the key
+    back = [replace(a, identity_key=keys[a.id]) for a in old]
+    assert rekeyed(back, IdentityRule.LINK) == {1: "v1:url:https://n.example/1", 2: "v1:url:https://n.example/2"}
+    assert rekeyed(back, IdentityRule.GUID) == {1: "v1:guid:g1", 2: "v1:guid:g2"}
+    assert rekeyed(old, IdentityRule.GUID) == {}  # nothing changes
+
+
+def test_keys_that_are_not_surely_one_articles_own_are_left_alone():
+    # two stored stories behind one link: under `link` both would be that link's
+    shared = [stored(1, IdentityRule.GUID, "g1", "https://n.example/live"),
+              stored(2, IdentityRule.LINK_DATE, None, "https://n.example/live", raw="Tue")]
+    assert rekeyed(shared, IdentityRule.LINK) == {}
+    # a key another stored article holds already
+    holder = [stored(1, IdentityRule.GUID, "g1", "https://n.example/1"),
+              stored(2, IdentityRule.LINK, None, "https://n.example/1", text="other")]
+    assert rekeyed(holder, IdentityRule.LINK) == {}
+    # a title_hash key does not say the link: only rules without one re-key it
+    hashed = [stored(1, IdentityRule.TITLE_HASH, None, "https://n.example/1"),
+              stored(2, IdentityRule.TITLE_HASH, "g2", "https://n.example/2")]
+    assert rekeyed(hashed, IdentityRule.LINK) == {}
+    assert rekeyed(hashed, IdentityRule.GUID) == {2: "v1:guid:g2"}
+    assert rekeyed([stored(1, IdentityRule.GUID, "g1", "https://n.example/1")], IdentityRule.TITLE_HASH) == {
+        1: key_for(IdentityRule.TITLE_HASH, None, None, None, content_hash("Title", "t 1", "https://n.example/1"))}
