@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     # FETCH_PER_HOST alone bounds a host's load, as in feed readers; raise it for a publisher
     # that asks for a crawl delay).
     host_delay_s: float = Field(0.0, ge=0.0, le=60, validation_alias="FETCH_HOST_DELAY")
+    # A host whose fetches time out this many times in a row in one shard (a tarpit, or a
+    # server that is down but accepts connections) is tried no more in that shard: its
+    # other feeds fail at once, saying why (0: never cut off).
+    host_timeout_cutoff: int = Field(3, ge=0, validation_alias="FETCH_HOST_TIMEOUTS")
     # CIDRs the SSRF guard lets through; comma-separated in the environment.
     allowed_networks: Annotated[tuple[Network, ...], NoDecode, BeforeValidator(_networks)] = Field(
         (), validation_alias="FETCH_ALLOWED_NETWORKS")

@@ -421,9 +421,15 @@ class Fetcher:
         """The result of a feed whose host gave it no turn within `turn_wait()`."""
         failure = _FetchFailure("timeout", f"no turn at the host within {self.turn_wait():g} s "
                                            "(other workers held its slots)")
+        return self._not_fetched(feed, now, failure, int(self.turn_wait() * 1000))
+
+    def cut_off(self, feed: FeedState, now: datetime, reason: str) -> FetchResult:
+        """The result of a feed not fetched because its host was cut off (`_Turns`)."""
+        return self._not_fetched(feed, now, _FetchFailure("timeout", reason), 0)
+
+    def _not_fetched(self, feed: FeedState, now: datetime, failure: _FetchFailure, waited_ms: int) -> FetchResult:
         return self._failed(feed, now, failure, lambda outcome, **fields: FetchResult(
-            feed_id=feed.id, url=feed.url, outcome=outcome, fetched_at=now,
-            duration_ms=int(self.turn_wait() * 1000), **fields))
+            feed_id=feed.id, url=feed.url, outcome=outcome, fetched_at=now, duration_ms=waited_ms, **fields))
 
     def _failed(self, feed: FeedState, now: datetime, failure: _FetchFailure,
                 result: Callable[..., FetchResult]) -> FetchResult:
@@ -484,10 +490,12 @@ def _permanent_target(hops: list[tuple[int, str]]) -> str | None:
 
 @dataclass(frozen=True)
 class _Turn:
-    """A feed handed to a fetching thread: with its host's slot, or with none (no turn came)."""
+    """A feed handed to a fetching thread: with its host's slot, or with none (no turn
+    came), or not to be fetched (`cut_off`: why its host was cut off)."""
 
     feed: FeedState
     lease: Lease | None
+    cut_off: str | None = None
 
 
 # Bytes a pass of `fetch_each` holds at once: bodies fetched and not yet taken by its
@@ -561,10 +569,15 @@ class _Turns:
     """A batch's feeds, handed to fetching threads only when their host has a free slot:
     a thread never waits on a busy host while another host's feed could go. Hosts take
     turns (round robin), each host's feeds in the order given. A host held by other
-    workers longer than `turn_wait` fails its next feed (a timeout) and starts over."""
+    workers longer than `turn_wait` fails its next feed (a timeout) and starts over. A
+    host whose fetches timed out `cutoff` times in a row (0: never) is cut off: its feeds
+    left are handed out at once, not to be fetched, so a tarpit costs a pass `cutoff`
+    timeouts per slot, not one per feed."""
 
-    def __init__(self, feeds: Iterable[FeedState], slots: HostSlots, turn_wait: float):
-        self._slots, self._turn_wait = slots, turn_wait
+    def __init__(self, feeds: Iterable[FeedState], slots: HostSlots, turn_wait: float, cutoff: int = 0):
+        self._slots, self._turn_wait, self._cutoff = slots, turn_wait, cutoff
+        self._timeouts: dict[str, int] = {}  # the host's fetches timed out in a row
+        self._cut: deque[_Turn] = deque()  # feeds of hosts cut off, not yet handed out
         self._pending: dict[str, deque[FeedState]] = {}
         for feed in feeds:
             self._pending.setdefault(host_of(feed.url), deque()).append(feed)
@@ -588,7 +601,9 @@ class _Turns:
                 self._asking -= 1
 
     def _next(self) -> _Turn | None:
-        while (self._ring or self._ready) and not self._stopped:
+        while (self._ring or self._ready or self._cut) and not self._stopped:
+            if self._cut:
+                return self._cut.popleft()
             wake: float | None = None
             tried = 0
             while not self._ready and tried < len(self._ring):
@@ -632,6 +647,28 @@ class _Turns:
             self._ring.remove(host)
             self._slots.stop_waiting(host)
         return turn
+
+    def fetched(self, feed: FeedState, result: FetchResult) -> None:
+        """A fetch ended (`result`): a timeout counts against its host, anything else
+        (the host answered) starts its count again; at `cutoff` the host is cut off."""
+        host = host_of(feed.url)
+        with self._changed:
+            if result.error_kind != "timeout":
+                self._timeouts.pop(host, None)
+                return
+            streak = self._timeouts[host] = self._timeouts.get(host, 0) + 1
+            if not self._cutoff or streak < self._cutoff or host not in self._pending:
+                return
+            reason = (f"not fetched: {host} timed out on {streak} feeds in a row in this pass "
+                      f"(cut off after FETCH_HOST_TIMEOUTS={self._cutoff}; tried again next run)")
+            left = self._pending.pop(host)
+            self._cut.extend(_Turn(feed, None, reason) for feed in left)
+            self._ring.remove(host)
+            self._waiting_since.pop(host, None)
+            self._slots.stop_waiting(host)
+            log.warning("host %s cut off for this pass: %d timeouts in a row, %d feeds not fetched",
+                        host, streak, len(left))
+            self._changed.notify_all()
 
     def most_at_once(self, per_host: int) -> int:
         """The most feeds that can be in flight at once: per host, its slots or its feeds."""
@@ -690,7 +727,7 @@ def fetch_each(
     done: queue.SimpleQueue[FetchResult | BaseException] = queue.SimpleQueue()
     held = _Held()
     with Fetcher(settings, shared_with) as fetcher:
-        turns = _Turns(feeds, fetcher.hosts, fetcher.turn_wait())
+        turns = _Turns(feeds, fetcher.hosts, fetcher.turn_wait(), settings.host_timeout_cutoff)
         log.info("fetching %d feeds; host limits held %s", len(feeds),
                  "across workers" if fetcher.hosts.shared else "in this process")
 
@@ -700,6 +737,10 @@ def fetch_each(
                     if (turn := turns.next()) is None:
                         held.cancelled(expected)
                         break
+                    if turn.cut_off is not None:
+                        held.cancelled(expected)
+                        done.put(fetcher.cut_off(turn.feed, now, turn.cut_off))
+                        continue
                     if turn.lease is None:
                         held.cancelled(expected)
                         done.put(fetcher.no_turn(turn.feed, now))
@@ -711,6 +752,7 @@ def fetch_each(
                         raise
                     finally:
                         turns.changed()
+                    turns.fetched(turn.feed, fetched)
                     held.fetched(expected, len(fetched.body or b""))
                     done.put(fetched)
                     del fetched  # not held while waiting for room

@@ -263,6 +263,37 @@ def test_per_host_limit_holds_while_the_global_limit_overlaps_other_hosts(settin
     assert time.monotonic() - started >= 0.2 * 8 / 2 - 0.05
 
 
+def test_a_host_that_times_out_again_and_again_is_cut_off_and_other_hosts_go_on(settings, server):
+    """A tarpit (answers nothing, holds the connection) with many feeds: after
+    FETCH_HOST_TIMEOUTS timeouts in a row its other feeds fail at once, saying why, instead
+    of each waiting out the total timeout; another host's feeds are fetched as usual."""
+    tarpit_settings = settings.replace(per_host_concurrency=1, total_timeout=0.5, host_timeout_cutoff=3)
+    with FeedServer({"/t.xml": Route(FEED, delay=5, validators=False)}) as tarpit:
+        feeds = [FeedState(i, tarpit.url(f"/t.xml?i={i}")) for i in range(8)]
+        feeds += [FeedState(100 + i, server.url(f"/ok.xml?i={i}")) for i in range(3)]
+        started = time.monotonic()
+        results = {r.feed_id: r for r in fetch_all(feeds, tarpit_settings, datetime.now(timezone.utc))}
+        wall = time.monotonic() - started
+    timed_out = [r for i, r in results.items() if i < 100 and "total timeout" in (r.error or "")]
+    cut = [r for i, r in results.items() if i < 100 and (r.error or "").startswith("not fetched:")]
+    assert (len(timed_out), len(cut)) == (3, 5)
+    assert all(r.error_kind == "timeout" and r.outcome is FetchOutcome.ERROR and r.next_check_at for r in cut)
+    assert "timed out on 3 feeds in a row" in cut[0].error and "FETCH_HOST_TIMEOUTS=3" in cut[0].error
+    assert [results[100 + i].outcome for i in range(3)] == [FetchOutcome.OK] * 3
+    assert wall < 8 * 0.5  # each of the 8 waiting out its timeout takes 4 s
+
+
+def test_a_host_that_answers_between_timeouts_is_not_cut_off(settings, server):
+    server.routes["/slow.xml"] = Route(FEED, delay=3, validators=False)
+    paths = [p for i in range(4) for p in (f"/slow.xml?i={i}", f"/ok.xml?i={i}")]
+    feeds = [FeedState(i, server.url(path)) for i, path in enumerate(paths)]
+    results = fetch_all(feeds, settings.replace(per_host_concurrency=1, total_timeout=0.5, host_timeout_cutoff=2),
+                        datetime.now(timezone.utc))
+    by_path = {paths[r.feed_id]: r for r in results}
+    assert all("total timeout" in by_path[f"/slow.xml?i={i}"].error for i in range(4))
+    assert all(by_path[f"/ok.xml?i={i}"].outcome is FetchOutcome.OK for i in range(4))
+
+
 def test_a_broken_feed_is_a_parse_error_not_just_not_a_feed(db_url, settings, server):
     server.routes["/f.xml"] = Route(b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</ti', validators=False)
     ingest(db_url, settings, server, "/f.xml")
