@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
@@ -61,8 +63,13 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
     """Run `ingest_shard` for every shard, on `settings.workers` processes when more than one;
     return the shards' summaries and the failed shards' errors. A shard that fails (its pass
     keeps a feed's or an entry's failure as data; this is the rest: a lost database, say)
-    is logged and the other shards go on, as the DAG's mapped shard tasks do. A worker killed outright breaks the
-    pool: the shards not done by then fail with it (their feeds are fetched next run).
+    is logged and the other shards go on, as the DAG's mapped shard tasks do.
+
+    A worker that dies (killed, out of memory) breaks its pool: the shards it and the other
+    workers were running are each run once more, alone in a pool of their own, and the
+    shards not yet started go on in a new pool. So a shard that kills its worker every time
+    fails alone, and one that was only beside it, or whose worker was killed from outside,
+    lands. Every shard runs at most twice.
 
     The workers are forked before this process starts any thread, so they inherit no lock
     held by a thread."""
@@ -84,19 +91,50 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
         for shard in shards:
             done(shard, partial(ingest_shard, db_url, settings, run_id, shard, clock()))
         return summaries, failed
+    waiting = deque(shards)
+    while waiting:  # each pass starts a shard or ends: bounded by the shards
+        in_pool_when_it_broke = _pool_pass(workers, waiting, done, db_url, settings, run_id, clock)
+        for shard in in_pool_when_it_broke:
+            log.warning("shard %s: its pool's worker died while it ran: running it again, alone", shard)
+            if _pool_pass(1, deque([shard]), done, db_url, settings, run_id, clock):
+                log.error("shard %s failed: %s", shard, WORKER_DIED)
+                failed[shard] = WORKER_DIED
+    return sorted(summaries, key=lambda s: s.shard), failed
+
+
+WORKER_DIED = ("its worker process died while running it, twice (killed, or out of memory: "
+               "see the system log); its feeds are fetched again next run")
+
+
+def _pool_pass(workers: int, waiting: deque[int], done: Callable[[int, Callable[[], ShardSummary]], None],
+               db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime]) -> list[int]:
+    """Run the `waiting` shards on a pool of `workers`, at most `workers` handed over at a
+    time, until none is left or a worker dies; return the shards the pool held when it
+    broke (none: every shard handed over ran). The shards not handed over stay in `waiting`."""
+    running: dict[Future[ShardSummary], int] = {}
+    broken: list[int] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        for _ in range(workers):  # fork every worker now, while no thread runs
-            pool.submit(int).result()
-        futures: dict[Future[ShardSummary], int] = {
-            pool.submit(_shard_in_worker, db_url, settings, run_id, shard, clock()): shard for shard in shards}
         try:
-            for future in as_completed(futures):
-                done(futures[future], future.result)
+            for _ in range(workers):  # fork every worker now, while no thread runs
+                pool.submit(int).result()
+            while running or (waiting and not broken):
+                while waiting and not broken and len(running) < workers:
+                    shard = waiting.popleft()
+                    running[pool.submit(_shard_in_worker, db_url, settings, run_id, shard, clock())] = shard
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    shard = running.pop(future)
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        broken.append(shard)
+                    else:
+                        done(shard, future.result)
+        except BrokenProcessPool:  # a worker died before any shard was handed over
+            broken.extend(running.values())
         except BaseException:
-            for future in futures:
+            for future in running:
                 future.cancel()
             raise
-    return sorted(summaries, key=lambda s: s.shard), failed
+    return sorted(broken)
 
 
 def _shard_in_worker(db_url: str, settings: Settings, run_id: str, shard: int, now: datetime) -> ShardSummary:

@@ -10,6 +10,8 @@ next run, not forced, fetches that feed again and loads its entries.
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import psycopg2
 import pytest
@@ -119,3 +121,46 @@ def test_the_cli_exits_5_with_the_summary_of_what_landed_naming_the_failed_shard
     assert (summary["status"], summary["totals"]["new"], summary["totals"]["failed"]) == ("tasks_failed", 2, 1)
     assert len(summary["failed_tasks"]) == 1 and summary["failed_tasks"][0].startswith("ingest_shard_")
     assert titles(db_url) == titled(1, 2)
+
+
+def _shard_whose_worker_dies(marker_dir, die_on_every_attempt: bool):
+    """`ingest_shard` whose shard 1 kills its own worker process (SIGKILL, as the kernel's
+    out-of-memory killer does): on every attempt, or on its first only (a kill from outside)."""
+    real = local_runner.ingest_shard
+
+    def ingest_shard(db_url, settings, run_id, shard, now):
+        marker = marker_dir / f"shard-{shard}-started"
+        if shard == 1 and (die_on_every_attempt or not marker.exists()):
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(db_url, settings, run_id, shard, now)
+    return ingest_shard
+
+
+FOUR_FEEDS = {f"/f{i}.xml": Route(rss([item(10 * i + n) for n in range(2)])) for i in range(4)}
+
+
+def test_a_worker_killed_while_running_a_shard_fails_that_shard_alone(db_url, settings, monkeypatch, tmp_path):
+    """A shard that kills its worker every time (a feed that runs it out of memory) fails
+    alone, after one more attempt on its own; the shards beside it in the broken pool and
+    the ones not started yet land, and the run says which task failed."""
+    monkeypatch.setattr(local_runner, "ingest_shard", _shard_whose_worker_dies(tmp_path, True))
+    with FeedServer(FOUR_FEEDS) as server:
+        sources = [FeedSource(server.url(path)) for path in FOUR_FEEDS]
+        with pytest.raises(ShardsFailed) as failed:
+            local_runner.ingest(db_url, settings.replace(shard_size=1, workers=2), sources, "run-killed")
+    assert failed.value.failed == {1: local_runner.WORKER_DIED}
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 6  # three feeds' two entries each
+    assert query(db_url, "SELECT status, summary->'failed_tasks' FROM ingest_runs") == [
+        ("tasks_failed", ["ingest_shard_1"])]
+
+
+def test_a_worker_killed_once_costs_nothing(db_url, settings, monkeypatch, tmp_path):
+    """A worker killed from outside while it ran a shard: that shard and the one beside it
+    run again, and every entry lands."""
+    monkeypatch.setattr(local_runner, "ingest_shard", _shard_whose_worker_dies(tmp_path, False))
+    with FeedServer(FOUR_FEEDS) as server:
+        sources = [FeedSource(server.url(path)) for path in FOUR_FEEDS]
+        summary = local_runner.ingest(db_url, settings.replace(shard_size=1, workers=2), sources, "run-killed")
+    assert summary["totals"]["new"] == scalar(db_url, "SELECT count(*) FROM articles") == 8
+    assert query(db_url, "SELECT status FROM ingest_runs") == [("ok",)]
