@@ -30,7 +30,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline import encoding, fastparse, jsonfeed
+from pipeline import encoding, fastparse, feedparser_linear, jsonfeed
 from pipeline.config import Settings
 from pipeline.containment import Scrubber, describe, failed_entry
 from pipeline.entry_cap import cap_entries
@@ -152,6 +152,7 @@ def _with_feedparser(prepared: bytes, body: bytes, url: str, content_type: str |
                      scrub: Scrubber) -> ParsedFeed:
     import feedparser
 
+    feedparser_linear.install()
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
