@@ -108,15 +108,19 @@ def apply(article: Article, rule: IdentityRule) -> Article:
     return replace(article, identity_key=key, canonical_url=url)
 
 
-def rekeyed(stored: Sequence[StoredIdentity], rule: IdentityRule) -> dict[int, str]:
-    """A feed's stored articles' identity keys under its new `rule`, for those whose key
-    changes: an entry stored under the old rule and served again (edited, say) is then
-    the same article under the new one, not a second copy of its story.
+def rekeyed(stored: Sequence[StoredIdentity], rule: IdentityRule,
+            claims: Mapping[str, str | None]) -> dict[int, str]:
+    """New identity keys for a feed's stored articles under its new `rule`, for those an
+    entry of this batch is: `claims` maps each key the batch's entries have under the rule
+    to the entry's link. An entry stored under the old rule and served again (edited, say)
+    is then the same article under the new one, not a second copy of its story.
 
-    Left as they are: an article whose link its key does not tell (a `title_hash` key)
-    when the new key needs it, and a key two of the feed's articles would share or one
-    already holds. An article left alone can at worst be stored again; one given a key
-    that is not surely its own would take another story's updates."""
+    An article is re-keyed only when its key under the new rule is surely its own: read back
+    from what it was keyed with (not a `title_hash` key, which does not say the link, when
+    the new key needs one), claimed by an entry of the batch, at the same link when the new
+    key is a GUID (a GUID the feed recycled is no proof), and neither shared with another of
+    the feed's articles nor held by one already. An article left alone can at worst be
+    stored again; one given a key that is not its own would take another story's updates."""
     wanted = {}
     for article in stored:
         known, link = keyed_link(article.identity_key, article.canonical_url, article.published_raw)
@@ -124,8 +128,11 @@ def rekeyed(stored: Sequence[StoredIdentity], rule: IdentityRule) -> dict[int, s
         if needs_link and not known:
             continue
         key = key_for(rule, article.guid, link, article.published_raw, article.content_hash)
-        if key != article.identity_key:
-            wanted[article.id] = key
+        if key == article.identity_key or key not in claims:
+            continue
+        if rule is IdentityRule.GUID and (not known or link != claims[key]):
+            continue
+        wanted[article.id] = key
     held = {article.identity_key for article in stored}
-    claims = Counter(wanted.values())
-    return {article_id: key for article_id, key in wanted.items() if claims[key] == 1 and key not in held}
+    claimed = Counter(wanted.values())
+    return {article_id: key for article_id, key in wanted.items() if claimed[key] == 1 and key not in held}

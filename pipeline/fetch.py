@@ -73,6 +73,7 @@ class _FetchFailure(Exception):
         self.kind = kind
         self.status = status
         self.retry_at = retry_at
+        self.unanswered = False  # a timeout before the feed's own host answered (FetchResult)
 
 
 def polling_rules(settings: Settings) -> polling_policy.Rules:
@@ -331,10 +332,13 @@ class Fetcher:
                 response = self._send(request, lease, deadline)
             except BaseException as exc:
                 self.hosts.give_back(lease)
-                overrun = _overrun(exc, self.settings, deadline, False, len(hops))
-                if overrun is None:
+                if not isinstance(exc, Exception):
                     raise
-                raise overrun from exc
+                failure = _overrun(exc, self.settings, deadline, False, len(hops)) or _classify(exc)
+                failure.unanswered = failure.kind == "timeout" and not hops  # the feed's own host
+                if failure is exc:
+                    raise
+                raise failure from exc
             location = response.headers.get("location")
             if response.status_code not in REDIRECTS or not location:
                 return response, lease, hops
@@ -424,19 +428,23 @@ class Fetcher:
         return self._not_fetched(feed, now, failure, int(self.turn_wait() * 1000))
 
     def cut_off(self, feed: FeedState, now: datetime, reason: str) -> FetchResult:
-        """The result of a feed not fetched because its host was cut off (`_Turns`)."""
-        return self._not_fetched(feed, now, _FetchFailure("timeout", reason), 0)
+        """The result of a feed not fetched because its host was cut off (`_Turns`): its
+        next check as if it had not failed (it made no request: no backoff of its own)."""
+        return self._not_fetched(feed, now, _FetchFailure("timeout", reason), 0, backoff=False)
 
-    def _not_fetched(self, feed: FeedState, now: datetime, failure: _FetchFailure, waited_ms: int) -> FetchResult:
+    def _not_fetched(self, feed: FeedState, now: datetime, failure: _FetchFailure, waited_ms: int,
+                     backoff: bool = True) -> FetchResult:
         return self._failed(feed, now, failure, lambda outcome, **fields: FetchResult(
-            feed_id=feed.id, url=feed.url, outcome=outcome, fetched_at=now, duration_ms=waited_ms, **fields))
+            feed_id=feed.id, url=feed.url, outcome=outcome, fetched_at=now, duration_ms=waited_ms, **fields),
+            backoff)
 
     def _failed(self, feed: FeedState, now: datetime, failure: _FetchFailure,
-                result: Callable[..., FetchResult]) -> FetchResult:
+                result: Callable[..., FetchResult], backoff: bool = True) -> FetchResult:
         return result(
             FetchOutcome.ERROR, status=failure.status, error_kind=failure.kind, error=str(failure),
+            unanswered=failure.unanswered,
             next_check_at=polling_policy.next_check(now, bounds(self.settings), hints=(failure.retry_at,),
-                                                    error_streak=feed.consecutive_errors + 1),
+                                                    error_streak=feed.consecutive_errors + backoff),
         )
 
     def _received(self, feed: FeedState, now: datetime, response: httpx.Response,
@@ -649,23 +657,33 @@ class _Turns:
         return turn
 
     def fetched(self, feed: FeedState, result: FetchResult) -> None:
-        """A fetch ended (`result`): a timeout counts against its host, anything else
-        (the host answered) starts its count again; at `cutoff` the host is cut off."""
+        """A fetch ended (`result`): a timeout before its host answered (`unanswered`: not
+        one in a body, after a redirect, or in this process's own DNS queue) counts against
+        the host, anything else starts its count again; at `cutoff` the host is cut off.
+        Called before the threads waiting for a slot are woken (`changed`)."""
         host = host_of(feed.url)
         with self._changed:
-            if result.error_kind != "timeout":
+            if not result.unanswered:
                 self._timeouts.pop(host, None)
                 return
             streak = self._timeouts[host] = self._timeouts.get(host, 0) + 1
-            if not self._cutoff or streak < self._cutoff or host not in self._pending:
+            if not self._cutoff or streak < self._cutoff:
                 return
             reason = (f"not fetched: {host} timed out on {streak} feeds in a row in this pass "
-                      f"(cut off after FETCH_HOST_TIMEOUTS={self._cutoff}; tried again next run)")
-            left = self._pending.pop(host)
+                      f"(cut off after FETCH_HOST_TIMEOUTS={self._cutoff}; tried again at its next check)")
+            left = list(self._pending.pop(host, ()))
+            if left:
+                self._ring.remove(host)
+                self._waiting_since.pop(host, None)
+                self._slots.stop_waiting(host)
+            taken = [turn for turn in self._ready if turn.lease is not None and turn.lease.host == host]
+            for turn in taken:  # handed a slot, not yet fetched: not fetched either
+                self._ready.remove(turn)
+                self._slots.give_back(turn.lease)  # type: ignore[arg-type]
+                left.append(turn.feed)
+            if not left:
+                return
             self._cut.extend(_Turn(feed, None, reason) for feed in left)
-            self._ring.remove(host)
-            self._waiting_since.pop(host, None)
-            self._slots.stop_waiting(host)
             log.warning("host %s cut off for this pass: %d timeouts in a row, %d feeds not fetched",
                         host, streak, len(left))
             self._changed.notify_all()
@@ -749,10 +767,10 @@ def fetch_each(
                         fetched = fetcher.fetch(turn.feed, now, turn.lease)
                     except BaseException:
                         held.cancelled(expected)
-                        raise
-                    finally:
                         turns.changed()
-                    turns.fetched(turn.feed, fetched)
+                        raise
+                    turns.fetched(turn.feed, fetched)  # the host's count first (a cut-off), then
+                    turns.changed()  # the threads waiting for its slot
                     held.fetched(expected, len(fetched.body or b""))
                     done.put(fetched)
                     del fetched  # not held while waiting for room

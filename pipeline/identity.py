@@ -23,6 +23,7 @@ Changing either rule means a new version prefix, never a silent change.
 from __future__ import annotations
 
 import hashlib
+import re
 from enum import Enum
 
 IDENTITY_VERSION = "v1"
@@ -72,13 +73,18 @@ def keyed_link(key: str, canonical_url: str, published_raw: str | None) -> tuple
     is the link or the feed's home page, with an `#entry-` fragment."""
     version = f"{IDENTITY_VERSION}:"
     if key.startswith(version + "guid:"):
-        return True, canonical_url
+        # its URL, unless it was made by `entry_url` under another rule and kept when the
+        # article was re-keyed to its GUID: then it does not say the link
+        return (False, None) if _ENTRY_FRAGMENT.search(canonical_url) else (True, canonical_url)
     if key.startswith(version + "url:"):
         return True, key[len(version + "url:"):]
     date_key = version + "url_date:"
     if key.startswith(date_key) and published_raw and key.endswith("|" + published_raw):
         return True, key[len(date_key):-len(published_raw) - 1]
     return False, None
+
+
+_ENTRY_FRAGMENT = re.compile(r"#entry-[0-9a-f]{12}\Z")
 
 
 def entry_url(link: str | None, home: str | None, key: str) -> str | None:

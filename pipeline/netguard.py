@@ -69,6 +69,11 @@ class ResolutionFailed(OSError):
     """DNS gave no address for the host."""
 
 
+class LookupsBusy(ResolutionFailed):
+    """No lookup could start: `MAX_PENDING_LOOKUPS` abandoned ones (a resolver that does not
+    answer for other hosts) hold every place. This process's state, not the host's."""
+
+
 class DeadlineExceeded(httpcore.TimeoutException):
     """The fetch's deadline passed during `step` (dns, connect, tls, write or read)."""
 
@@ -191,7 +196,8 @@ def resolve(host: str, port: int, timeout: float | None = None,
     answer: list[Any] = []
     done = threading.Event()
     if not _LOOKUPS.acquire(timeout=timeout if timeout is not None else -1):
-        raise httpcore.ConnectTimeout(f"{MAX_PENDING_LOOKUPS} DNS lookups pending: none for {host}")
+        raise LookupsBusy(f"no DNS lookup could start for {host}: {MAX_PENDING_LOOKUPS} pending "
+                          "(the resolver is not answering for other hosts)")
 
     def ask() -> None:
         try:

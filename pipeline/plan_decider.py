@@ -167,26 +167,31 @@ def _apply_identity_rules(
                 changes[feed_id] = (current[feed_id], choice.rule, choice.reason or "")
                 current[feed_id] = choice.rule
         storage.change_identity_rules(cur, run_id, changes, now)
-        _rekey_stored(cur, {feed_id: new for feed_id, (_, new, _) in changes.items()})
     keyed, failures = [], {}
     for article in articles:
         try:
             keyed.append((article, feed_identity.apply(article, current[article.feed_id])))
         except Exception as exc:  # noqa: BLE001 - the boundary: this entry's failure is its data
             failures[(article.feed_id, article.seq)] = [exception_reason(exc, "identity")]
+    _rekey_stored(cur, {feed_id: new for feed_id, (_, new, _) in changes.items()},
+                  [new for _, new in keyed if new.feed_id in changes])
     return keyed, failures, len(changes)
 
 
-def _rekey_stored(cur: Any, rules: dict[int, IdentityRule]) -> None:
-    """The stored articles of feeds whose rule changed, keyed under the new rule (where
-    their keys can be: `feed_identity.rekeyed`), before the feeds' entries are decided."""
-    if not rules:
+def _rekey_stored(cur: Any, rules: dict[int, IdentityRule], entries: list[Article]) -> None:
+    """The stored articles of feeds whose rule changed that this batch's `entries` (keyed
+    under the new rule) are, re-keyed under it (`feed_identity.rekeyed`), before the
+    feeds' entries are decided. Only those: a rule change does not rewrite a feed's history."""
+    if not rules or not entries:
         return
-    stored = storage.stored_identities(cur, list(rules))
+    stored = storage.stored_identities(cur, list(rules), entries)
+    claims: dict[int, dict[str, str | None]] = {}
+    for entry in entries:
+        claims.setdefault(entry.feed_id, {}).setdefault(entry.identity_key, entry.link)
     keys: dict[int, str] = {}
     for feed_id, rule in rules.items():
         try:
-            keys.update(feed_identity.rekeyed(stored.get(feed_id, []), rule))
+            keys.update(feed_identity.rekeyed(stored.get(feed_id, []), rule, claims.get(feed_id, {})))
         except Exception as exc:  # noqa: BLE001 - its articles keep their keys; the run goes on
             log.warning("feed_id=%s: stored articles not re-keyed: %s", feed_id, describe(exc))
     storage.set_identity_keys(cur, keys)

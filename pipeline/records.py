@@ -77,6 +77,9 @@ class FetchResult:
     next_check_at: datetime | None = None
     permanent_redirect: str | None = None  # target when every hop was a 301/308
     unchanged: bool = False  # a 200 whose body is byte-identical to the last one parsed
+    # a timeout before the feed's own host sent any answer (no redirect followed): what
+    # cuts a host off for the rest of a pass (pipeline.fetch)
+    unanswered: bool = False
 
 
 @dataclass(frozen=True)

@@ -278,10 +278,19 @@ def change_identity_rules(cur: Cursor, run_id: str, changes: dict[int, tuple[Ide
     )
 
 
-def stored_identities(cur: Cursor, feed_ids: Sequence[int]) -> dict[int, list[StoredIdentity]]:
-    """feed -> what re-keying reads of each of its stored articles."""
+def stored_identities(cur: Cursor, feed_ids: Sequence[int],
+                      entries: Sequence[Article]) -> dict[int, list[StoredIdentity]]:
+    """feed -> what re-keying reads of each of its stored articles that may be one of
+    `entries`: at one of their links (an `#entry-` fragment aside), with one of their GUIDs
+    or with one of their content hashes (every key any rule gives is made of these)."""
     cur.execute("""SELECT feed_id, id, identity_key, canonical_url, guid, published_raw, content_hash
-                   FROM articles WHERE feed_id = ANY(%s::bigint[])""", (list(feed_ids),))
+                   FROM articles
+                   WHERE feed_id = ANY(%s::bigint[])
+                     AND (split_part(canonical_url, '#', 1) = ANY(%s::text[]) OR guid = ANY(%s::text[])
+                          OR content_hash = ANY(%s::text[]))""",
+                (array_literal(feed_ids), array_literal({e.link.split("#", 1)[0] for e in entries if e.link}),
+                 array_literal({e.guid for e in entries if e.guid}),
+                 array_literal({e.content_hash for e in entries})))
     by_feed: dict[int, list[StoredIdentity]] = {}
     for feed_id, *row in cur.fetchall():
         by_feed.setdefault(feed_id, []).append(StoredIdentity(*row))

@@ -276,11 +276,24 @@ def test_a_host_that_times_out_again_and_again_is_cut_off_and_other_hosts_go_on(
         wall = time.monotonic() - started
     timed_out = [r for i, r in results.items() if i < 100 and "total timeout" in (r.error or "")]
     cut = [r for i, r in results.items() if i < 100 and (r.error or "").startswith("not fetched:")]
-    assert (len(timed_out), len(cut)) == (3, 5)
+    # (a thread that took the host's slot just before the third timeout was counted may
+    # make a fourth: the cut-off bounds the waste, it does not make it exact)
+    assert len(timed_out) in (3, 4) and len(timed_out) + len(cut) == 8
     assert all(r.error_kind == "timeout" and r.outcome is FetchOutcome.ERROR and r.next_check_at for r in cut)
     assert "timed out on 3 feeds in a row" in cut[0].error and "FETCH_HOST_TIMEOUTS=3" in cut[0].error
+    assert all(r.unanswered for r in timed_out) and not any(r.unanswered for r in cut)
     assert [results[100 + i].outcome for i in range(3)] == [FetchOutcome.OK] * 3
     assert wall < 8 * 0.5  # each of the 8 waiting out its timeout takes 4 s
+
+
+def test_a_host_that_answers_but_sends_its_bodies_too_slowly_is_not_cut_off(settings, server):
+    """A timeout in a body is the feed's (the host answered): it does not count against the host."""
+    server.routes["/drip.xml"] = Route(FEED, drip=0.2, validators=False)
+    feeds = [FeedState(i, server.url(f"/drip.xml?i={i}")) for i in range(5)]
+    results = fetch_all(feeds, settings.replace(per_host_concurrency=1, total_timeout=0.5, host_timeout_cutoff=2),
+                        datetime.now(timezone.utc))
+    assert all("total timeout" in r.error and "during body" in r.error for r in results)
+    assert not any(r.unanswered for r in results)
 
 
 def test_a_host_that_answers_between_timeouts_is_not_cut_off(settings, server):

@@ -36,6 +36,7 @@ MAPPING = {
     "fetch_concurrency": ("FETCH_CONCURRENCY", "4", 4),
     "per_host_concurrency": ("FETCH_PER_HOST", "3", 3),
     "host_delay_s": ("FETCH_HOST_DELAY", "0.5", 0.5),
+    "host_timeout_cutoff": ("FETCH_HOST_TIMEOUTS", "5", 5),
     "allowed_networks": ("FETCH_ALLOWED_NETWORKS", "127.0.0.0/8, ::1/128",
                          (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))),
     "min_interval_s": ("FETCH_MIN_INTERVAL", "60", 60),

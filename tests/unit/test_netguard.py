@@ -8,6 +8,7 @@ import time
 import httpcore
 import pytest
 
+from pipeline import netguard
 from pipeline.netguard import (
     AddressPolicy,
     BlockedAddress,
@@ -120,3 +121,29 @@ def test_a_host_resolving_only_to_refused_addresses_is_blocked_with_the_reason()
 
     with pytest.raises(BlockedAddress, match=r"64:ff9b::7f00:1 \(embeds 127.0.0.1, not global\)"):
         GuardedBackend(AddressPolicy(), lookup=lookup).connect_tcp("feeds.example", 80, timeout=2.0)
+
+
+def test_lookups_a_silent_resolver_holds_are_bounded_and_a_full_queue_is_no_timeout_of_the_host():
+    """Lookups abandoned at their timeout run on in their threads: at most
+    MAX_PENDING_LOOKUPS at once. Past that a lookup fails at once as `LookupsBusy`, a `dns`
+    failure of this process, which does not count as the host not answering (its cut-off)."""
+    from pipeline import fetch
+
+    gate = threading.Event()
+
+    def silent(host, port, type):  # noqa: A002 - getaddrinfo's keyword
+        gate.wait(10)
+        raise socket.gaierror("gave up")
+
+    try:
+        for i in range(netguard.MAX_PENDING_LOOKUPS):
+            with pytest.raises(httpcore.ConnectTimeout):
+                netguard.resolve(f"dead{i}.example", 80, 0.01, silent)
+        started = time.monotonic()
+        with pytest.raises(netguard.LookupsBusy, match=f"{netguard.MAX_PENDING_LOOKUPS} pending") as busy:
+            netguard.resolve("healthy.example", 80, 0.05, silent)
+        assert time.monotonic() - started < 1
+    finally:
+        gate.set()
+    failure = fetch._classify(busy.value)
+    assert failure.kind == "dns" and not failure.unanswered
