@@ -233,7 +233,7 @@ def test_a_served_body_naming_a_local_feed_file_is_not_read(db_url, settings, se
     assert outcomes == [("error", "not_a_feed")] * 2
 
 
-# `make test-fast` (the edit-test loop) sets FEEDPARSER_CORPUS_EVERY=3: every third file of
+# `make test-fast` (the edit-test loop) sets FEEDPARSER_CORPUS_EVERY=5: every fifth file of
 # feedparser's corpus in one run; `make test` serves them all.
 CORPUS_EVERY = int(os.environ.get("FEEDPARSER_CORPUS_EVERY", "1"))
 

@@ -54,15 +54,15 @@ def test_tags_and_authors_are_what_feedparser_gives(request):
 
 
 def test_tens_of_thousands_of_tags_parse_in_linear_time():
-    tags = "".join(f"<category>topic {i % 25_000}</category>" for i in range(50_000))
-    started = time.monotonic()
+    tags = "".join(f"<category>topic {i % 15_000}</category>" for i in range(30_000))
+    started = time.process_time()  # CPU time: a busy machine does not stretch it
     entry = parsed_entry(body(tags))
-    assert time.monotonic() - started < 10  # feedparser's own: 14 s for 20,000 here, about 90 s for these
-    assert len(entry["tags"]) == 25_000 and entry["tags"][-1]["term"] == "topic 24999"
+    assert time.process_time() - started < 10  # feedparser's own: 14 s for 20,000 here, about 30 s for these
+    assert len(entry["tags"]) == 15_000 and entry["tags"][-1]["term"] == "topic 14999"
 
 
 def test_a_long_author_line_without_an_address_parses_in_linear_time():
-    started = time.monotonic()
+    started = time.process_time()
     entry = parsed_entry(body(f"<author>{'a' * 300_000} x@news.com</author>"))
-    assert time.monotonic() - started < 5  # feedparser's own: 20,000 letters took 3.4 s here, this many hours
+    assert time.process_time() - started < 5  # feedparser's own: 20,000 letters took 3.4 s here, this many hours
     assert entry["authors"][0]["email"] == "x@news.com"
