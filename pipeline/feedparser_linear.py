@@ -11,8 +11,8 @@ malformed document, say), but a refused body can hold anything:
   `_end_category` may still fill in its term; the ones before it never change.
 * The author's e-mail address. `_sync_author_detail` searches the author line with a
   pattern that backtracks over every start of a long run of letters: quadratic in a
-  line without an address. Here it is searched only around the line's first at-signs
-  (`fastparse._email_in`, which the fast path uses for the same field).
+  line without an address. Here the pattern is tried only where a match can start
+  (`fastparse._email_in`, which the fast path uses for the same field): the same match.
 
 Either is a method of feedparser's `_FeedParserMixin`, replaced by one that does the
 same work this way (`ORIGINALS` keeps feedparser's, for the tests that compare them).
@@ -20,6 +20,7 @@ same work this way (`ORIGINALS` keeps feedparser's, for the tests that compare t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable
 from typing import Any
 
@@ -28,24 +29,35 @@ from pipeline.fastparse import _email_in
 ORIGINALS: dict[str, Any] = {}
 
 
+_INSTALLING = threading.Lock()
+
+
 def install() -> None:
     """Replace the two methods on feedparser's parser class (once per process)."""
     from feedparser.mixin import _FeedParserMixin
 
-    if ORIGINALS:
-        return
-    ORIGINALS.update(_add_tag=_FeedParserMixin._add_tag,
-                     _sync_author_detail=_FeedParserMixin._sync_author_detail)
-    _FeedParserMixin._add_tag = _add_tag
-    _FeedParserMixin._sync_author_detail = _sync_author_detail
+    with _INSTALLING:
+        if ORIGINALS:
+            return
+        ORIGINALS.update(_add_tag=_FeedParserMixin._add_tag,
+                         _sync_author_detail=_FeedParserMixin._sync_author_detail)
+        _FeedParserMixin._add_tag = _add_tag
+        _FeedParserMixin._sync_author_detail = _sync_author_detail
+
+
+_TAG_FIELDS = {"term", "scheme", "label"}
 
 
 def _key(tag: Any) -> Hashable | None:
-    """What a kept tag equals a new one by (dict equality), or None when it cannot be a key."""
+    """What a kept tag equals a new one by (dict equality), or None when it cannot be a key:
+    a tag as `_add_tag` makes it by its three values (small), any other by its items."""
     try:
-        key = frozenset(tag.items())
+        if tag.keys() == _TAG_FIELDS:
+            key: Hashable = (dict.get(tag, "term"), dict.get(tag, "scheme"), dict.get(tag, "label"))
+        else:
+            key = frozenset(tag.items())
         hash(key)
-    except (AttributeError, TypeError):
+    except (AttributeError, TypeError, KeyError):
         return None
     return key
 

@@ -92,11 +92,21 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
             done(shard, partial(ingest_shard, db_url, settings, run_id, shard, clock()))
         return summaries, failed
     waiting = deque(shards)
-    while waiting:  # each pass starts a shard or ends: bounded by the shards
-        in_pool_when_it_broke = _pool_pass(workers, waiting, done, db_url, settings, run_id, clock)
+    stalls = 0
+    while waiting:  # each pass starts a shard, or stalls (at most STALLED_POOLS times)
+        in_pool_when_it_broke, started = _pool_pass(workers, waiting, done, db_url, settings, run_id, clock)
+        stalls = 0 if started else stalls + 1
+        if not started:
+            if stalls >= STALLED_POOLS:
+                for shard in waiting:
+                    log.error("shard %s failed: %s", shard, POOL_DIED)
+                    failed[shard] = POOL_DIED
+                waiting.clear()
         for shard in in_pool_when_it_broke:
             log.warning("shard %s: its pool's worker died while it ran: running it again, alone", shard)
-            if _pool_pass(1, deque([shard]), done, db_url, settings, run_id, clock):
+            alone = deque([shard])
+            broke, _ = _pool_pass(1, alone, done, db_url, settings, run_id, clock)
+            if broke or alone:  # its worker died again, or before it could start
                 log.error("shard %s failed: %s", shard, WORKER_DIED)
                 failed[shard] = WORKER_DIED
     return sorted(summaries, key=lambda s: s.shard), failed
@@ -104,37 +114,51 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
 
 WORKER_DIED = ("its worker process died while running it, twice (killed, or out of memory: "
                "see the system log); its feeds are fetched again next run")
+POOL_DIED = ("the worker processes died before it could start, in two pools in a row; "
+             "its feeds are fetched again next run")
+STALLED_POOLS = 2  # pools in a row whose workers died before running any shard: the rest fail
 
 
 def _pool_pass(workers: int, waiting: deque[int], done: Callable[[int, Callable[[], ShardSummary]], None],
-               db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime]) -> list[int]:
+               db_url: str, settings: Settings, run_id: str, clock: Callable[[], datetime],
+               ) -> tuple[list[int], bool]:
     """Run the `waiting` shards on a pool of `workers`, at most `workers` handed over at a
-    time, until none is left or a worker dies; return the shards the pool held when it
-    broke (none: every shard handed over ran). The shards not handed over stay in `waiting`."""
+    time, until none is left or a worker dies. Returns the shards the pool was running when
+    it broke (none: every shard handed over ran; each other one went to `done`) and whether
+    any shard was handed over. The shards not handed over stay in `waiting`."""
     running: dict[Future[ShardSummary], int] = {}
     broken: list[int] = []
+    started = pool_broke = False
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
         try:
             for _ in range(workers):  # fork every worker now, while no thread runs
                 pool.submit(int).result()
-            while running or (waiting and not broken):
-                while waiting and not broken and len(running) < workers:
-                    shard = waiting.popleft()
-                    running[pool.submit(_shard_in_worker, db_url, settings, run_id, shard, clock())] = shard
+        except BrokenProcessPool:
+            return [], False
+        try:
+            while True:
+                while waiting and not (broken or pool_broke) and len(running) < workers:
+                    try:
+                        future = pool.submit(_shard_in_worker, db_url, settings, run_id, waiting[0], clock())
+                    except BrokenProcessPool:  # broke since the last wait: the shard stays waiting
+                        pool_broke = True
+                        break
+                    running[future] = waiting.popleft()
+                    started = True
+                if not running:
+                    break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
+                for future in finished:  # each with its result, its failure, or the pool's break
                     shard = running.pop(future)
                     if isinstance(future.exception(), BrokenProcessPool):
                         broken.append(shard)
                     else:
                         done(shard, future.result)
-        except BrokenProcessPool:  # a worker died before any shard was handed over
-            broken.extend(running.values())
         except BaseException:
             for future in running:
                 future.cancel()
             raise
-    return sorted(broken)
+    return sorted(broken), started
 
 
 def _shard_in_worker(db_url: str, settings: Settings, run_id: str, shard: int, now: datetime) -> ShardSummary:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 import psycopg2
 import pytest
@@ -164,3 +165,32 @@ def test_a_worker_killed_once_costs_nothing(db_url, settings, monkeypatch, tmp_p
         summary = local_runner.ingest(db_url, settings.replace(shard_size=1, workers=2), sources, "run-killed")
     assert summary["totals"]["new"] == scalar(db_url, "SELECT count(*) FROM articles") == 8
     assert query(db_url, "SELECT status FROM ingest_runs") == [("ok",)]
+
+
+def test_a_worker_dying_while_a_finished_shard_is_reported_loses_no_shard(db_url, settings, monkeypatch, tmp_path):
+    """The pool breaks while this process is busy with a finished shard (its report): the
+    next shard, handed to the broken pool, is not lost; it runs in the next pool."""
+    marker = tmp_path / "first-shard-reported"
+    real = local_runner.ingest_shard
+
+    def ingest_shard(db_url, settings, run_id, shard, now):
+        if shard == 1:  # dies once shard 0 is being reported
+            for _ in range(200):
+                if marker.exists():
+                    os.kill(os.getpid(), signal.SIGKILL)
+                time.sleep(0.05)
+        return real(db_url, settings, run_id, shard, now)
+
+    def slow_report(summary):
+        if summary.shard == 0:
+            marker.touch()
+            time.sleep(1.5)  # the worker of shard 1 dies meanwhile
+
+    monkeypatch.setattr(local_runner, "ingest_shard", ingest_shard)
+    with FeedServer(FOUR_FEEDS) as server:
+        sources = [FeedSource(server.url(path)) for path in FOUR_FEEDS]
+        with pytest.raises(ShardsFailed) as failed:
+            local_runner.ingest(db_url, settings.replace(shard_size=1, workers=2), sources, "run-race",
+                                on_shard=slow_report)
+    assert failed.value.failed == {1: local_runner.WORKER_DIED}
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 6

@@ -42,7 +42,10 @@ TAGS = ('<category>Politics</category><category>politics</category><category>Pol
         '<itunes:keywords>news, politics ,news</itunes:keywords><media:category>Politics</media:category>'
         '<category domain="https://scheme.example/"></category><category></category><category>World</category>')
 AUTHORS = ["John Doe (john.doe@news.example)", "jane@news.example (Jane Roe)", "No Address At All",
-           "<>desk@news.example", "a@b.example c@d.example", "(Reporter)", "x@y", "mail@[10.0.0.1]"]
+           "<>desk@news.example", "a@b.example c@d.example", "(Reporter)", "x@y", "mail@[10.0.0.1]",
+           # far from the first at-signs, and a local part of hundreds of letters: found as feedparser finds them
+           "@h " * 8 + " " * 400 + "jane@news.example", "l" * 410 + "@news.example (Long)",
+           "a.b+c-d_e@x.y.news.co.uk?subject=Hi there", "@@x@@y.example@z.example", "+@a.bc"]
 
 
 def test_tags_and_authors_are_what_feedparser_gives(request):
