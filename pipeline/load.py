@@ -334,7 +334,9 @@ SET last_fetched_at = greatest(f.last_fetched_at, l.fetched_at),
     last_error_kind = CASE WHEN NOT v.newest THEN f.last_error_kind
                            WHEN l.outcome = 'error' THEN l.error_kind END,
     last_error = CASE WHEN NOT v.newest THEN f.last_error WHEN l.outcome = 'error' THEN l.error END,
-    consecutive_errors = feed_error_streak(f.id),
+    -- the newest fetch succeeded: no error after it (the streak's count is for the rest)
+    consecutive_errors = CASE WHEN v.newest AND l.outcome IN ('ok', 'not_modified') THEN 0
+                              ELSE feed_error_streak(f.id) END,
     last_success_at = CASE WHEN l.outcome IN ('ok', 'not_modified')
                            THEN greatest(f.last_success_at, l.fetched_at) ELSE f.last_success_at END,
     -- After a successful fetch: the interval its publication rate asks for, the publisher's

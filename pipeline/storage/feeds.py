@@ -99,11 +99,16 @@ def plan_feeds(
 
 def shard_feeds(cur: Cursor, run_id: str, shard: int) -> list[FeedState]:
     """The shard's feeds as the fetcher needs them. The error streak is the one before this
-    run, so a retried shard backs off from the same streak as its first attempt."""
+    run, so a retried shard backs off from the same streak as its first attempt. It is
+    counted only where it can be other than 0: the feed's row says a streak, or this run
+    fetched it already (the row's streak may then be this run's); a row's 0 is the count of
+    the last fetch recorded, and only a newer one changes it."""
     cur.execute(
         """SELECT f.id, f.url, f.etag, f.last_modified, f.enabled, f.disabled_reason,
                   f.body_hash,
-                  CASE WHEN f.enabled THEN feed_error_streak(f.id, r.run_id) ELSE 0 END
+                  CASE WHEN f.enabled AND (f.consecutive_errors > 0 OR EXISTS (
+                           SELECT 1 FROM fetch_log x WHERE x.run_id = r.run_id AND x.feed_id = f.id))
+                       THEN feed_error_streak(f.id, r.run_id) ELSE 0 END
            FROM run_feeds r JOIN feeds f ON f.id = r.feed_id
            WHERE r.run_id = %s AND r.shard = %s ORDER BY f.id""",
         (run_id, shard),

@@ -34,7 +34,8 @@ UPDATE feeds f
 SET last_fetched_at = l.fetched_at, last_status = l.status,
     last_error_kind = CASE WHEN l.outcome = 'error' THEN l.error_kind END,
     last_error = CASE WHEN l.outcome = 'error' THEN l.error END,
-    consecutive_errors = feed_error_streak(f.id),
+    consecutive_errors = CASE WHEN l.outcome IN ('ok', 'not_modified') THEN 0  -- the newest (below)
+                              ELSE feed_error_streak(f.id) END,
     next_check_at = CASE WHEN l.outcome = 'error' THEN coalesce(l.next_check_at, f.next_check_at)
                          ELSE f.next_check_at END,
     enabled = CASE WHEN l.error_kind = 'gone' THEN false ELSE f.enabled END,
