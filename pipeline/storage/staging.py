@@ -126,6 +126,10 @@ def stage_batches(cur: Cursor, run_id: str, batches: Sequence[FeedBatch], max_in
         [(run_id, b.feed_id, len(b.entries), b.entries_over_cap, b.nuls_removed, b.parser,
           b.error_kind, b.error, b.ttl_minutes, max_interval_s) for b in staged],
         template=_STAGED_TEMPLATE, page_size=PAGE)
+    failed = sorted(b.feed_id for b in staged if b.error_kind)
+    if failed:  # their fetch is an error now: the feed row's streak counts it (`shard_feeds` reads it)
+        cur.execute("SELECT 1 FROM feeds WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (failed,))
+        cur.execute("UPDATE feeds SET consecutive_errors = feed_error_streak(id) WHERE id = ANY(%s)", (failed,))
     return staged
 
 

@@ -433,3 +433,16 @@ def test_a_feed_whose_port_is_no_port_fails_alone(settings, server):
     bad, good = fetch_all([FeedState(1, "http://127.0.0.1:99999/f.xml"), FeedState(2, server.url("/ok.xml"))],
                           settings, now)
     assert (bad.outcome, good.outcome) == (FetchOutcome.ERROR, FetchOutcome.OK)
+
+
+def test_a_body_that_is_no_feed_counts_in_the_error_streak_as_soon_as_it_is_staged(db_url, settings, server):
+    """A fetch that succeeded at HTTP but whose body is no feed becomes an error when its
+    shard stages it, before any load: the feed row's streak says so at once, so a run that
+    plans the feed meanwhile (the hot lane, an overlapping CLI run) backs off from it."""
+    server.routes["/page.xml"] = Route(b"<html><body>not a feed</body></html>", validators=False)
+    now = datetime.now(timezone.utc)
+    shards = tasks.prepare_run(db_url, settings, "staged-only", [FeedSource(server.url("/page.xml"))], now, True)
+    for shard in shards:
+        tasks.ingest_shard(db_url, settings, "staged-only", shard, now)
+    row = feed_row(db_url, server.url("/page.xml"))
+    assert (row["consecutive_errors"], scalar(db_url, "SELECT outcome FROM fetch_log")) == (1, "error")
