@@ -41,7 +41,7 @@ TIERS ?= all
 test: check
 	scripts/test_tiers.sh $(TIERS)
 
-# The edit-test loop (its target: at most 3 minutes here; 3-4 minutes on 2026-12-08): 3 examples per hostile-input property instead
+# The edit-test loop (its target: at most 3 minutes here; 2.5-3.3 minutes on 2026-12-08): 3 examples per hostile-input property instead
 # of 12 (the same derandomized examples every run), the parse-path equivalence on every third
 # corpus body, every fifth file of feedparser's corpus in the one-run hostile test, the
 # analytics views at 200,000 articles. `make test` runs them all at full size.
