@@ -659,10 +659,13 @@ class _Turns:
     def fetched(self, feed: FeedState, result: FetchResult) -> None:
         """A fetch ended (`result`): a timeout before its host answered (`unanswered`: not
         one in a body, after a redirect, or in this process's own DNS queue) counts against
-        the host, anything else starts its count again; at `cutoff` the host is cut off.
+        the host, a `dns` failure leaves the count as it is, anything else (an answer)
+        starts it again; at `cutoff` the host is cut off.
         Called before the threads waiting for a slot are woken (`changed`)."""
         host = host_of(feed.url)
         with self._changed:
+            if result.error_kind == "dns" and not result.unanswered:
+                return  # no address, or no lookup could start here: nothing of the host's server
             if not result.unanswered:
                 self._timeouts.pop(host, None)
                 return

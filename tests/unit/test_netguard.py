@@ -147,3 +147,27 @@ def test_lookups_a_silent_resolver_holds_are_bounded_and_a_full_queue_is_no_time
         gate.set()
     failure = fetch._classify(busy.value)
     assert failure.kind == "dns" and not failure.unanswered
+
+
+def test_a_dns_failure_between_timeouts_neither_counts_nor_resets_a_hosts_count():
+    """The host cut-off (`pipeline.fetch._Turns`) counts timeouts before the host answered;
+    a `dns` failure between them (no address; no lookup could start in this process) says
+    nothing of the host's server: the count goes on, and the host is cut at the cut-off."""
+    from datetime import datetime, timezone
+
+    from pipeline import fetch
+    from pipeline.host_slots import HostSlots
+    from pipeline.records import FeedState, FetchOutcome, FetchResult
+
+    feeds = [FeedState(i, f"http://tarpit.example/{i}.xml") for i in range(5)]
+    turns = fetch._Turns(feeds, HostSlots(per_host=1), turn_wait=1.0, cutoff=2)
+
+    def ended(feed, **fields):
+        turns.fetched(feed, FetchResult(feed.id, feed.url, FetchOutcome.ERROR, datetime.now(timezone.utc), 1,
+                                        **fields))
+
+    ended(feeds[0], error_kind="timeout", unanswered=True)
+    ended(feeds[1], error_kind="dns")  # e.g. LookupsBusy
+    assert not turns._cut
+    ended(feeds[2], error_kind="timeout", unanswered=True)
+    assert sorted(t.feed.id for t in turns._cut) == [0, 1, 2, 3, 4]  # every feed still pending
