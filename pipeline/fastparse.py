@@ -435,6 +435,21 @@ def _email_in(author: str) -> re.Match[str] | None:
     return None
 
 
+def name_and_email(author: str) -> tuple[str, str | None]:
+    """feedparser's split of an author line into the name and the e-mail address in it
+    (`_sync_author_detail`'s), the address found in linear time (`_email_in`)."""
+    match = _email_in(author)
+    if not match:
+        return author, None
+    email = match.group(0)
+    author = author.replace(email, "").replace("()", "").replace("<>", "").replace("&lt;&gt;", "").strip()
+    if author and author[0] == "(":
+        author = author[1:]
+    if author and author[-1] == ")":
+        author = author[:-1]
+    return author.strip(), email
+
+
 @dataclass
 class _Entry:
     """One item or entry, read the way feedparser's handlers read it."""
@@ -622,19 +637,10 @@ class _Entry:
             elif name or email:
                 self.entry["author"] = name or email
             return
-        author, email = self.entry.get("author"), None
+        author = self.entry.get("author")
         if not author:
             return
-        match = _email_in(author)
-        if match:
-            email = match.group(0)
-            author = author.replace(email, "").replace("()", "").replace("<>", "")
-            author = author.replace("&lt;&gt;", "").strip()
-            if author and author[0] == "(":
-                author = author[1:]
-            if author and author[-1] == ")":
-                author = author[:-1]
-            author = author.strip()
+        author, email = name_and_email(author)
         if author:
             detail["name"] = author
         if email:

@@ -12,7 +12,7 @@ malformed document, say), but a refused body can hold anything:
 * The author's e-mail address. `_sync_author_detail` searches the author line with a
   pattern that backtracks over every start of a long run of letters: quadratic in a
   line without an address. Here the pattern is tried only where a match can start
-  (`fastparse._email_in`, which the fast path uses for the same field): the same match.
+  (`fastparse.name_and_email`, which the fast path uses for the same field): the same match.
 
 Either is a method of feedparser's `_FeedParserMixin`, replaced by one that does the
 same work this way (`ORIGINALS` keeps feedparser's, for the tests that compare them).
@@ -24,7 +24,7 @@ import threading
 from collections.abc import Hashable
 from typing import Any
 
-from pipeline.fastparse import _email_in
+from pipeline.fastparse import name_and_email
 
 ORIGINALS: dict[str, Any] = {}
 
@@ -121,18 +121,10 @@ def _sync_author_detail(self: Any, key: str = "author") -> None:
         elif email:
             context[key] = email
         return
-    author, email = context.get(key), None
+    author = context.get(key)
     if not author:
         return
-    match = _email_in(author)
-    if match:
-        email = match.group(0)
-        author = author.replace(email, "").replace("()", "").replace("<>", "").replace("&lt;&gt;", "").strip()
-        if author and author[0] == "(":
-            author = author[1:]
-        if author and author[-1] == ")":
-            author = author[:-1]
-        author = author.strip()
+    author, email = name_and_email(author)
     if author or email:
         context.setdefault(f"{key}_detail", detail)
     if author:

@@ -651,10 +651,17 @@ class _Turns:
         feeds = self._pending[host]
         turn = _Turn(feeds.popleft(), lease)
         if not feeds:
-            del self._pending[host]
-            self._ring.remove(host)
-            self._slots.stop_waiting(host)
+            self._retire(host)
         return turn
+
+    def _retire(self, host: str) -> list[FeedState]:
+        """The host's feeds not handed out, taken out of the turns: none are left for it."""
+        left = list(self._pending.pop(host, ()))
+        if host in self._ring:
+            self._ring.remove(host)
+            self._waiting_since.pop(host, None)
+            self._slots.stop_waiting(host)
+        return left
 
     def fetched(self, feed: FeedState, result: FetchResult) -> None:
         """A fetch ended (`result`): a timeout before its host answered (`unanswered`: not
@@ -674,11 +681,7 @@ class _Turns:
                 return
             reason = (f"not fetched: {host} timed out on {streak} feeds in a row in this pass "
                       f"(cut off after FETCH_HOST_TIMEOUTS={self._cutoff}; tried again at its next check)")
-            left = list(self._pending.pop(host, ()))
-            if left:
-                self._ring.remove(host)
-                self._waiting_since.pop(host, None)
-                self._slots.stop_waiting(host)
+            left = self._retire(host)
             taken = [turn for turn in self._ready if turn.lease is not None and turn.lease.host == host]
             for turn in taken:  # handed a slot, not yet fetched: not fetched either
                 self._ready.remove(turn)

@@ -84,7 +84,8 @@ def keyed_link(key: str, canonical_url: str, published_raw: str | None) -> tuple
     return False, None
 
 
-_ENTRY_FRAGMENT = re.compile(r"#entry-[0-9a-f]{12}\Z")
+_ENTRY_MARK, _ENTRY_DIGITS = "#entry-", 12  # `entry_url`'s fragment: the mark, then hex digits of the key's hash
+_ENTRY_FRAGMENT = re.compile(rf"{_ENTRY_MARK}[0-9a-f]{{{_ENTRY_DIGITS}}}\Z")
 
 
 def entry_url(link: str | None, home: str | None, key: str) -> str | None:
@@ -94,4 +95,4 @@ def entry_url(link: str | None, home: str | None, key: str) -> str | None:
     base = link or home
     if not base:
         return None
-    return f"{base.split('#', 1)[0]}#entry-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    return f"{base.split('#', 1)[0]}{_ENTRY_MARK}{hashlib.sha256(key.encode()).hexdigest()[:_ENTRY_DIGITS]}"

@@ -96,12 +96,11 @@ def run_shards(db_url: str, settings: Settings, run_id: str, shards: Sequence[in
     while waiting:  # each pass starts a shard, or stalls (at most STALLED_POOLS times)
         in_pool_when_it_broke, started = _pool_pass(workers, waiting, done, db_url, settings, run_id, clock)
         stalls = 0 if started else stalls + 1
-        if not started:
-            if stalls >= STALLED_POOLS:
-                for shard in waiting:
-                    log.error("shard %s failed: %s", shard, POOL_DIED)
-                    failed[shard] = POOL_DIED
-                waiting.clear()
+        if stalls >= STALLED_POOLS:
+            for shard in waiting:
+                log.error("shard %s failed: %s", shard, POOL_DIED)
+                failed[shard] = POOL_DIED
+            waiting.clear()
         for shard in in_pool_when_it_broke:
             log.warning("shard %s: its pool's worker died while it ran: running it again, alone", shard)
             alone = deque([shard])
