@@ -1,10 +1,21 @@
-"""Story clusters: link each new article to its nearest earlier near-duplicate among a few.
+"""Story clusters, decided in the load plan: each new article linked to its nearest earlier
+near-duplicate among a few.
 
-Runs inside the load transaction (under its lock), so runs and parallel workers see
-each other's articles. Only the decision (which candidate, which cluster) is Python,
-in `pipeline.neardup`; candidates come from the indexed `article_bands` table, a bounded
-few per band (`CANDIDATES_PER_BAND`), so an article's cost does not grow with the number
-of feeds that carry its story.
+The load's decider plans them once the plan's other decisions are made (dedup, identity,
+validation), in the load's transaction under its lock, so runs see each other's articles:
+every planned article has its id by then (a new one's is assigned in the plan,
+`storage.assign_article_ids`, in the order the insert writes them). For each article planned
+new or updated it plans the signature and bands (`plan_signatures`, `plan_bands`) and for
+each new one the link to the cluster it joins, with its score, and a seed row for an earlier
+article that starts a cluster (`plan_links`). The load applies them (pipeline.load), the one
+writer of `article_signatures`, `article_bands` and `article_clusters`.
+
+Only the choice (which candidate, which cluster) is Python, in `pipeline.neardup`;
+candidates come from the stored articles' indexed bands and the plan's own (the views
+`cluster_bands`, `cluster_signatures`, `cluster_members`: what is stored, as the plan will
+leave it), a bounded few per band (`CANDIDATES_PER_BAND`), so an article's cost does not
+grow with the number of feeds that carry its story. Below, a *stored* article is one the
+views give: stored, or planned by an earlier chunk.
 
 A cluster is one story across outlets: candidates from the article's own feed are not
 linked. Near-identical entries within one feed are recurring templates (a weekly
@@ -17,7 +28,6 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from functools import partial
 from itertools import islice
 from typing import Any
@@ -31,59 +41,100 @@ from pipeline.storage.array_literal import array_literal
 from pipeline.storage.copy_rows import copy_lines, copy_rows
 
 RULE = f"minhash_lsh_{neardup.SIGNATURE_VERSION}"
+SEED = "seed"  # an earlier article's row as its cluster's first: the cluster is named by its id
 
 
-def _store(cur: Cursor, signatures: dict[int, bytes], bands: dict[int, list[tuple[int, int]]]) -> None:
-    """Replace the articles' signatures and bands (an update re-signs its article)."""
-    ids = list(signatures)
-    cur.execute("DELETE FROM article_signatures WHERE article_id = ANY(%s::bigint[])", (array_literal(ids),))
-    cur.execute("DELETE FROM article_bands WHERE article_id = ANY(%s::bigint[])", (array_literal(ids),))
-    copy_rows(cur, "article_signatures", ("article_id", "signature"), signatures.items())
-    copy_lines(cur, "article_bands", ("band", "bucket", "article_id"),  # integers: nothing to escape
+# The plan's clustering tables, and the stored ones as the plan will leave them: an article
+# the plan re-signs (an update) is judged by its planned signature and bands, not its stored
+# ones. The views live as long as the planning (`_planning`); the tables as the transaction.
+_PLAN_TABLES = """
+CREATE TEMP TABLE plan_signatures (article_id bigint PRIMARY KEY, feed_id bigint NOT NULL,
+                                   signature bytea NOT NULL) ON COMMIT DROP;
+CREATE TEMP TABLE plan_bands (band smallint NOT NULL, bucket bigint NOT NULL, article_id bigint NOT NULL,
+                              PRIMARY KEY (band, bucket, article_id)) ON COMMIT DROP;
+CREATE TEMP TABLE plan_links (article_id bigint PRIMARY KEY, cluster_id bigint NOT NULL, score real NOT NULL,
+                              rule text NOT NULL) ON COMMIT DROP;
+"""
+_PLAN_VIEWS = """
+CREATE TEMP VIEW cluster_bands AS
+    SELECT band, bucket, article_id FROM article_bands b
+    WHERE NOT EXISTS (SELECT 1 FROM plan_signatures p WHERE p.article_id = b.article_id)
+    UNION ALL SELECT band, bucket, article_id FROM plan_bands;
+CREATE TEMP VIEW cluster_signatures AS
+    SELECT s.article_id, s.signature, a.feed_id FROM article_signatures s JOIN articles a ON a.id = s.article_id
+    WHERE NOT EXISTS (SELECT 1 FROM plan_signatures p WHERE p.article_id = s.article_id)
+    UNION ALL SELECT article_id, signature, feed_id FROM plan_signatures;
+CREATE TEMP VIEW cluster_members AS
+    SELECT article_id, cluster_id FROM article_clusters UNION ALL SELECT article_id, cluster_id FROM plan_links;
+"""
+
+
+@contextmanager
+def _planning(cur: Cursor) -> Iterator[None]:
+    """The plan's clustering tables, with the views the planning reads through, dropped after
+    it (so the transaction commits with no view on its temporary tables)."""
+    cur.execute(_PLAN_TABLES)
+    cur.execute(_PLAN_VIEWS)
+    yield
+    cur.execute("DROP VIEW cluster_bands, cluster_signatures, cluster_members")
+    cur.execute("ANALYZE plan_signatures, plan_bands, plan_links")  # for the load's joins
+
+
+def _plan_signed(cur: Cursor, signatures: dict[int, tuple[bytes, int]],
+                 bands: dict[int, list[tuple[int, int]]]) -> None:
+    """Plan the articles' signatures and bands (an update re-signs its article; the same
+    article planned twice keeps the later)."""
+    ids = array_literal(list(signatures))
+    cur.execute("DELETE FROM plan_signatures WHERE article_id = ANY(%s::bigint[])", (ids,))
+    cur.execute("DELETE FROM plan_bands WHERE article_id = ANY(%s::bigint[])", (ids,))
+    copy_rows(cur, "plan_signatures", ("article_id", "signature", "feed_id"),
+              ((i, sig, feed_id) for i, (sig, feed_id) in signatures.items()))
+    copy_lines(cur, "plan_bands", ("band", "bucket", "article_id"),  # integers: nothing to escape
                (f"{band}\t{bucket}\t{i}\n" for i, keys in bands.items() for band, bucket in keys))
 
 
 CHUNK = 5_000  # articles signed, banded and clustered at a time: the load's memory stays bounded
 
 
-def cluster_run(cur: Cursor, run_id: str, now: datetime) -> dict[str, Any]:
-    """Store signatures and bands of the run's new and updated articles (from the load's
-    plan, in its transaction); cluster the new ones.
+def plan_clusters(cur: Cursor, run_id: str) -> dict[str, int]:
+    """Plan the signatures and bands of the run's articles planned new or updated, and the
+    new ones' cluster links (after `storage.assign_article_ids`, in the load's transaction).
+    Returns the articles signed and the links planned.
 
-    In chunks of `CHUNK`, in article id order, streamed from the plan through a
-    server-side cursor: a chunk's candidates are articles with smaller ids, all stored (an
-    earlier chunk's, or this one's) before its candidate query; the clusters an earlier
-    chunk made are read back from `article_clusters`. The outcome is the whole batch's
-    at once, and the memory that of one chunk."""
+    In chunks of `CHUNK`, in article id order (the updated articles', then the new ones' in
+    the order the insert writes them), streamed from the plan through a server-side cursor:
+    a chunk's candidates are articles with smaller ids, stored, or planned (an earlier
+    chunk's, or this one's) before its candidate query; the clusters an earlier chunk
+    planned are read back from the plan. The outcome is the whole batch's at once, and the
+    memory that of one chunk."""
     signed = linked = 0
-    with cur.connection.cursor(name="cluster_run") as planned:
+    with _planning(cur), cur.connection.cursor(name="cluster_plan") as planned:
         planned.itersize = CHUNK
-        planned.execute(  # ids: a new article's from its insert (RETURNING), an update's the matched one
-            """SELECT coalesce(n.article_id, s.matched_article_id), s.article->>'signature', s.decision,
+        planned.execute(  # ids: a new article's planned one, an update's the matched one
+            """SELECT coalesce(i.article_id, s.matched_article_id), s.article->>'signature', s.decision,
                       s.feed_id
                FROM load_plan s
-               LEFT JOIN plan_new_articles n
-                 ON s.decision = 'new' AND n.feed_id = s.feed_id AND n.identity_key = s.identity_key
+               LEFT JOIN plan_article_ids i ON s.decision = 'new' AND i.feed_id = s.feed_id AND i.seq = s.seq
                WHERE s.run_id = %s AND s.decision IN ('new', 'update')
                  AND s.article->>'signature' IS NOT NULL
-                 AND coalesce(n.article_id, s.matched_article_id) IS NOT NULL
+                 AND coalesce(i.article_id, s.matched_article_id) IS NOT NULL
                ORDER BY 1""",
             (run_id,),
         )
         while chunk := planned.fetchmany(CHUNK):
             signed += len(chunk)
-            linked += _cluster_chunk(cur, chunk, now)
+            linked += _plan_chunk(cur, chunk)
             release_free_memory()  # what the chunk freed goes back: a long load stays flat
     return {"signed": signed, "linked": linked}
 
 
-def _cluster_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]], now: datetime) -> int:
-    """Sign, band and cluster one chunk of planned articles; return the links made.
+def _plan_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]]) -> int:
+    """Sign, band and cluster one chunk of planned articles; return the links planned.
 
     Candidates among the chunk's own articles are found here, from the bands just computed;
-    only the stored articles (earlier chunks', earlier runs') are looked up, by probes of
-    `article_bands` made before the chunk's bands are stored (an updated article of the
-    chunk found there by its old bands is dropped: the chunk's own bands judge it)."""
+    only the others (earlier chunks', stored) are looked up, by probes of `cluster_bands`
+    made before the chunk's bands are planned (an updated article of the chunk found there
+    by its stored bands is dropped: the chunk's own bands judge it)."""
     rows, feed_of = {}, {}
     for article_id, sig, decision, feed_id in chunk:
         rows[article_id] = (bytes.fromhex(sig), decision)
@@ -103,8 +154,8 @@ def _cluster_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]], now: dat
             if truncated:
                 cut.add(article_id)
         further = partial(_further_back, cur, cut, rows, feed_of, band_keys, holders, updated)
-        linked += _link_slice(cur, candidates, rows, feed_of, cluster_of, now, further)
-    _store(cur, {i: sig for i, (sig, _) in rows.items()}, band_keys)
+        linked += _link_slice(cur, candidates, rows, feed_of, cluster_of, further)
+    _plan_signed(cur, {i: (sig, feed_of[i]) for i, (sig, _) in rows.items()}, band_keys)
     return linked
 
 
@@ -139,7 +190,7 @@ def _stored_candidates(cur: Cursor, new_ids: list[int], band_keys: dict[int, lis
             """SELECT n.article_id, n.band, b.article_id
                FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[]) AS n(article_id, band, bucket)
                CROSS JOIN LATERAL (
-                   SELECT b.article_id FROM article_bands b
+                   SELECT b.article_id FROM cluster_bands b
                    WHERE b.band = n.band AND b.bucket = n.bucket AND b.article_id < n.article_id
                    ORDER BY b.article_id DESC LIMIT %s) b""",
             (*map(array_literal, zip(*[(i, band, bucket) for i in new_ids for band, bucket in band_keys[i]],
@@ -197,14 +248,14 @@ def _stored_further_back(cur: Cursor, article_id: int, feed_id: int, band_keys: 
                FROM unnest(%s::smallint[], %s::bigint[]) AS n(band, bucket)
                CROSS JOIN LATERAL (
                    SELECT b.article_id
-                   FROM (SELECT b.article_id FROM article_bands b
+                   FROM (SELECT b.article_id FROM cluster_bands b
                          WHERE b.band = n.band AND b.bucket = n.bucket AND b.article_id < %s
                          ORDER BY b.article_id DESC LIMIT %s) b
-                   JOIN articles a ON a.id = b.article_id
+                   JOIN cluster_signatures a ON a.article_id = b.article_id
                    WHERE a.feed_id <> %s AND b.article_id <> ALL(%s::bigint[])
                    ORDER BY b.article_id DESC LIMIT %s) c
-               JOIN article_signatures s ON s.article_id = c.article_id
-               LEFT JOIN article_clusters k ON k.article_id = c.article_id""",
+               JOIN cluster_signatures s ON s.article_id = c.article_id
+               LEFT JOIN cluster_members k ON k.article_id = c.article_id""",
             (array_literal(bands), array_literal(buckets), article_id, SCAN_PER_BAND, feed_id,
              array_literal(chunk_updated), CANDIDATES_PER_BAND),
         )
@@ -244,23 +295,23 @@ def _clusters(cur: Cursor, article_ids: list[int]) -> dict[int, int]:
     """The stored cluster of each of these articles that is in one."""
     if not article_ids:
         return {}
-    cur.execute("SELECT article_id, cluster_id FROM article_clusters WHERE article_id = ANY(%s::bigint[])",
+    cur.execute("SELECT article_id, cluster_id FROM cluster_members WHERE article_id = ANY(%s::bigint[])",
                 (array_literal(article_ids),))
     return dict(cur.fetchall())
 
 
 def _link_slice(cur: Cursor, candidates: dict[int, set[int]], rows: dict[int, tuple[bytes, str]],
-                feed_of: dict[int, int], cluster_of: dict[int, int], now: datetime,
+                feed_of: dict[int, int], cluster_of: dict[int, int],
                 further: Callable[[int], list[tuple[int, bytes, int | None]]]) -> int:
     """Link these new articles (each with its candidates) to their nearest earlier
     near-duplicates of other feeds (for one with no usable candidate, among those `further`
     finds). `cluster_of` holds the clusters of the chunk's articles so far, and takes the
-    links made here; a stored candidate's are read. Returns the links made."""
+    links planned here; another candidate's are read. Returns the links planned."""
     stored = sorted({c for cs in candidates.values() for c in cs if c not in rows})
     stored_signature, stored_feed = {}, {}
     if stored:
-        cur.execute("""SELECT s.article_id, s.signature, a.feed_id FROM article_signatures s
-                       JOIN articles a ON a.id = s.article_id WHERE s.article_id = ANY(%s::bigint[])""",
+        cur.execute("""SELECT article_id, signature, feed_id FROM cluster_signatures
+                       WHERE article_id = ANY(%s::bigint[])""",
                     (array_literal(stored),))
         for candidate, sig, feed_id in cur.fetchall():
             stored_signature[candidate] = bytes(sig)
@@ -275,7 +326,7 @@ def _link_slice(cur: Cursor, candidates: dict[int, set[int]], rows: dict[int, tu
             return stored_signature[candidate]
         return None
 
-    links: list[tuple[int, int, float, str, datetime]] = []
+    links: list[tuple[int, int, float, str]] = []
     for article_id in sorted(candidates):
         usable = [(c, sig) for c in candidates[article_id] if (sig := other_feed(article_id, c)) is not None]
         if not usable:
@@ -289,9 +340,9 @@ def _link_slice(cur: Cursor, candidates: dict[int, set[int]], rows: dict[int, tu
         other, score = match
         if other not in cluster_of:  # the earlier article starts the cluster
             cluster_of[other] = other
-            links.append((other, other, 1.0, "seed", now))
+            links.append((other, other, 1.0, SEED))
         cluster_of[article_id] = cluster_of[other]
-        links.append((article_id, cluster_of[other], score, RULE, now))
-    execute_values(cur, """INSERT INTO article_clusters (article_id, cluster_id, score, rule, linked_at)
+        links.append((article_id, cluster_of[other], score, RULE))
+    execute_values(cur, """INSERT INTO plan_links (article_id, cluster_id, score, rule)
                            VALUES %s ON CONFLICT (article_id) DO NOTHING""", links, page_size=1000)
     return sum(1 for link in links if link[3] == RULE)

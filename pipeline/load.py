@@ -3,8 +3,8 @@ clusters and the feeds' fetch state (a failed fetch's politeness aside: see belo
 
 One transaction per run's batch, under an advisory lock (`begin`), applying the plan the
 load task decided in the same transaction (`load_plan`: the staged entries with their
-decisions; no round trip of article data through Python). New articles' ids come from
-the insert's RETURNING:
+decisions, new articles' ids and cluster links; no round trip of article data through
+Python). The insert's RETURNING says which planned articles it wrote:
 
 * new articles are inserted (`ON CONFLICT DO NOTHING`, and not over a stored copy of the
   same content); a row another writer inserted meanwhile is re-labelled a duplicate, or
@@ -15,7 +15,8 @@ the insert's RETURNING:
   article keeps the `fetched_at` of the content it holds, and an update from an older
   fetch, or one another run already made, becomes a duplicate (counted in
   `stale_updates`); a duplicate from a newer fetch moves `fetched_at` forward;
-* new articles are linked to their near-duplicate story clusters (pipeline.clusters);
+* new articles are linked to their near-duplicate story clusters as planned
+  (pipeline.clusters), and the articles written get their planned signatures and bands;
 * duplicates and quarantined rows are upserted, bumping `times_seen`;
 * the feeds' HTTP validators, body hash and redirect count advance only here, and only
   from a fetch newer than the one they describe, so a run that fails before loading
@@ -43,6 +44,7 @@ from psycopg2.extras import Json, execute_values
 from pipeline import clusters, polling_policy
 from pipeline.errors import RunNotLoadable
 from pipeline.records import LoadCounts
+from pipeline.storage.array_literal import array_literal
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +62,18 @@ WITH fetches AS (  -- lineage: the fetch whose body held the entries (fetch_of_e
      AND own.body_hash IS NOT NULL
     ORDER BY d.feed_id, d.fetched_at, own.id
 ), inserted AS (
-INSERT INTO articles (feed_id, guid, identity_key, canonical_url, title, text, html,
+INSERT INTO articles (id, feed_id, guid, identity_key, canonical_url, title, text, html,
                       published_at, published_source, authors, tags, language, content_hash,
                       first_seen_at, updated_at, first_run_id, language_source, word_count,
                       published_raw, date_issue, fetched_at, first_fetch_id, content_run_id,
                       content_fetch_id, search)
-SELECT s.feed_id, a.guid, a.identity_key, a.canonical_url, a.title, a.text, a.html,
+SELECT i.article_id, s.feed_id, a.guid, a.identity_key, a.canonical_url, a.title, a.text, a.html,
        a.published_at, a.published_source, coalesce(a.authors, '{}'), coalesce(a.tags, '{}'),
        a.language, a.content_hash, %(now)s, %(now)s, %(run)s, a.language_source,
        coalesce(a.word_count, 0), a.published_raw, a.date_issue, s.fetched_at, x.id, %(run)s, x.id,
        s.search  -- computed when the shard staged it (migration 018)
-FROM load_plan s LEFT JOIN fetches x ON x.feed_id = s.feed_id AND x.fetched_at = s.fetched_at,
+FROM load_plan s JOIN plan_article_ids i ON i.feed_id = s.feed_id AND i.seq = s.seq  -- its planned id
+     LEFT JOIN fetches x ON x.feed_id = s.feed_id AND x.fetched_at = s.fetched_at,
      -- the article's fields read in one pass (each ->> would unpack the whole document again)
      jsonb_to_record(s.article) AS a(guid text, identity_key text, canonical_url text, title text,
                                      text text, html text, published_at timestamptz,
@@ -83,10 +86,45 @@ WHERE s.run_id = %(run)s AND s.decision = 'new'
 ORDER BY s.feed_id, s.seq
 ON CONFLICT DO NOTHING
 RETURNING id, feed_id, identity_key
-)  -- each new article's id, from the insert itself, beside the plan (clustering links by it):
-   -- a narrow table of its own, not an update that rewrote each planned row (with its documents)
+)  -- the new articles the insert wrote, by their plan rows' keys (a planned one another run
+   -- loaded meanwhile is not among them): a narrow table of its own
 INSERT INTO plan_new_articles (feed_id, identity_key, article_id)
 SELECT feed_id, identity_key, id FROM inserted
+"""
+
+# The planned signatures, bands and cluster links (pipeline.clusters) of the articles the
+# plan wrote: those inserted and those updated, not a planned one another run loaded
+# meanwhile nor an update found stale (`_UNWRITTEN` leaves those out of the plan first); a
+# link only when the article it names as its cluster is stored too. An updated article's
+# stored signature and bands are replaced (a new one has none: its id is new).
+_UNWRITTEN = """
+DELETE FROM plan_signatures p
+WHERE NOT EXISTS (SELECT 1 FROM plan_new_articles n WHERE n.article_id = p.article_id)
+  AND NOT EXISTS (SELECT 1 FROM load_plan s WHERE s.run_id = %(run)s AND s.decision = 'update'
+                                              AND s.matched_article_id = p.article_id)
+RETURNING p.article_id
+"""
+_DROP_RESIGNED = """  -- before the inserts: a statement's parts all see the tables as it began
+WITH updated AS (
+    SELECT DISTINCT matched_article_id AS article_id FROM load_plan WHERE run_id = %(run)s AND decision = 'update'
+), old_bands AS (
+    DELETE FROM article_bands o USING updated u WHERE o.article_id = u.article_id
+)
+DELETE FROM article_signatures o USING updated u WHERE o.article_id = u.article_id
+"""
+_APPLY_SIGNATURES = """
+WITH bands AS (INSERT INTO article_bands (band, bucket, article_id) SELECT band, bucket, article_id FROM plan_bands)
+INSERT INTO article_signatures (article_id, signature) SELECT article_id, signature FROM plan_signatures
+"""
+_APPLY_LINKS = """
+INSERT INTO article_clusters (article_id, cluster_id, score, rule, linked_at)
+SELECT l.article_id, l.cluster_id, l.score, l.rule, %(now)s
+FROM plan_links l
+WHERE EXISTS (SELECT 1 FROM articles a WHERE a.id = l.article_id)
+  AND EXISTS (SELECT 1 FROM articles a WHERE a.id = l.cluster_id)
+ORDER BY l.article_id
+ON CONFLICT (article_id) DO NOTHING
+RETURNING rule
 """
 
 # Rows planned as new that were not inserted: another run loaded the entry (or a copy of
@@ -496,7 +534,13 @@ def apply_plan(
     counts["versions_kept"] = cur.rowcount
     cur.execute(_UPDATE_CHANGED, params)
     cur.execute(_CONFIRM_CONTENT, params)
-    counts["clustered"] = clusters.cluster_run(cur, run_id, now)["linked"]
+    cur.execute(_UNWRITTEN, params)
+    if unwritten := [article_id for (article_id,) in cur.fetchall()]:
+        cur.execute("DELETE FROM plan_bands WHERE article_id = ANY(%s::bigint[])", (array_literal(unwritten),))
+    cur.execute(_DROP_RESIGNED, params)
+    cur.execute(_APPLY_SIGNATURES, params)
+    cur.execute(_APPLY_LINKS, params)
+    counts["clustered"] = sum(1 for (rule,) in cur.fetchall() if rule == clusters.RULE)
     cur.execute(_UPSERT_DUPLICATES, params)
     cur.execute(_UPSERT_QUARANTINE, params)
     cur.execute(_MARK_RELEASED, params)

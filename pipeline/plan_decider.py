@@ -13,7 +13,13 @@ awaiting their verdicts), not the batch's, then the verdicts:
 2. `validate_plan`: the chunks' results merged into the run's one result
    (`validate.merged`); rows that fail are quarantined, and so are the batch's duplicates
    of them. Then the batch-level suite per feed, and the run's verdict against the warn
-   and fail levels.
+   and fail levels;
+3. `plan_clusters`: with the decisions final, each new article's id, then the new and
+   updated articles' signatures and bands and each new article's cluster link with its
+   score (pipeline.clusters).
+
+The load (pipeline.load) then applies the plan, re-labelling only what the stored articles
+have made stale meanwhile (an update from an older fetch than the article's content).
 
 A batch of one chunk (up to about 10,000 entries: a scheduled run of a few hundred feeds)
 is decided and validated as a whole; a larger one gets the same decisions and verdicts,
@@ -31,7 +37,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from pipeline import dedup, feed_identity, storage, validate
+from pipeline import clusters, dedup, feed_identity, storage, validate
 from pipeline.config import Settings
 from pipeline.containment import describe, exception_reason
 from pipeline.expectations import FEEDS_SUITE, ROWS_SUITE
@@ -248,6 +254,17 @@ def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime, chec
     if docs:
         log.info("data docs: %s", docs)
     return summary, fail, pages
+
+
+def plan_clusters(cur: Any, run_id: str) -> dict[str, int]:
+    """Once the plan's decisions are final (after `validate_plan`): each article planned new
+    gets its id, then the new and updated articles their signatures and bands and the new
+    ones their cluster links (pipeline.clusters), all in the plan."""
+    assigned = storage.assign_article_ids(cur, run_id)
+    planned = clusters.plan_clusters(cur, run_id)
+    log.info("clusters: %d new article ids, %d articles signed, %d links planned",
+             assigned, planned["signed"], planned["linked"])
+    return planned
 
 
 def _levels(settings: Settings) -> validate.Levels:

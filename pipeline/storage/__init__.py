@@ -25,6 +25,7 @@ from pipeline.storage.fetches import (
 )
 from pipeline.storage.plan import (
     add_decided_keys,
+    assign_article_ids,
     batch_duplicates_of,
     change_identity_rules,
     decided_keys,
@@ -75,6 +76,7 @@ __all__ = [
     "article_count",
     "assign_run_feeds",
     "add_decided_keys",
+    "assign_article_ids",
     "batch_duplicates_of",
     "change_identity_rules",
     "claim_held",

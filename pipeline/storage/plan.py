@@ -52,11 +52,33 @@ def open_plan(cur: Cursor, run_id: str) -> int:
     )
     count = cur.rowcount
     cur.execute("ALTER TABLE load_plan ADD PRIMARY KEY (feed_id, seq)")
-    # each new article's id, from the insert's RETURNING (pipeline.load), by its plan row's keys
+    # each new article the insert wrote (its RETURNING, pipeline.load), by its plan row's keys
     cur.execute("""CREATE TEMP TABLE plan_new_articles (feed_id bigint NOT NULL, identity_key text NOT NULL,
                                                         article_id bigint NOT NULL) ON COMMIT DROP""")
     cur.execute("SET LOCAL work_mem = '64MB'")  # the load's sorts and hashes stay in memory
     _analyze_plan(cur)  # for the decider's joins (autovacuum skips temporary tables)
+    return count
+
+
+# Each article planned new gets its id now, from the articles' sequence, in the order the
+# insert writes them (pipeline.load `_INSERT_NEW`): the cluster links are planned by them.
+_ASSIGN_ARTICLE_IDS = """
+CREATE TEMP TABLE plan_article_ids ON COMMIT DROP AS
+SELECT feed_id, seq, nextval(%(sequence)s::regclass) AS article_id
+FROM (SELECT feed_id, seq FROM load_plan WHERE run_id = %(run)s AND decision = 'new'
+      ORDER BY feed_id, seq) planned  -- taken in this order
+"""
+
+
+def assign_article_ids(cur: Cursor, run_id: str) -> int:
+    """Each article planned new, its id (`plan_article_ids`), once the plan's decisions
+    are final (after validation); returns their number."""
+    cur.execute("SELECT pg_get_serial_sequence('articles', 'id')")
+    (sequence,), = cur.fetchall()
+    cur.execute(_ASSIGN_ARTICLE_IDS, {"run": run_id, "sequence": sequence})
+    count = cur.rowcount
+    cur.execute("ALTER TABLE plan_article_ids ADD PRIMARY KEY (feed_id, seq)")
+    cur.execute("ANALYZE plan_article_ids")
     return count
 
 

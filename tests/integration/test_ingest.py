@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from pipeline import clusters, database, local_runner, maintenance, neardup, plan_decider, tasks, validate
+from pipeline import clusters, database, load, local_runner, maintenance, neardup, plan_decider, tasks, validate
 from pipeline.demo import demo_feed_list, serve_demo
 from pipeline.errors import SystemicFetchFailure, ValidationThresholdExceeded
 from pipeline.expectations import ROWS_SUITE
@@ -614,6 +614,80 @@ def test_a_feed_reposting_a_story_within_one_run_joins_the_outlet_it_reposts(db_
     with FeedServer(routes) as srv:
         assert run(db_url, settings, [FeedSource(srv.url(path)) for path in routes])["totals"]["new"] == 7
     assert query(db_url, "SELECT size FROM story_clusters") == [(7,)]
+
+
+def _before_the_plan_is_applied(monkeypatch, look):
+    """Call `look(cursor)` in the load's transaction once its plan is decided, just before
+    the load applies it."""
+    apply_plan = load.apply_plan
+
+    def applying(cur, *args, **kwargs):
+        look(cur)
+        return apply_plan(cur, *args, **kwargs)
+
+    monkeypatch.setattr(load, "apply_plan", applying)
+
+
+def test_the_load_plan_holds_each_cluster_link_with_its_score_and_the_load_writes_it(
+        db_url, settings, demo, monkeypatch):
+    # One decider: the syndicated story's link and its seed are in the plan, with the score
+    # and the ids the insert then writes, before any cluster, band or signature is stored;
+    # the load writes what the plan says.
+    seen = {}
+
+    def look(cur):
+        cur.execute("SELECT article_id, cluster_id, score, rule FROM plan_links ORDER BY article_id")
+        seen["links"] = cur.fetchall()
+        cur.execute("""SELECT (SELECT count(*) FROM article_clusters), (SELECT count(*) FROM article_bands),
+                              (SELECT count(*) FROM article_signatures), (SELECT count(*) FROM articles),
+                              (SELECT count(*) FROM plan_signatures)""")
+        seen["stored"] = cur.fetchone()
+
+    _before_the_plan_is_applied(monkeypatch, look)
+    run(db_url, settings, demo)
+    clustered, bands, signatures, articles, planned_signatures = seen["stored"]
+    assert (clustered, bands, signatures, articles) == (0, 0, 0, 0) and planned_signatures > 0
+    (seed, _, one, seed_rule), (member, cluster, score, rule) = seen["links"]
+    assert (seed_rule, one, cluster) == ("seed", 1.0, seed) and rule == clusters.RULE and score >= 0.5
+    assert query(db_url, "SELECT article_id, cluster_id, score, rule FROM article_clusters ORDER BY article_id") \
+        == seen["links"]
+    (outlets,), = query(db_url, "SELECT outlets FROM story_clusters")
+    assert sorted(outlets) == ["Civic Wire", "The Northern Ledger"]
+    assert scalar(db_url, "SELECT count(*) FROM article_signatures") == planned_signatures
+    assert scalar(db_url, "SELECT count(*) FROM articles WHERE id IN (%s, %s)", (seed, member)) == 2
+
+
+def test_an_article_stored_meanwhile_leaves_none_of_its_planned_links_or_bands_behind(db_url, settings, monkeypatch):
+    # Outlet A's story and outlet B's copy are planned: A's as a seed, B's linked to it. Between
+    # the plan and its application another writer stores A's entry (as a load not under the load
+    # lock would): the insert skips A's (a duplicate of the stored one now), and nothing
+    # planned for it is written, so no band, signature or cluster names an article that does
+    # not exist. B's article still lands.
+    routes = {"/a.xml": Route(rss([_ferry_copy(1, "a")])), "/b.xml": Route(rss([_ferry_copy(2, "b")]))}
+
+    def another_writer(cur):
+        cur.execute("""SELECT s.feed_id, s.article FROM load_plan s JOIN feeds f ON f.id = s.feed_id
+                       WHERE f.url LIKE '%%/a.xml'""")
+        (feed_id, article), = cur.fetchall()
+        with database.connect(db_url) as other, other.cursor() as write:
+            write.execute("""INSERT INTO articles (feed_id, identity_key, canonical_url, title, text, published_at,
+                                                   published_source, content_hash)
+                             VALUES (%s, %s, %s, %s, %s, now(), 'fetched', %s)""",
+                          (feed_id, article["identity_key"], article["canonical_url"], article["title"],
+                           article["text"], article["content_hash"]))
+
+    _before_the_plan_is_applied(monkeypatch, another_writer)
+    with FeedServer(routes) as srv:
+        totals = run(db_url, settings, [FeedSource(srv.url(path)) for path in routes])["totals"]
+    assert (totals["new"], totals["duplicates"]) == (1, 1)
+    assert query(db_url, "SELECT a.canonical_url FROM articles a JOIN article_signatures s ON s.article_id = a.id") \
+        == [("https://b.example/ferry-2",)]
+    assert scalar(db_url, """SELECT count(*) FROM article_bands b
+                             WHERE NOT EXISTS (SELECT 1 FROM articles a WHERE a.id = b.article_id)""") == 0
+    assert scalar(db_url, """SELECT count(*) FROM article_clusters c
+                             WHERE NOT EXISTS (SELECT 1 FROM articles a WHERE a.id = c.article_id)
+                                OR NOT EXISTS (SELECT 1 FROM articles a WHERE a.id = c.cluster_id)""") == 0
+    assert scalar(db_url, "SELECT count(*) FROM article_bands") == neardup.BANDS
 
 
 def test_each_update_keeps_the_previous_version_with_what_changed(db_url, settings):
