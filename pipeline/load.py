@@ -472,6 +472,21 @@ FROM load_plan WHERE run_id = %(run)s
 """
 
 
+# The plan's temporary tables (its documents, its cluster bands) held in the session's own
+# buffers, not written out to temporary files past PostgreSQL's default 8 MB: the 1,000-feed
+# bench's plan and bands take tens of MB. The buffers are taken as used, up to this, and
+# only for the load's session (the setting can change only before the session's first
+# temporary table: a session that had one keeps its own).
+_PLAN_BUFFERS = "256MB"
+_ROOM_FOR_THE_PLAN = f"""
+DO $$ BEGIN
+    IF pg_size_bytes(current_setting('temp_buffers')) < pg_size_bytes('{_PLAN_BUFFERS}') THEN
+        PERFORM set_config('temp_buffers', '{_PLAN_BUFFERS}', true);
+    END IF;
+EXCEPTION WHEN invalid_parameter_value OR cant_change_runtime_param THEN NULL;
+END $$
+"""
+
 # How long a load waits for another run's load to finish before it fails (and its task is
 # retried): longer than any load takes, shorter than a run's timeout.
 LOAD_LOCK_WAIT_S = 900
@@ -483,6 +498,7 @@ def begin(cur: Cursor, run_id: str) -> LoadCounts | None:
     else None. A feed whose fetched entries were not all staged becomes its error in the
     run (`_UNSTAGED_AS_ERRORS`): the other feeds' entries load. Raises RunNotLoadable for
     a replay run that lost staged entries."""
+    cur.execute(_ROOM_FOR_THE_PLAN)
     cur.execute("SET LOCAL lock_timeout = %s", (f"{LOAD_LOCK_WAIT_S}s",))  # bounded: then a retry
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
     cur.execute("SET LOCAL lock_timeout = 0")
