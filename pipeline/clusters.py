@@ -11,11 +11,11 @@ article that starts a cluster (`plan_links`). The load applies them (pipeline.lo
 writer of `article_signatures`, `article_bands` and `article_clusters`.
 
 Only the choice (which candidate, which cluster) is Python, in `pipeline.neardup`;
-candidates come from the stored articles' indexed bands and the plan's own (the views
-`cluster_bands`, `cluster_signatures`, `cluster_members`: what is stored, as the plan will
-leave it), a bounded few per band (`CANDIDATES_PER_BAND`), so an article's cost does not
-grow with the number of feeds that carry its story. Below, a *stored* article is one the
-views give: stored, or planned by an earlier chunk.
+candidates come from the stored articles' indexed bands and the plan's own (what is
+stored, as the plan will leave it: an updated article by its planned bands), a bounded
+few per band (`CANDIDATES_PER_BAND`), so an article's cost does not grow with the number
+of feeds that carry its story. Below, a *stored* article is one stored, or planned by an
+earlier chunk.
 
 A cluster is one story across outlets: candidates from the article's own feed are not
 linked. Near-identical entries within one feed are recurring templates (a weekly
@@ -44,9 +44,9 @@ RULE = f"minhash_lsh_{neardup.SIGNATURE_VERSION}"
 SEED = "seed"  # an earlier article's row as its cluster's first: the cluster is named by its id
 
 
-# The plan's clustering tables, and the stored ones as the plan will leave them: an article
-# the plan re-signs (an update) is judged by its planned signature and bands, not its stored
-# ones. The views live as long as the planning (`_planning`); the tables as the transaction.
+# The plan's clustering tables, for the transaction. The stored tables are read as the plan
+# will leave them: an article the plan re-signs (an update) by its planned signature and
+# bands, not its stored ones (`_EARLIER_IN_BUCKET`, `_SIGNED`, `_MEMBERS`).
 _PLAN_TABLES = """
 CREATE TEMP TABLE plan_signatures (article_id bigint PRIMARY KEY, feed_id bigint NOT NULL,
                                    signature bytea NOT NULL) ON COMMIT DROP;
@@ -55,38 +55,48 @@ CREATE TEMP TABLE plan_bands (band smallint NOT NULL, bucket bigint NOT NULL, ar
 CREATE TEMP TABLE plan_links (article_id bigint PRIMARY KEY, cluster_id bigint NOT NULL, score real NOT NULL,
                               rule text NOT NULL) ON COMMIT DROP;
 """
-_PLAN_VIEWS = """
-CREATE TEMP VIEW cluster_bands AS
-    SELECT band, bucket, article_id FROM article_bands b
-    WHERE NOT EXISTS (SELECT 1 FROM plan_signatures p WHERE p.article_id = b.article_id)
-    UNION ALL SELECT band, bucket, article_id FROM plan_bands;
-CREATE TEMP VIEW cluster_signatures AS
-    SELECT s.article_id, s.signature, a.feed_id FROM article_signatures s JOIN articles a ON a.id = s.article_id
-    WHERE NOT EXISTS (SELECT 1 FROM plan_signatures p WHERE p.article_id = s.article_id)
-    UNION ALL SELECT article_id, signature, feed_id FROM plan_signatures;
-CREATE TEMP VIEW cluster_members AS
-    SELECT article_id, cluster_id FROM article_clusters UNION ALL SELECT article_id, cluster_id FROM plan_links;
+
+
+def _earlier_in_bucket(bound: str, limit: str) -> str:
+    """A subquery: the latest `limit` articles older than `bound` in the bucket of `n.band`
+    and `n.bucket`, stored (not re-signed by the plan) or planned. Each table's index is
+    read backwards to its own limit, then the two merged: a bucket of thousands costs what
+    one of a few does."""
+    return f"""(SELECT article_id FROM (
+        (SELECT b.article_id FROM article_bands b
+         WHERE b.band = n.band AND b.bucket = n.bucket AND b.article_id < {bound}
+           AND NOT EXISTS (SELECT 1 FROM plan_signatures p WHERE p.article_id = b.article_id)
+         ORDER BY b.article_id DESC LIMIT {limit})
+        UNION ALL
+        (SELECT b.article_id FROM plan_bands b
+         WHERE b.band = n.band AND b.bucket = n.bucket AND b.article_id < {bound}
+         ORDER BY b.article_id DESC LIMIT {limit})) both_tables
+     ORDER BY article_id DESC LIMIT {limit})"""
+
+
+# Each of the ids `x.id` with its signature and feed: planned, else stored.
+_SIGNED = """
+LEFT JOIN plan_signatures p ON p.article_id = x.id
+LEFT JOIN article_signatures s ON p.article_id IS NULL AND s.article_id = x.id
+LEFT JOIN articles a ON p.article_id IS NULL AND a.id = x.id
 """
+_SIGNED_WHERE = "coalesce(p.signature, s.signature) IS NOT NULL AND coalesce(p.feed_id, a.feed_id) IS NOT NULL"
 
-
-@contextmanager
-def _planning(cur: Cursor) -> Iterator[None]:
-    """The plan's clustering tables, with the views the planning reads through, dropped after
-    it (so the transaction commits with no view on its temporary tables)."""
-    cur.execute(_PLAN_TABLES)
-    cur.execute(_PLAN_VIEWS)
-    yield
-    cur.execute("DROP VIEW cluster_bands, cluster_signatures, cluster_members")
-    cur.execute("ANALYZE plan_signatures, plan_bands, plan_links")  # for the load's joins
+# The clusters of the articles in %(ids)s: stored, or planned by an earlier chunk.
+_MEMBERS = """
+SELECT article_id, cluster_id FROM article_clusters WHERE article_id = ANY(%(ids)s::bigint[])
+UNION ALL SELECT article_id, cluster_id FROM plan_links WHERE article_id = ANY(%(ids)s::bigint[])
+"""
 
 
 def _plan_signed(cur: Cursor, signatures: dict[int, tuple[bytes, int]],
                  bands: dict[int, list[tuple[int, int]]]) -> None:
-    """Plan the articles' signatures and bands (an update re-signs its article; the same
-    article planned twice keeps the later)."""
-    ids = array_literal(list(signatures))
-    cur.execute("DELETE FROM plan_signatures WHERE article_id = ANY(%s::bigint[])", (ids,))
-    cur.execute("DELETE FROM plan_bands WHERE article_id = ANY(%s::bigint[])", (ids,))
+    """Plan the articles' signatures and bands (an update re-signs its article; one planned
+    again, as an update matched twice can be, keeps the later)."""
+    cur.execute("DELETE FROM plan_signatures WHERE article_id = ANY(%s::bigint[]) RETURNING article_id",
+                (array_literal(list(signatures)),))
+    if again := [article_id for (article_id,) in cur.fetchall()]:  # nearly always none
+        cur.execute("DELETE FROM plan_bands WHERE article_id = ANY(%s::bigint[])", (array_literal(again),))
     copy_rows(cur, "plan_signatures", ("article_id", "signature", "feed_id"),
               ((i, sig, feed_id) for i, (sig, feed_id) in signatures.items()))
     copy_lines(cur, "plan_bands", ("band", "bucket", "article_id"),  # integers: nothing to escape
@@ -108,7 +118,8 @@ def plan_clusters(cur: Cursor, run_id: str) -> dict[str, int]:
     planned are read back from the plan. The outcome is the whole batch's at once, and the
     memory that of one chunk."""
     signed = linked = 0
-    with _planning(cur), cur.connection.cursor(name="cluster_plan") as planned:
+    cur.execute(_PLAN_TABLES)
+    with cur.connection.cursor(name="cluster_plan") as planned:
         planned.itersize = CHUNK
         planned.execute(  # ids: a new article's planned one, an update's the matched one
             """SELECT coalesce(i.article_id, s.matched_article_id), s.article->>'signature', s.decision,
@@ -125,6 +136,7 @@ def plan_clusters(cur: Cursor, run_id: str) -> dict[str, int]:
             signed += len(chunk)
             linked += _plan_chunk(cur, chunk)
             release_free_memory()  # what the chunk freed goes back: a long load stays flat
+    cur.execute("ANALYZE plan_signatures, plan_bands, plan_links")  # for the load's joins
     return {"signed": signed, "linked": linked}
 
 
@@ -132,8 +144,8 @@ def _plan_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]]) -> int:
     """Sign, band and cluster one chunk of planned articles; return the links planned.
 
     Candidates among the chunk's own articles are found here, from the bands just computed;
-    only the others (earlier chunks', stored) are looked up, by probes of `cluster_bands`
-    made before the chunk's bands are planned (an updated article of the chunk found there
+    only the others (earlier chunks', stored) are looked up, by probes of the stored and
+    planned bands made before the chunk's bands are planned (an updated article of the chunk found there
     by its stored bands is dropped: the chunk's own bands judge it)."""
     rows, feed_of = {}, {}
     for article_id, sig, decision, feed_id in chunk:
@@ -187,14 +199,13 @@ def _stored_candidates(cur: Cursor, new_ids: list[int], band_keys: dict[int, lis
         return {}, set()
     with _band_index_read_backwards(cur):
         cur.execute(
-            """SELECT n.article_id, n.band, b.article_id
-               FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[]) AS n(article_id, band, bucket)
-               CROSS JOIN LATERAL (
-                   SELECT b.article_id FROM cluster_bands b
-                   WHERE b.band = n.band AND b.bucket = n.bucket AND b.article_id < n.article_id
-                   ORDER BY b.article_id DESC LIMIT %s) b""",
-            (*map(array_literal, zip(*[(i, band, bucket) for i in new_ids for band, bucket in band_keys[i]],
-                                     strict=False)), CANDIDATES_PER_BAND),
+            f"""SELECT n.article_id, n.band, b.article_id
+               FROM unnest(%(ids)s::bigint[], %(bands)s::smallint[], %(buckets)s::bigint[])
+                    AS n(article_id, band, bucket)
+               CROSS JOIN LATERAL {_earlier_in_bucket("n.article_id", "%(limit)s")} b""",
+            dict(zip(("ids", "bands", "buckets"),
+                     map(array_literal, zip(*[(i, band, bucket) for i in new_ids for band, bucket in band_keys[i]],
+                                            strict=True)), strict=True), limit=CANDIDATES_PER_BAND),
         )
         found = cur.fetchall()
     candidates: dict[int, set[int]] = {}
@@ -244,22 +255,22 @@ def _stored_further_back(cur: Cursor, article_id: int, feed_id: int, band_keys: 
     bands, buckets = zip(*band_keys, strict=True)
     with _band_index_read_backwards(cur):
         cur.execute(
-            """SELECT DISTINCT c.article_id, s.signature, k.cluster_id
-               FROM unnest(%s::smallint[], %s::bigint[]) AS n(band, bucket)
+            f"""SELECT DISTINCT c.id, c.signature
+               FROM unnest(%(bands)s::smallint[], %(buckets)s::bigint[]) AS n(band, bucket)
                CROSS JOIN LATERAL (
-                   SELECT b.article_id
-                   FROM (SELECT b.article_id FROM cluster_bands b
-                         WHERE b.band = n.band AND b.bucket = n.bucket AND b.article_id < %s
-                         ORDER BY b.article_id DESC LIMIT %s) b
-                   JOIN cluster_signatures a ON a.article_id = b.article_id
-                   WHERE a.feed_id <> %s AND b.article_id <> ALL(%s::bigint[])
-                   ORDER BY b.article_id DESC LIMIT %s) c
-               JOIN cluster_signatures s ON s.article_id = c.article_id
-               LEFT JOIN cluster_members k ON k.article_id = c.article_id""",
-            (array_literal(bands), array_literal(buckets), article_id, SCAN_PER_BAND, feed_id,
-             array_literal(chunk_updated), CANDIDATES_PER_BAND),
+                   SELECT x.id, coalesce(p.signature, s.signature) AS signature
+                   FROM (SELECT article_id AS id FROM {_earlier_in_bucket("%(article)s", "%(scan)s")} b) x
+                   {_SIGNED}
+                   WHERE {_SIGNED_WHERE} AND coalesce(p.feed_id, a.feed_id) <> %(feed)s
+                     AND x.id <> ALL(%(updated)s::bigint[])
+                   ORDER BY x.id DESC LIMIT %(candidates)s) c""",
+            {"bands": array_literal(bands), "buckets": array_literal(buckets), "article": article_id,
+             "scan": SCAN_PER_BAND, "feed": feed_id, "updated": array_literal(chunk_updated),
+             "candidates": CANDIDATES_PER_BAND},
         )
-        return [(candidate, bytes(sig), cluster) for candidate, sig, cluster in cur.fetchall()]
+        found = [(candidate, bytes(sig)) for candidate, sig in cur.fetchall()]
+    clusters = _clusters(cur, [candidate for candidate, _ in found])
+    return [(candidate, sig, clusters.get(candidate)) for candidate, sig in found]
 
 
 def _band_holders(band_keys: dict[int, list[tuple[int, int]]]) -> dict[tuple[int, int], list[int]]:
@@ -295,8 +306,7 @@ def _clusters(cur: Cursor, article_ids: list[int]) -> dict[int, int]:
     """The stored cluster of each of these articles that is in one."""
     if not article_ids:
         return {}
-    cur.execute("SELECT article_id, cluster_id FROM cluster_members WHERE article_id = ANY(%s::bigint[])",
-                (array_literal(article_ids),))
+    cur.execute(_MEMBERS, {"ids": array_literal(article_ids)})
     return dict(cur.fetchall())
 
 
@@ -310,8 +320,8 @@ def _link_slice(cur: Cursor, candidates: dict[int, set[int]], rows: dict[int, tu
     stored = sorted({c for cs in candidates.values() for c in cs if c not in rows})
     stored_signature, stored_feed = {}, {}
     if stored:
-        cur.execute("""SELECT article_id, signature, feed_id FROM cluster_signatures
-                       WHERE article_id = ANY(%s::bigint[])""",
+        cur.execute(f"""SELECT x.id, coalesce(p.signature, s.signature), coalesce(p.feed_id, a.feed_id)
+                        FROM unnest(%s::bigint[]) AS x(id) {_SIGNED} WHERE {_SIGNED_WHERE}""",
                     (array_literal(stored),))
         for candidate, sig, feed_id in cur.fetchall():
             stored_signature[candidate] = bytes(sig)

@@ -13,8 +13,9 @@ Python). The insert's RETURNING says which planned articles it wrote:
   content kept in `article_versions` with what changed (capped per feed per run);
 * order holds when runs overlap (a CLI ingest and a DAG run, a replay, a release): each
   article keeps the `fetched_at` of the content it holds, and an update from an older
-  fetch, or one another run already made, becomes a duplicate (counted in
-  `stale_updates`); a duplicate from a newer fetch moves `fetched_at` forward;
+  fetch, or one another run already made, is a duplicate (the decider's, counted in
+  `stale_updates`; the update itself applies only over older content); a duplicate from
+  a newer fetch moves `fetched_at` forward;
 * new articles are linked to their near-duplicate story clusters as planned
   (pipeline.clusters), and the articles written get their planned signatures and bands;
 * duplicates and quarantined rows are upserted, bumping `times_seen`;
@@ -94,7 +95,7 @@ SELECT feed_id, identity_key, id FROM inserted
 
 # The planned signatures, bands and cluster links (pipeline.clusters) of the articles the
 # plan wrote: those inserted and those updated, not a planned one another run loaded
-# meanwhile nor an update found stale (`_UNWRITTEN` leaves those out of the plan first); a
+# meanwhile (`_UNWRITTEN` leaves those out of the plan first); a
 # link only when the article it names as its cluster is stored too. An updated article's
 # stored signature and bands are replaced (a new one has none: its id is new).
 _UNWRITTEN = """
@@ -105,8 +106,10 @@ WHERE NOT EXISTS (SELECT 1 FROM plan_new_articles n WHERE n.article_id = p.artic
 RETURNING p.article_id
 """
 _DROP_RESIGNED = """  -- before the inserts: a statement's parts all see the tables as it began
-WITH updated AS (
-    SELECT DISTINCT matched_article_id AS article_id FROM load_plan WHERE run_id = %(run)s AND decision = 'update'
+WITH updated AS (  -- the updated articles re-signed (an update whose text is too short to sign keeps its own)
+    SELECT p.article_id FROM plan_signatures p
+    WHERE EXISTS (SELECT 1 FROM load_plan s WHERE s.run_id = %(run)s AND s.decision = 'update'
+                                            AND s.matched_article_id = p.article_id)
 ), old_bands AS (
     DELETE FROM article_bands o USING updated u WHERE o.article_id = u.article_id
 )
@@ -117,12 +120,17 @@ WITH bands AS (INSERT INTO article_bands (band, bucket, article_id) SELECT band,
 INSERT INTO article_signatures (article_id, signature) SELECT article_id, signature FROM plan_signatures
 """
 _APPLY_LINKS = """
+WITH links AS (
+    SELECT l.* FROM plan_links l
+    WHERE l.rule <> 'seed' AND EXISTS (SELECT 1 FROM articles a WHERE a.id = l.article_id)
+      AND EXISTS (SELECT 1 FROM articles a WHERE a.id = l.cluster_id)
+), seeds AS (  -- a cluster's first article, when a link written names it
+    SELECT l.* FROM plan_links l
+    WHERE l.rule = 'seed' AND EXISTS (SELECT 1 FROM links w WHERE w.cluster_id = l.article_id)
+)
 INSERT INTO article_clusters (article_id, cluster_id, score, rule, linked_at)
-SELECT l.article_id, l.cluster_id, l.score, l.rule, %(now)s
-FROM plan_links l
-WHERE EXISTS (SELECT 1 FROM articles a WHERE a.id = l.article_id)
-  AND EXISTS (SELECT 1 FROM articles a WHERE a.id = l.cluster_id)
-ORDER BY l.article_id
+SELECT article_id, cluster_id, score, rule, %(now)s FROM (TABLE links UNION ALL TABLE seeds) w
+ORDER BY article_id
 ON CONFLICT (article_id) DO NOTHING
 RETURNING rule
 """
@@ -157,16 +165,6 @@ SET decision = CASE WHEN m.rule <> 'content_hash' AND m.article_feed = s.feed_id
     rule = m.rule, matched_article_id = m.id, matched_url = m.canonical_url
 FROM lost m
 WHERE s.run_id = %(run)s AND s.feed_id = m.feed_id AND s.seq = m.seq
-"""
-
-# Updates that must not apply: the article holds content from a newer fetch (this run
-# fetched before another run that loaded first), or already holds this content (another
-# run made the same update). Each is a duplicate of the article it matched.
-_RELABEL_STALE_UPDATES = """
-UPDATE load_plan s SET decision = 'duplicate'
-FROM articles a
-WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id
-  AND (a.fetched_at > s.fetched_at OR a.content_hash = s.article->>'content_hash')
 """
 
 # Before an update, keep the previous content with what changed, and the run and fetch
@@ -467,7 +465,8 @@ SELECT count(*) AS entries,
        count(*) FILTER (WHERE decision = 'update') AS updated,
        count(*) FILTER (WHERE decision = 'duplicate') AS duplicates,
        count(*) FILTER (WHERE decision = 'quarantined') AS quarantined,
-       count(*) FILTER (WHERE decision IS NULL) AS undecided
+       count(*) FILTER (WHERE decision IS NULL) AS undecided,
+       count(*) FILTER (WHERE stale) AS stale_updates  -- duplicates now (storage.relabel_stale_updates)
 FROM load_plan WHERE run_id = %(run)s
 """
 
@@ -540,12 +539,9 @@ def apply_plan(
     if inserted != counts["new"]:
         cur.execute(_RELABEL_LOST_RACES, params)
         relabelled = cur.rowcount
-    cur.execute(_RELABEL_STALE_UPDATES, params)
-    stale = cur.rowcount
-    if relabelled or stale:
+    if relabelled:
         counts = _counts(cur, params)
         counts.pop("undecided")
-    counts["stale_updates"] = stale
     cur.execute(_KEEP_VERSIONS, params)
     counts["versions_kept"] = cur.rowcount
     cur.execute(_UPDATE_CHANGED, params)

@@ -14,12 +14,12 @@ awaiting their verdicts), not the batch's, then the verdicts:
    (`validate.merged`); rows that fail are quarantined, and so are the batch's duplicates
    of them. Then the batch-level suite per feed, and the run's verdict against the warn
    and fail levels;
-3. `plan_clusters`: with the decisions final, each new article's id, then the new and
-   updated articles' signatures and bands and each new article's cluster link with its
-   score (pipeline.clusters).
+3. `complete_plan`: updates from an older fetch than the stored article's content become
+   duplicates; with the decisions final, each new article's id, then the new and updated
+   articles' signatures and bands and each new article's cluster link with its score
+   (pipeline.clusters).
 
-The load (pipeline.load) then applies the plan, re-labelling only what the stored articles
-have made stale meanwhile (an update from an older fetch than the article's content).
+The load (pipeline.load) then applies the plan.
 
 A batch of one chunk (up to about 10,000 entries: a scheduled run of a few hundred feeds)
 is decided and validated as a whole; a larger one gets the same decisions and verdicts,
@@ -256,15 +256,17 @@ def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime, chec
     return summary, fail, pages
 
 
-def plan_clusters(cur: Any, run_id: str) -> dict[str, int]:
-    """Once the plan's decisions are final (after `validate_plan`): each article planned new
-    gets its id, then the new and updated articles their signatures and bands and the new
-    ones their cluster links (pipeline.clusters), all in the plan."""
+def complete_plan(cur: Any, run_id: str) -> dict[str, int]:
+    """After `validate_plan`: updates the stored articles have made stale become duplicates
+    (their content is from an older fetch), so the decisions are final; then each article
+    planned new gets its id, and the new and updated articles their signatures and bands
+    and the new ones their cluster links (pipeline.clusters), all in the plan."""
+    stale = storage.relabel_stale_updates(cur, run_id)
     assigned = storage.assign_article_ids(cur, run_id)
     planned = clusters.plan_clusters(cur, run_id)
-    log.info("clusters: %d new article ids, %d articles signed, %d links planned",
-             assigned, planned["signed"], planned["linked"])
-    return planned
+    log.info("plan: %d stale updates, %d new article ids, %d articles signed, %d cluster links",
+             stale, assigned, planned["signed"], planned["linked"])
+    return {"stale_updates": stale, **planned}
 
 
 def _levels(settings: Settings) -> validate.Levels:

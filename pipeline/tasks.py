@@ -403,8 +403,8 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
                validation_child: bool = False) -> LoadSummary:
     """The run's one decider and writer, in one transaction under the load lock: the
     staged entries are copied into the plan; identity rules and dedup decide new / update
-    / duplicate; the suites quarantine what fails them; new articles get their ids and
-    cluster links; the plan is applied. Past the
+    / duplicate; the suites quarantine what fails them; stale updates become duplicates, new
+    articles get their ids and cluster links; the plan is applied. Past the
     validation fail level the good and quarantined rows still land, and then it raises
     `ValidationThresholdExceeded` (terminal). A retried load of a loaded run is a no-op."""
     gx_dir = settings.data_dir / "gx"
@@ -425,7 +425,7 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
         decided = plan_decider.decide(cur, run_id, clock(), checks)
         validated, fail, pages = plan_decider.validate_plan(cur, settings, run_id, clock(), checks)
         storage.plan_decided(cur)
-        plan_decider.plan_clusters(cur, run_id)
+        plan_decider.complete_plan(cur, run_id)
         with validate.docs_built_meanwhile(gx_dir, pages, settings.data_docs_keep):
             loaded = load.apply_plan(cur, run_id, clock(), fetch.polling_rules(settings),
                                      settings.redirect_confirmations, settings.versions_per_feed_per_run)

@@ -45,6 +45,7 @@ def open_plan(cur: Cursor, run_id: str) -> int:
                   decision, rule, matched_article_id, matched_url, reasons, search,
                   -- a batch duplicate's earlier article of the same batch (dedup.BatchKeys)
                   NULL::bigint AS matched_feed_id, NULL::int AS matched_seq,
+                  false AS stale,  -- an update found stale (`relabel_stale_updates`)
                   -- the load's join keys, out of the document (with statistics for its plans)
                   article->>'identity_key' AS identity_key, article->>'content_hash' AS content_hash
            FROM staged_entries WHERE run_id = %s""",
@@ -58,6 +59,24 @@ def open_plan(cur: Cursor, run_id: str) -> int:
     cur.execute("SET LOCAL work_mem = '64MB'")  # the load's sorts and hashes stay in memory
     _analyze_plan(cur)  # for the decider's joins (autovacuum skips temporary tables)
     return count
+
+
+# Updates that must not apply: the article holds content from a newer fetch (this run
+# fetched before another run that loaded first: a late load, a replay, a release), or
+# holds this content already. Each is a duplicate of the article it matched.
+_RELABEL_STALE_UPDATES = """
+UPDATE load_plan s SET decision = 'duplicate', stale = true
+FROM articles a
+WHERE s.run_id = %(run)s AND s.decision = 'update' AND a.id = s.matched_article_id
+  AND (a.fetched_at > s.fetched_at OR a.content_hash = s.article->>'content_hash')
+"""
+
+
+def relabel_stale_updates(cur: Cursor, run_id: str) -> int:
+    """The plan's updates the stored articles have made stale, duplicates now (counted in
+    the load's `stale_updates`); returns their number."""
+    cur.execute(_RELABEL_STALE_UPDATES, {"run": run_id})
+    return cur.rowcount
 
 
 # Each article planned new gets its id now, from the articles' sequence, in the order the

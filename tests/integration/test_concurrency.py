@@ -196,6 +196,42 @@ def test_an_older_fetch_loaded_after_a_newer_run_puts_nothing_back(db_url, setti
     assert again["feeds"][0]["outcome"] == "not_modified"  # the validators describe V2
 
 
+HARBOUR = ("The harbour council voted on Tuesday to rebuild the old ferry terminal after a winter of storms "
+           "damaged the pier, the ticket hall and the waiting rooms used by commuters from the islands. The "
+           "mayor said work would begin in the spring and that temporary shelters would open next month.")
+VALLEY = ("Farmers in the upper valley began the grape harvest a fortnight early this year after a dry and "
+          "unusually warm summer, and cooperative growers expect a smaller crop of sweeter fruit. Wineries "
+          "along the river road have hired extra pickers and opened their cellars to visitors for the season.")
+MARKET = ("The city market reopened on Saturday after a six month renovation that replaced the glass roof, "
+          "added forty stalls for local bakers and cheesemakers and moved the flower sellers indoors. Traders "
+          "said the first weekend drew larger crowds than any since the hall first opened a century ago.")
+
+
+def test_an_older_fetch_loaded_late_clusters_against_what_the_article_holds(db_url, settings):
+    # Outlet A's story is loaded; an older run fetches A's rewrite of it (the harbour text)
+    # and outlet B's copy of that rewrite; a newer run fetches A's next rewrite (the market
+    # text; B has taken its copy down) and loads first. When the older run loads, A's rewrite is stale (a duplicate):
+    # B's copy is judged against what A's article holds now, the market text, and joins no
+    # story with it (it did, planned against the stale rewrite, before the decider settled
+    # stale updates ahead of the cluster links).
+    def story(text):
+        return rss([item(1, title="Council business", description=f"<p>{text}</p>")])
+
+    copy = rss([item(7, link="https://b.example/ferry", guid="b-7", title="Council business",
+                     description=f"<p>{HARBOUR} Reporting by our staff.</p>")])
+    with FeedServer({"/a.xml": Route(story(VALLEY)), "/b.xml": Route(rss([]))}) as server:
+        sources = [FeedSource(server.url("/a.xml")), FeedSource(server.url("/b.xml"))]
+        local_runner.ingest(db_url, settings, sources, "seed", force=True)
+        server.routes["/a.xml"], server.routes["/b.xml"] = Route(story(HARBOUR)), Route(copy)
+        run_until_loaded(db_url, settings, "older", sources)
+        server.routes["/a.xml"], server.routes["/b.xml"] = Route(story(MARKET)), Route(rss([]))
+        local_runner.ingest(db_url, settings, sources, "newer", force=True)
+        late = tasks.load_batch(db_url, settings, "older").load
+    assert (late.new, late.updated, late.stale_updates) == (1, 0, 1)
+    assert scalar(db_url, "SELECT count(*) FROM article_clusters") == 0
+    assert scalar(db_url, "SELECT text FROM articles WHERE guid NOT LIKE 'b-%%'").startswith("The city market")
+
+
 def test_two_ingests_at_once_the_older_fetch_recorded_and_loaded_last(db_url, lenient, tmp_path):
     """A CLI ingest fetches; the publisher edits; a DAG run fetches the edits and loads while
     the CLI ingest is still running; the CLI ingest then records its (older) fetches and
