@@ -129,7 +129,7 @@ def plan_clusters(cur: Cursor, run_id: str) -> dict[str, int]:
                WHERE s.run_id = %s AND s.decision IN ('new', 'update')
                  AND s.article->>'signature' IS NOT NULL
                  AND coalesce(i.article_id, s.matched_article_id) IS NOT NULL
-               ORDER BY 1""",
+               ORDER BY 1, s.feed_id DESC, s.seq DESC""",  # an article updated twice: the applied (first) kept
             (run_id,),
         )
         while chunk := planned.fetchmany(CHUNK):

@@ -42,7 +42,7 @@ from typing import Any
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 
-from pipeline import clusters, polling_policy
+from pipeline import clusters, polling_policy, storage
 from pipeline.errors import RunNotLoadable
 from pipeline.records import LoadCounts
 from pipeline.storage.array_literal import array_literal
@@ -93,6 +93,22 @@ INSERT INTO plan_new_articles (feed_id, identity_key, article_id)
 SELECT feed_id, identity_key, id FROM inserted
 """
 
+# A lost race's update re-signs the article it matched: its planned signature and bands
+# move from the id planned for it to the article's (the first row, by feed and position,
+# as `_UPDATE_CHANGED` applies the first; none when the plan re-signs that article already).
+_RESIGN_LOST_RACES = """
+WITH moved AS (
+    SELECT DISTINCT ON (s.matched_article_id) i.article_id AS planned, s.matched_article_id AS matched
+    FROM plan_article_ids i JOIN load_plan s ON s.run_id = %(run)s AND s.feed_id = i.feed_id AND s.seq = i.seq
+    WHERE s.decision = 'update'
+      AND NOT EXISTS (SELECT 1 FROM plan_signatures q WHERE q.article_id = s.matched_article_id)
+    ORDER BY s.matched_article_id, s.feed_id, s.seq
+), bands AS (
+    UPDATE plan_bands b SET article_id = m.matched FROM moved m WHERE b.article_id = m.planned
+)
+UPDATE plan_signatures p SET article_id = m.matched FROM moved m WHERE p.article_id = m.planned
+"""
+
 # The planned signatures, bands and cluster links (pipeline.clusters) of the articles the
 # plan wrote: those inserted and those updated, not a planned one another run loaded
 # meanwhile (`_UNWRITTEN` leaves those out of the plan first); a
@@ -138,8 +154,9 @@ RETURNING rule
 # Rows planned as new that were not inserted: another run loaded the entry (or a copy of
 # its content) after this run's dedup. Each is matched as the decider would have matched
 # it (same feed and identity, else canonical URL, else content); the same feed's entry
-# with other content becomes an update (applied or not by its fetch time, below), any
-# other a duplicate.
+# with other content becomes an update (a duplicate when the stored article's content is
+# from a newer fetch: storage.relabel_stale_updates, as the decider does, then), any other
+# a duplicate. Such an update re-signs the article it matched (`_RESIGN_LOST_RACES`).
 _RELABEL_LOST_RACES = """
 WITH lost AS (
     SELECT DISTINCT ON (t.feed_id, t.seq) t.feed_id, t.seq, a.id, a.canonical_url,
@@ -540,6 +557,8 @@ def apply_plan(
         cur.execute(_RELABEL_LOST_RACES, params)
         relabelled = cur.rowcount
     if relabelled:
+        storage.relabel_stale_updates(cur, run_id)
+        cur.execute(_RESIGN_LOST_RACES, params)
         counts = _counts(cur, params)
         counts.pop("undecided")
     cur.execute(_KEEP_VERSIONS, params)

@@ -425,8 +425,8 @@ def load_batch(db_url: str, settings: Settings, run_id: str, clock: Callable[[],
         decided = plan_decider.decide(cur, run_id, clock(), checks)
         validated, fail, pages = plan_decider.validate_plan(cur, settings, run_id, clock(), checks)
         storage.plan_decided(cur)
-        plan_decider.complete_plan(cur, run_id)
         with validate.docs_built_meanwhile(gx_dir, pages, settings.data_docs_keep):
+            plan_decider.complete_plan(cur, run_id)
             loaded = load.apply_plan(cur, run_id, clock(), fetch.polling_rules(settings),
                                      settings.redirect_confirmations, settings.versions_per_feed_per_run)
     log.info("load: %s", loaded)

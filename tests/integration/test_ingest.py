@@ -690,6 +690,45 @@ def test_an_article_stored_meanwhile_leaves_none_of_its_planned_links_or_bands_b
     assert scalar(db_url, "SELECT count(*) FROM article_bands") == neardup.BANDS
 
 
+@pytest.mark.parametrize("racer", ["newer", "older"])
+def test_the_same_entry_stored_meanwhile_with_other_content_is_updated_only_from_a_newer_fetch(
+        db_url, settings, monkeypatch, racer):
+    # Between the plan and its application another writer stores outlet A's entry (same feed,
+    # same identity) with other content: the planned insert becomes an update of that
+    # article. Its content from a newer fetch than the run's stays (the run's entry is a
+    # stale duplicate, no version kept); from an older fetch, the run's entry updates it and
+    # re-signs it (its signature and bands are the run's content's).
+    routes = {"/a.xml": Route(rss([_ferry_copy(1, "a")]))}
+
+    def another_writer(cur):
+        cur.execute("SELECT s.feed_id, s.article FROM load_plan s")
+        (feed_id, article), = cur.fetchall()
+        with database.connect(db_url) as other, other.cursor() as write:
+            write.execute("""INSERT INTO articles (feed_id, identity_key, canonical_url, title, text, published_at,
+                                                   published_source, content_hash, fetched_at)
+                             VALUES (%s, %s, %s, 'Racer', 'Racer text.', now(), 'fetched', 'v1:racer',
+                                     now() + %s * interval '1 day')""",
+                          (feed_id, article["identity_key"], article["canonical_url"], 1 if racer == "newer" else -1))
+
+    _before_the_plan_is_applied(monkeypatch, another_writer)
+    with FeedServer(routes) as srv:
+        summary = run(db_url, settings, [FeedSource(srv.url(path)) for path in routes])
+    counts = scalar(db_url, "SELECT counts FROM ingest_runs WHERE loaded_at IS NOT NULL")
+    signed = query(db_url, """SELECT count(DISTINCT s.article_id), count(b.*) FROM article_signatures s
+                              JOIN article_bands b ON b.article_id = s.article_id""")
+    if racer == "newer":
+        assert (counts["updated"], counts["duplicates"], counts["stale_updates"], counts["versions_kept"]) \
+            == (0, 1, 1, 0)
+        assert scalar(db_url, "SELECT text FROM articles") == "Racer text."
+        assert signed == [(0, 0)]  # the other writer stored none; the run's content is not the article's
+    else:
+        assert (counts["updated"], counts["duplicates"], counts["stale_updates"], counts["versions_kept"]) \
+            == (1, 0, 0, 1)
+        assert scalar(db_url, "SELECT text FROM articles").startswith("The harbour council")
+        assert signed == [(1, neardup.BANDS)]
+    assert summary["totals"]["entries"] == 1
+
+
 def test_each_update_keeps_the_previous_version_with_what_changed(db_url, settings):
     with FeedServer({"/f.xml": Route(rss([item(1)]))}) as srv:
         sources = [FeedSource(srv.url("/f.xml"))]
