@@ -111,9 +111,9 @@ UPDATE plan_signatures p SET article_id = m.matched FROM moved m WHERE p.article
 
 # The planned signatures, bands and cluster links (pipeline.clusters) of the articles the
 # plan wrote: those inserted and those updated, not a planned one another run loaded
-# meanwhile (`_UNWRITTEN` leaves those out of the plan first); a
-# link only when the article it names as its cluster is stored too. An updated article's
-# stored signature and bands are replaced (a new one has none: its id is new).
+# meanwhile (`_UNWRITTEN` leaves those out of the plan first); a link only when the article
+# it names as its cluster is stored too. An updated article's stored signature and bands
+# are replaced (a new one has none: its id is new).
 _UNWRITTEN = """
 DELETE FROM plan_signatures p
 WHERE NOT EXISTS (SELECT 1 FROM plan_new_articles n WHERE n.article_id = p.article_id)
