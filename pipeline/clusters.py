@@ -46,7 +46,7 @@ SEED = "seed"  # an earlier article's row as its cluster's first: the cluster is
 
 # The plan's clustering tables, for the transaction. The stored tables are read as the plan
 # will leave them: an article the plan re-signs (an update) by its planned signature and
-# bands, not its stored ones (`_EARLIER_IN_BUCKET`, `_SIGNED`, `_MEMBERS`).
+# bands, not its stored ones (`_earlier_in_bucket`, `_SIGNED`, `_MEMBERS`).
 _PLAN_TABLES = """
 CREATE TEMP TABLE plan_signatures (article_id bigint PRIMARY KEY, feed_id bigint NOT NULL,
                                    signature bytea NOT NULL) ON COMMIT DROP;
@@ -145,8 +145,8 @@ def _plan_chunk(cur: Cursor, chunk: list[tuple[int, str, str, int]]) -> int:
 
     Candidates among the chunk's own articles are found here, from the bands just computed;
     only the others (earlier chunks', stored) are looked up, by probes of the stored and
-    planned bands made before the chunk's bands are planned (an updated article of the chunk found there
-    by its stored bands is dropped: the chunk's own bands judge it)."""
+    planned bands made before the chunk's bands are planned (an updated article of the
+    chunk found there by its stored bands is dropped: the chunk's own bands judge it)."""
     rows, feed_of = {}, {}
     for article_id, sig, decision, feed_id in chunk:
         rows[article_id] = (bytes.fromhex(sig), decision)

@@ -114,18 +114,17 @@ UPDATE plan_signatures p SET article_id = m.matched FROM moved m WHERE p.article
 # meanwhile (`_UNWRITTEN` leaves those out of the plan first); a link only when the article
 # it names as its cluster is stored too. An updated article's stored signature and bands
 # are replaced (a new one has none: its id is new).
-_UNWRITTEN = """
+_UPDATED_BY_THE_PLAN = """EXISTS (SELECT 1 FROM load_plan s WHERE s.run_id = %(run)s AND s.decision = 'update'
+                                                   AND s.matched_article_id = p.article_id)"""
+_UNWRITTEN = f"""
 DELETE FROM plan_signatures p
 WHERE NOT EXISTS (SELECT 1 FROM plan_new_articles n WHERE n.article_id = p.article_id)
-  AND NOT EXISTS (SELECT 1 FROM load_plan s WHERE s.run_id = %(run)s AND s.decision = 'update'
-                                              AND s.matched_article_id = p.article_id)
+  AND NOT {_UPDATED_BY_THE_PLAN}
 RETURNING p.article_id
 """
-_DROP_RESIGNED = """  -- before the inserts: a statement's parts all see the tables as it began
+_DROP_RESIGNED = f"""  -- before the inserts: a statement's parts all see the tables as it began
 WITH updated AS (  -- the updated articles re-signed (an update whose text is too short to sign keeps its own)
-    SELECT p.article_id FROM plan_signatures p
-    WHERE EXISTS (SELECT 1 FROM load_plan s WHERE s.run_id = %(run)s AND s.decision = 'update'
-                                            AND s.matched_article_id = p.article_id)
+    SELECT p.article_id FROM plan_signatures p WHERE {_UPDATED_BY_THE_PLAN}
 ), old_bands AS (
     DELETE FROM article_bands o USING updated u WHERE o.article_id = u.article_id
 )
@@ -138,11 +137,11 @@ INSERT INTO article_signatures (article_id, signature) SELECT article_id, signat
 _APPLY_LINKS = """
 WITH links AS (
     SELECT l.* FROM plan_links l
-    WHERE l.rule <> 'seed' AND EXISTS (SELECT 1 FROM articles a WHERE a.id = l.article_id)
+    WHERE l.rule <> %(seed)s AND EXISTS (SELECT 1 FROM articles a WHERE a.id = l.article_id)
       AND EXISTS (SELECT 1 FROM articles a WHERE a.id = l.cluster_id)
 ), seeds AS (  -- a cluster's first article, when a link written names it
     SELECT l.* FROM plan_links l
-    WHERE l.rule = 'seed' AND EXISTS (SELECT 1 FROM links w WHERE w.cluster_id = l.article_id)
+    WHERE l.rule = %(seed)s AND EXISTS (SELECT 1 FROM links w WHERE w.cluster_id = l.article_id)
 )
 INSERT INTO article_clusters (article_id, cluster_id, score, rule, linked_at)
 SELECT article_id, cluster_id, score, rule, %(now)s FROM (TABLE links UNION ALL TABLE seeds) w
@@ -570,7 +569,7 @@ def apply_plan(
         cur.execute("DELETE FROM plan_bands WHERE article_id = ANY(%s::bigint[])", (array_literal(unwritten),))
     cur.execute(_DROP_RESIGNED, params)
     cur.execute(_APPLY_SIGNATURES, params)
-    cur.execute(_APPLY_LINKS, params)
+    cur.execute(_APPLY_LINKS, {**params, "seed": clusters.SEED})
     counts["clustered"] = sum(1 for (rule,) in cur.fetchall() if rule == clusters.RULE)
     cur.execute(_UPSERT_DUPLICATES, params)
     cur.execute(_UPSERT_QUARANTINE, params)

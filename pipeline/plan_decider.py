@@ -256,7 +256,7 @@ def validate_plan(cur: Any, settings: Settings, run_id: str, now: datetime, chec
     return summary, fail, pages
 
 
-def complete_plan(cur: Any, run_id: str) -> dict[str, int]:
+def complete_plan(cur: Any, run_id: str) -> None:
     """After `validate_plan`: updates the stored articles have made stale become duplicates
     (their content is from an older fetch), so the decisions are final; then each article
     planned new gets its id, and the new and updated articles their signatures and bands
@@ -266,7 +266,6 @@ def complete_plan(cur: Any, run_id: str) -> dict[str, int]:
     planned = clusters.plan_clusters(cur, run_id)
     log.info("plan: %d stale updates, %d new article ids, %d articles signed, %d cluster links",
              stale, assigned, planned["signed"], planned["linked"])
-    return {"stale_updates": stale, **planned}
 
 
 def _levels(settings: Settings) -> validate.Levels:
